@@ -1,0 +1,347 @@
+//! The validating parser: publisher bytes in, an [`Event`] or a [`ContractError`] out.
+//!
+//! Checks run in this order, and the first failure is reported:
+//! 1. size (at most [`MAX_EVENT_BYTES`]), UTF-8, JSON, a JSON object;
+//! 2. every string anywhere in the event: no raw JWT, no control characters, at most
+//!    [`MAX_STRING_CHARS`]; no member named like a secret (`password`, `otp`, `access_token`, …);
+//! 3. envelope attributes: known names only, `specversion`, `id`, `source`, `type`, `time`,
+//!    `subject`, `datacontenttype`, `schemaversion`;
+//! 4. `data` upcast to the current version, then typed (unknown fields refused);
+//! 5. rules across fields (e.g. `expires_at` after `time`, `session_id` for scope `one`).
+//!
+//! Nothing here allocates more than the input's size, and no input panics.
+
+use crate::data::{EventData, Geo};
+use crate::event::{Event, DATA_CONTENT_TYPE, SPEC_VERSION};
+use crate::kind::{EventType, FailureReason, RevokeScope};
+use crate::upcast::upcast;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+use uuid::Uuid;
+
+/// Largest accepted event, in bytes. Auth events are small; a larger one is a bug or an attack.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Longest accepted string value, in characters (user agents run to a few hundred).
+pub const MAX_STRING_CHARS: usize = 2048;
+
+/// The reason given for a value that looks like a raw token.
+pub const RAW_TOKEN_REASON: &str =
+    "looks like a raw JWT; publish the token's id (jti) or a hash of it, never the token";
+
+const ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "schemaversion",
+    "data",
+];
+
+/// Member names that announce a secret. authtrail stores only ids and hashes.
+const SECRET_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "new_password",
+    "old_password",
+    "secret",
+    "client_secret",
+    "otp",
+    "otp_code",
+    "code",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "jwt",
+    "api_key",
+    "authorization",
+    "cookie",
+];
+
+/// Why an event was refused: the field (a path such as `data.session_id` or `roles[1]`, or
+/// `(event)` for the whole) and a reason a publisher can act on. Never echoes a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContractError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ContractError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ContractError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+    fn whole(reason: impl Into<String>) -> Self {
+        Self::new("(event)", reason)
+    }
+}
+
+impl fmt::Display for ContractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ContractError {}
+
+/// Parses and validates one event from its wire bytes.
+pub fn parse(bytes: &[u8]) -> Result<Event, ContractError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(ContractError::whole(format!(
+            "event is {} bytes; the limit is {MAX_EVENT_BYTES}",
+            bytes.len()
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ContractError::whole(format!(
+            "not valid UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ContractError::whole(format!("not valid JSON: {e}")))?;
+    parse_value(value)
+}
+
+/// Validates an already-decoded JSON value (e.g. one element of a batch).
+pub fn parse_value(value: Value) -> Result<Event, ContractError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ContractError::whole("must be a JSON object"));
+    };
+    for (key, v) in &obj {
+        if !ATTRIBUTES.contains(&key.as_str()) {
+            return Err(ContractError::new(
+                key.as_str(),
+                format!("unknown attribute; allowed are {}", ATTRIBUTES.join(", ")),
+            ));
+        }
+        scan(v, key)?;
+    }
+
+    let specversion = required_str(&obj, "specversion")?;
+    if specversion != SPEC_VERSION {
+        return Err(ContractError::new(
+            "specversion",
+            format!("must be \"{SPEC_VERSION}\", got {specversion:?}"),
+        ));
+    }
+    let id = required_str(&obj, "id")?;
+    let id =
+        Uuid::parse_str(id).map_err(|e| ContractError::new("id", format!("not a UUID: {e}")))?;
+    let source = required_str(&obj, "source")?.to_owned();
+    if source.trim().is_empty() {
+        return Err(ContractError::new("source", "must not be empty"));
+    }
+    let event_type: EventType = required_str(&obj, "type")?
+        .parse()
+        .map_err(|e| ContractError::new("type", e))?;
+    let time = parse_time(required_str(&obj, "time")?, "time")?;
+    let subject = match obj.get("subject") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(Value::String(_)) => return Err(ContractError::new("subject", "must not be empty")),
+        Some(_) => {
+            return Err(ContractError::new(
+                "subject",
+                "must be a string (the user id)",
+            ))
+        }
+    };
+    if subject.is_none() && !event_type.subject_optional() {
+        return Err(ContractError::new(
+            "subject",
+            format!("is required for {event_type} (the user id)"),
+        ));
+    }
+    match obj.get("datacontenttype") {
+        None => {}
+        Some(Value::String(s)) if s == DATA_CONTENT_TYPE => {}
+        Some(_) => {
+            return Err(ContractError::new(
+                "datacontenttype",
+                format!("must be \"{DATA_CONTENT_TYPE}\""),
+            ))
+        }
+    }
+    let version = match obj.get("schemaversion") {
+        None => return Err(ContractError::new("schemaversion", "is required")),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ContractError::new("schemaversion", "must be a positive integer"))?,
+    };
+    let data = match obj.remove("data") {
+        None => return Err(ContractError::new("data", "is required")),
+        Some(d @ Value::Object(_)) => d,
+        Some(_) => return Err(ContractError::new("data", "must be a JSON object")),
+    };
+    let data = upcast(event_type, version, data)?;
+    let data = EventData::from_value(event_type, data).map_err(|(path, reason)| {
+        let field = if path.is_empty() {
+            "data".to_owned()
+        } else {
+            format!("data.{path}")
+        };
+        ContractError::new(field, reason)
+    })?;
+    let event = Event {
+        id,
+        source,
+        time,
+        subject,
+        data,
+    };
+    check_rules(&event)?;
+    Ok(event)
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ContractError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(ContractError::new(field, "is required")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ContractError::new(field, "must be a string")),
+    }
+}
+
+fn parse_time(s: &str, field: &str) -> Result<DateTime<Utc>, ContractError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ContractError::new(field, format!("not an RFC 3339 time ({e}): {s:?}")))
+}
+
+/// Walks every member name and string value under `value`.
+fn scan(value: &Value, path: &str) -> Result<(), ContractError> {
+    match value {
+        Value::String(s) => check_string(s, path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| scan(v, &format!("{path}[{i}]"))),
+        Value::Object(members) => members.iter().try_for_each(|(k, v)| {
+            let child = format!("{path}.{k}");
+            if SECRET_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
+                return Err(ContractError::new(
+                    child,
+                    "names a secret; authtrail never stores passwords, tokens or one-time codes — publish an id or a hash",
+                ));
+            }
+            check_string(k, &child)?;
+            scan(v, &child)
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_string(s: &str, path: &str) -> Result<(), ContractError> {
+    let chars = s.chars().count();
+    if chars > MAX_STRING_CHARS {
+        return Err(ContractError::new(
+            path,
+            format!("is {chars} characters; the limit is {MAX_STRING_CHARS}"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ContractError::new(path, "contains control characters"));
+    }
+    if looks_like_jwt(s) {
+        return Err(ContractError::new(path, RAW_TOKEN_REASON));
+    }
+    Ok(())
+}
+
+/// Whether `s` contains something shaped like a compact JWS/JWE: base64url segments joined by
+/// two or four dots, the first starting with `eyJ` (the encoding of `{"`). Catches `Bearer eyJ…`.
+pub fn looks_like_jwt(s: &str) -> bool {
+    let is_b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    s.split(|c: char| !(is_b64url(c) || c == '.')).any(|word| {
+        let parts: Vec<&str> = word.split('.').collect();
+        (parts.len() == 3 || parts.len() == 5)
+            && parts[0].starts_with("eyJ")
+            && parts[0].len() >= 10
+            && !parts[1].is_empty()
+    })
+}
+
+fn check_rules(event: &Event) -> Result<(), ContractError> {
+    let after_time = |t: DateTime<Utc>, field: &str| {
+        if t > event.time {
+            Ok(())
+        } else {
+            Err(ContractError::new(field, "must be after the event's time"))
+        }
+    };
+    let geo = |g: &Option<Geo>| check_geo(g.as_ref());
+    match &event.data {
+        EventData::LoginSucceeded(d) => {
+            after_time(d.expires_at, "data.expires_at")?;
+            geo(&d.geo)?;
+        }
+        EventData::LoginFailed(d) => {
+            if event.subject.is_none() && d.failure_reason != FailureReason::UnknownUser {
+                return Err(ContractError::new(
+                    "subject",
+                    "may be absent only when failure_reason is unknown_user",
+                ));
+            }
+            geo(&d.geo)?;
+        }
+        EventData::TokenRefreshed(d) => {
+            after_time(d.expires_at, "data.expires_at")?;
+            if d.refresh_token_id == d.previous_refresh_token_id {
+                return Err(ContractError::new(
+                    "data.refresh_token_id",
+                    "must differ from previous_refresh_token_id (a refresh rotates the token)",
+                ));
+            }
+            geo(&d.geo)?;
+        }
+        EventData::SessionActivity(d) => geo(&d.geo)?,
+        EventData::SessionRevoked(d) => {
+            if d.session_id.is_none() && d.scope != RevokeScope::All {
+                return Err(ContractError::new(
+                    "data.session_id",
+                    format!("is required for scope {}", d.scope),
+                ));
+            }
+        }
+        EventData::AccountLocked(d) => {
+            if let Some(until) = d.until {
+                after_time(until, "data.until")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_geo(geo: Option<&Geo>) -> Result<(), ContractError> {
+    let Some(g) = geo else { return Ok(()) };
+    if let Some(cc) = &g.country_code {
+        if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ContractError::new(
+                "data.geo.country_code",
+                "must be two upper-case letters (ISO 3166-1 alpha-2)",
+            ));
+        }
+    }
+    if g.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+        return Err(ContractError::new(
+            "data.geo.latitude",
+            "must be within -90 and 90",
+        ));
+    }
+    if g.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        return Err(ContractError::new(
+            "data.geo.longitude",
+            "must be within -180 and 180",
+        ));
+    }
+    Ok(())
+}
