@@ -1,1 +1,26 @@
+//! authtrail — an event-sourced authentication audit system.
+//!
+//! Auth services publish every authentication fact as an immutable CloudEvent on Kafka;
+//! projection workers fold the log into PostgreSQL read tables; a query API serves users and
+//! admins. The code is laid out as the data flows:
+//!
+//! - `events/` (crate [`authtrail_events`]): the contract — envelope, types, validating parser.
+//! - [`kafka`]: the one place that turns configuration into Kafka clients: [`kafka::Publisher`]
+//!   (appends events, resolves after the broker acknowledged) and topic administration.
+//! - `projections/` (crate [`authtrail_projections`]): the pure fold, no I/O.
+//! - [`db`]: PostgreSQL pool and the forward-only migrations in `migrations/`.
+//! - [`http`]: the HTTP server (`authtrail serve`): health, readiness, Prometheus metrics.
+//! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
+//!   [`telemetry`]: logging and metrics set-up.
+//!
+//! `src/main.rs` only calls [`cli::main`].
 
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod kafka;
+pub mod telemetry;
+
+pub use authtrail_events as events;
+pub use config::Config;

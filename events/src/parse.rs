@@ -303,13 +303,11 @@ fn check_rules(event: &Event) -> Result<(), ContractError> {
             geo(&d.geo)?;
         }
         EventData::SessionActivity(d) => geo(&d.geo)?,
-        EventData::SessionRevoked(d) => {
-            if d.session_id.is_none() && d.scope != RevokeScope::All {
-                return Err(ContractError::new(
-                    "data.session_id",
-                    format!("is required for scope {}", d.scope),
-                ));
-            }
+        EventData::SessionRevoked(d) if d.session_id.is_none() && d.scope != RevokeScope::All => {
+            return Err(ContractError::new(
+                "data.session_id",
+                format!("is required for scope {}", d.scope),
+            ));
         }
         EventData::AccountLocked(d) => {
             if let Some(until) = d.until {

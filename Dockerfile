@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# authtrail container image: `docker build -t authtrail .`
+# Needs BuildKit (the default builder of current Docker) for the cache mounts.
+
+FROM rust:1-bookworm AS build
+# rdkafka builds a vendored librdkafka from C; the rust image has gcc and make,
+# cmake is added for rdkafka's cmake-based build option.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# sqlx checks queries offline (from .sqlx/, if any); there is no database at build time.
+ENV SQLX_OFFLINE=true
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin authtrail \
+ && install -m 0755 target/release/authtrail /usr/local/bin/authtrail
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 authtrail \
+ && useradd --system --uid 10001 --gid authtrail --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin authtrail
+COPY --from=build /usr/local/bin/authtrail /usr/local/bin/authtrail
+USER 10001:10001
+# Inside a container the API must listen on all interfaces (the default is 127.0.0.1).
+ENV AUTHTRAIL_HTTP_LISTEN=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["authtrail"]
+CMD ["serve"]

@@ -1,0 +1,197 @@
+//! The `authtrail` command line: one subcommand per job, each a thin shell over the library.
+//!
+//! Exit codes: 0 success; 1 input was (partly) rejected (`publish`); 2 configuration, broker or
+//! database error.
+
+use crate::config::Config;
+use crate::{db, http, kafka, telemetry};
+use anyhow::Context;
+use authtrail_events::Event;
+use clap::{Parser, Subcommand};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authtrail",
+    version,
+    about = "Event-sourced authentication audit"
+)]
+pub struct Cli {
+    /// TOML configuration file (default: $AUTHTRAIL_CONFIG, else ./authtrail.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ensure the topic and database schema, then serve HTTP (health, readiness, metrics).
+    Serve,
+    /// Validate NDJSON events (one per line) and append the valid ones to the events topic.
+    ///
+    /// Every line is validated before anything is appended; rejected lines are reported by line
+    /// number on stderr and the exit code is 1.
+    Publish {
+        /// NDJSON file; standard input when absent or `-`.
+        file: Option<PathBuf>,
+        /// Print `{"id","partition","offset"}` of every appended event on stdout.
+        #[arg(long)]
+        print_offsets: bool,
+    },
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+    /// Create the events topic if missing and print its partition count.
+    Topic,
+    /// Print the effective configuration (passwords masked).
+    Config,
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authtrail: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config.log);
+    match run(cli.command, config).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "failed");
+            eprintln!("authtrail: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Config => {
+            print!("{}", config.redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            db::migrate(&config.database)
+                .await
+                .context("migrating the database")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topic => {
+            let partitions = kafka::ensure_topic(&config.kafka).await?;
+            println!("{} {partitions}", config.kafka.topic);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => serve(config).await,
+        Command::Publish {
+            file,
+            print_offsets,
+        } => publish(config, file, print_offsets).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let _ = telemetry::metrics();
+    kafka::ensure_topic(&config.kafka).await.with_context(|| {
+        format!(
+            "ensuring topic {} on {}",
+            config.kafka.topic, config.kafka.brokers
+        )
+    })?;
+    let pool = db::migrate(&config.database)
+        .await
+        .context("migrating the database")?;
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    let state = http::AppState::new(config, pool);
+    http::run(state, listener, http::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How many events one `publish_all` call carries: bounds memory of in-flight futures while
+/// keeping the producer's pipeline full.
+const PUBLISH_CHUNK: usize = 5_000;
+
+async fn publish(
+    config: Config,
+    file: Option<PathBuf>,
+    print_offsets: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut input = Vec::new();
+    match file.as_deref() {
+        None => std::io::stdin().read_to_end(&mut input),
+        Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_end(&mut input),
+        Some(p) => std::fs::File::open(p)
+            .with_context(|| format!("opening {}", p.display()))?
+            .read_to_end(&mut input),
+    }
+    .context("reading input")?;
+
+    let (events, rejected) = validate_ndjson(&input);
+    for (line, err) in &rejected {
+        eprintln!("line {line}: {err}");
+    }
+    if rejected.is_empty() && events.is_empty() {
+        eprintln!("no events in input");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !events.is_empty() {
+        kafka::ensure_topic(&config.kafka).await?;
+        let publisher = Arc::new(kafka::Publisher::new(&config.kafka)?);
+        let mut stdout = std::io::stdout().lock();
+        let mut done = 0usize;
+        for chunk in events.chunks(PUBLISH_CHUNK) {
+            let appended = publisher.publish_all(chunk).await?;
+            done += appended.len();
+            if print_offsets {
+                for a in &appended {
+                    serde_json::to_writer(&mut stdout, a)?;
+                    stdout.write_all(b"\n")?;
+                }
+            }
+            if events.len() > PUBLISH_CHUNK {
+                eprintln!("appended {done}/{}", events.len());
+            }
+        }
+        stdout.flush()?;
+    }
+    eprintln!(
+        "appended {} event(s) to {}; rejected {} line(s)",
+        events.len(),
+        config.kafka.topic,
+        rejected.len()
+    );
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Splits NDJSON into valid events and `(line number, error)` for the rest. Blank lines are
+/// skipped; a trailing `\r` is tolerated.
+pub fn validate_ndjson(
+    input: &[u8],
+) -> (Vec<Event>, Vec<(usize, authtrail_events::ContractError)>) {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match authtrail_events::parse(line) {
+            Ok(e) => events.push(e),
+            Err(e) => rejected.push((i + 1, e)),
+        }
+    }
+    (events, rejected)
+}

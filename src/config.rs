@@ -1,0 +1,277 @@
+//! One typed configuration, read from an optional TOML file and then the environment.
+//!
+//! Precedence (later wins): built-in defaults, the file (`--config FILE`, else `$AUTHTRAIL_CONFIG`,
+//! else `./authtrail.toml` when present), then `AUTHTRAIL_<SECTION>_<KEY>` variables: the first
+//! `_` after the prefix separates the section, so `AUTHTRAIL_KAFKA_BROKERS` sets `kafka.brokers`
+//! and `AUTHTRAIL_DATABASE_MAX_CONNECTIONS` sets `database.max_connections`.
+//! `config/authtrail.example.toml` documents every key.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// The events topic.
+    pub topic: String,
+    /// Partitions of the events topic when authtrail creates it. Never decreased.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    pub client_id: String,
+    /// How long the producer keeps retrying one message before `publish` fails (ms).
+    pub delivery_timeout_ms: u64,
+    /// Producer linger: how long to wait to fill a batch (ms). Small keeps latency low.
+    pub linger_ms: u64,
+    /// Extra librdkafka properties passed through verbatim (e.g. `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "authtrail.events".into(),
+            partitions: 12,
+            replication_factor: 1,
+            compression: "lz4".into(),
+            client_id: "authtrail".into(),
+            delivery_timeout_ms: 30_000,
+            linger_ms: 5,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user[:password]@host:port/database`. Created by `authtrail migrate` if missing.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "postgres://postgres@127.0.0.1:5432/authtrail".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address `authtrail serve` listens on.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter directive; `RUST_LOG` overrides it.
+    pub filter: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why the configuration could not be read; names the key or file.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (or the default locations), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let file: Option<PathBuf> = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => std::env::var_os("AUTHTRAIL_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| Some(PathBuf::from("authtrail.toml")).filter(|p| p.exists())),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Self::from_figment(figment.merge(env_provider()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(ConfigError("kafka.brokers must not be empty".into()));
+        }
+        if k.topic.is_empty()
+            || k.topic.len() > 249
+            || !k
+                .topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ConfigError(format!(
+                "kafka.topic {:?} is not a valid topic name ([A-Za-z0-9._-], 1 to 249 characters)",
+                k.topic
+            )));
+        }
+        if k.partitions < 1 {
+            return Err(ConfigError("kafka.partitions must be at least 1".into()));
+        }
+        if k.replication_factor < 1 {
+            return Err(ConfigError(
+                "kafka.replication_factor must be at least 1".into(),
+            ));
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&k.compression.as_str()) {
+            return Err(ConfigError(format!(
+                "kafka.compression {:?}: use none, gzip, snappy, lz4 or zstd",
+                k.compression
+            )));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with the database password masked, for `authtrail config`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&shown.database.url);
+        for (key, value) in shown.kafka.properties.iter_mut() {
+            if key.contains("password") || key.contains("secret") {
+                *value = "***".into();
+            }
+        }
+        toml::to_string_pretty(&shown).expect("configuration serialises to TOML")
+    }
+}
+
+/// `AUTHTRAIL_KAFKA_BROKERS` → `kafka.brokers`.
+fn env_provider() -> Env {
+    Env::prefixed("AUTHTRAIL_")
+        .ignore(&["CONFIG"])
+        .filter(|key| {
+            // Only variables for known sections: other AUTHTRAIL_* variables (used by scripts
+            // and tests) are not configuration.
+            let section = key.as_str().split('_').next().unwrap_or_default();
+            ["kafka", "database", "http", "log"].contains(&section.to_ascii_lowercase().as_str())
+        })
+        .map(|key| key.as_str().replacen('_', ".", 1).into())
+}
+
+/// Hides the password of a URL like `postgres://user:pw@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "authtrail.toml",
+                "[kafka]\nbrokers = \"file:9092\"\npartitions = 3\n[database]\nmax_connections = 4\n",
+            )?;
+            jail.set_env("AUTHTRAIL_KAFKA_BROKERS", "env:9092");
+            jail.set_env("AUTHTRAIL_DATABASE_MAX_CONNECTIONS", "7");
+            jail.set_env(
+                "AUTHTRAIL_TEST_DATABASE_URL",
+                "ignored: not a config section",
+            );
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.brokers, "env:9092");
+            assert_eq!(c.kafka.partitions, 3);
+            assert_eq!(c.kafka.topic, "authtrail.events");
+            assert_eq!(c.database.max_connections, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTHTRAIL_KAFKA_COMPRESSION", "brotli");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("kafka.compression"), "{e}");
+            jail.set_env("AUTHTRAIL_KAFKA_COMPRESSION", "lz4");
+            jail.create_file("x.toml", "[kafka]\nbrokerz = \"a\"\n")?;
+            let e = Config::load(Some(Path::new("x.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("brokerz"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/authtrail"),
+            "postgres://app:***@db:5432/authtrail"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,137 @@
+//! The HTTP server behind `authtrail serve`: one state type, one router per feature.
+//!
+//! This module holds the operational routes every deployment needs — `/healthz` (the process
+//! runs), `/readyz` (broker and database answer) and `/metrics` (Prometheus). The intake and
+//! the query API add their routers to [`router`].
+
+use crate::config::Config;
+use crate::kafka;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    pool: PgPool,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: PgPool) -> Self {
+        AppState {
+            inner: Arc::new(Inner { config, pool }),
+        }
+    }
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "http server listening (/healthz, /readyz, /metrics)");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; draining");
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let kafka = match tokio::time::timeout(
+        Duration::from_secs(6),
+        kafka::topic_partitions(&state.config().kafka),
+    )
+    .await
+    {
+        Ok(Ok(Some(_))) => "ok".to_owned(),
+        Ok(Ok(None)) => format!("topic {} missing", state.config().kafka.topic),
+        Ok(Err(e)) => format!("unreachable: {e}"),
+        Err(_) => "timeout".to_owned(),
+    };
+    let database = match tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.pool()),
+    )
+    .await
+    {
+        Ok(Ok(_)) => "ok".to_owned(),
+        Ok(Err(e)) => format!(
+            "unreachable: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ),
+        Err(_) => "timeout".to_owned(),
+    };
+    let ready = kafka == "ok" && database == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "checks": { "kafka": kafka, "database": database },
+        })),
+    )
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::telemetry::metrics().render(),
+    )
+}

@@ -1,0 +1,226 @@
+//! What integration tests need: the real broker (own topic per test) and the real PostgreSQL
+//! (own database per test). Addresses come from the environment that `./dev test` sets.
+#![allow(dead_code)]
+
+use authtrail::config::{DatabaseConfig, KafkaConfig};
+use authtrail::kafka;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub fn brokers() -> String {
+    std::env::var("AUTHTRAIL_KAFKA_BROKERS").expect(
+        "AUTHTRAIL_KAFKA_BROKERS is not set: run the suite with ./dev test, which starts a broker",
+    )
+}
+
+/// A topic of its own for one test.
+pub struct TestTopic {
+    pub config: KafkaConfig,
+}
+
+impl TestTopic {
+    pub async fn new(partitions: i32) -> TestTopic {
+        let config = KafkaConfig {
+            brokers: brokers(),
+            topic: format!("test-{}", Uuid::new_v4().simple()),
+            partitions,
+            ..KafkaConfig::default()
+        };
+        let got = kafka::ensure_topic(&config)
+            .await
+            .expect("create test topic");
+        assert_eq!(got, partitions);
+        TestTopic { config }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.topic
+    }
+
+    pub fn publisher(&self) -> kafka::Publisher {
+        kafka::Publisher::new(&self.config).expect("producer")
+    }
+
+    /// High watermark of every partition: how many messages each holds.
+    pub async fn end_offsets(&self) -> Vec<i64> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = consumer_config(&config).create().unwrap();
+            (0..config.partitions)
+                .map(|p| {
+                    c.fetch_watermarks(&config.topic, p, Duration::from_secs(10))
+                        .unwrap()
+                        .1
+                })
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Reads every partition from the beginning with a consumer of its own until `expected`
+    /// messages arrived (panics after `timeout` naming how many did).
+    pub async fn read(&self, expected: usize, timeout: Duration) -> Vec<Raw> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = consumer_config(&config).create().unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..config.partitions {
+                tpl.add_partition_offset(&config.topic, p, Offset::Beginning)
+                    .unwrap();
+            }
+            c.assign(&tpl).unwrap();
+            let deadline = Instant::now() + timeout;
+            let mut out = Vec::with_capacity(expected);
+            while out.len() < expected {
+                assert!(
+                    Instant::now() < deadline,
+                    "read {} of {expected} messages from {} within {timeout:?}",
+                    out.len(),
+                    config.topic
+                );
+                match c.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => out.push(Raw {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().unwrap_or_default().to_vec(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        content_type: m.headers().and_then(|h| {
+                            h.iter()
+                                .find(|h| h.key == "content-type")
+                                .and_then(|h| h.value)
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        }),
+                    }),
+                    Some(Err(e)) => panic!("consumer error: {e}"),
+                    None => {}
+                }
+            }
+            out
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn consumer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set(
+            "group.id",
+            format!("test-reader-{}", Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// One message as stored.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// Kafka's default partitioner (Java client, murmur2): the partition a key must land in.
+pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let len = key.len();
+    let mut h: u32 = 0x9747_b28c ^ len as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+/// A database of its own for one test, dropped at the end.
+pub struct TestDb {
+    pub config: DatabaseConfig,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin_url = std::env::var("AUTHTRAIL_TEST_DATABASE_URL").expect(
+            "AUTHTRAIL_TEST_DATABASE_URL is not set: run the suite with ./dev test, which finds or starts PostgreSQL",
+        );
+        let name = format!("authtrail_test_{}", Uuid::new_v4().simple());
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL ends in /dbname");
+        TestDb {
+            config: DatabaseConfig {
+                url: format!("{base}/{name}"),
+                max_connections: 5,
+            },
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop from a thread of its own: Drop may run inside or outside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// The examples shipped with the contract, as `(file name, bytes)`.
+pub fn examples() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/examples");
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
