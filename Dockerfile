@@ -3,8 +3,8 @@
 # Needs BuildKit (the default builder of current Docker) for the cache mounts.
 
 FROM rust:1-bookworm AS build
-# rdkafka builds a vendored librdkafka from C; the rust image has gcc and make,
-# cmake is added for rdkafka's cmake-based build option.
+# rdkafka builds its vendored librdkafka from C (configure + make; the rust image has
+# gcc, make and zlib). cmake is only used if rdkafka's `cmake-build` feature is enabled.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
