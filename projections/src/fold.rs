@@ -1,0 +1,698 @@
+//! The rules of the seeds, applied deterministically, event by event, in log order.
+//!
+//! Every decision uses the event's own time (`t`): "active at `t`", "failures in the window
+//! before `t`". Nothing reads a clock, and nothing depends on what else happens to be loaded.
+
+use crate::rows::{
+    LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
+};
+use crate::state::{Changes, State};
+use crate::Rules;
+use authtrail_events::data::{
+    AccountLock, AdminAction, Device, DeviceTrust, EventData, Geo, LoginFailed, LoginSucceeded,
+    PasswordChanged, SecurityEventReviewed, SessionActivity, SessionLoggedOut, SessionRevoked,
+    TokenRefreshed,
+};
+use authtrail_events::kind::RevokeScope;
+use authtrail_events::Event;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Namespace of security event ids: `UUIDv5(NAMESPACE, "<event id>/<kind>")`.
+pub const SECURITY_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_2d3c_8b4e_4f50_9a61_7c2e_3d4f_5a6b);
+
+/// The security event id the fold gives to what `event` caused under `kind`.
+pub fn security_event_id(event: Uuid, kind: &str) -> Uuid {
+    Uuid::new_v5(&SECURITY_EVENT_NAMESPACE, format!("{event}/{kind}").as_bytes())
+}
+
+/// Folds a batch: holds the loaded [`State`], applies events, and collects [`Changes`].
+pub struct Fold<'r> {
+    rules: &'r Rules,
+    pub state: State,
+    changes: Changes,
+    dirty_sessions: BTreeSet<String>,
+    dirty_profiles: BTreeSet<String>,
+}
+
+/// Severity levels of the seeds.
+const INFO: &str = "info";
+const WARNING: &str = "warning";
+const CRITICAL: &str = "critical";
+
+/// Where and on what an event happened, as far as it says.
+#[derive(Default)]
+struct Context<'a> {
+    ip: Option<String>,
+    user_agent: Option<&'a str>,
+    geo: Option<&'a Geo>,
+    device: Option<&'a Device>,
+    device_name: Option<String>,
+}
+
+impl Context<'_> {
+    fn location(&self) -> Option<String> {
+        let g = self.geo?;
+        match (&g.city, &g.country) {
+            (Some(city), Some(country)) => Some(format!("{city}, {country}")),
+            (None, Some(country)) => Some(country.clone()),
+            (Some(city), None) => Some(city.clone()),
+            (None, None) => g.country_code.clone(),
+        }
+    }
+    fn country_code(&self) -> Option<String> {
+        self.geo.and_then(|g| g.country_code.clone())
+    }
+    fn country_label(&self) -> Option<String> {
+        self.geo.and_then(|g| g.country.clone().or_else(|| g.country_code.clone()))
+    }
+    fn device_type(&self) -> Option<String> {
+        self.device.map(|d| d.device_type.as_str().to_owned())
+    }
+}
+
+impl<'r> Fold<'r> {
+    pub fn new(rules: &'r Rules, state: State) -> Self {
+        Fold {
+            rules,
+            state,
+            changes: Changes::default(),
+            dirty_sessions: BTreeSet::new(),
+            dirty_profiles: BTreeSet::new(),
+        }
+    }
+
+    /// The row changes of everything applied so far.
+    pub fn finish(mut self) -> (Changes, State) {
+        for id in &self.dirty_sessions {
+            self.changes.sessions.insert(id.clone(), self.state.sessions[id].clone());
+        }
+        for id in &self.dirty_profiles {
+            self.changes.profiles.insert(id.clone(), self.state.profiles[id].clone());
+        }
+        (self.changes, self.state)
+    }
+
+    /// Applies one event (already deduplicated by id).
+    pub fn apply(&mut self, event: &Event) {
+        match &event.data {
+            EventData::LoginSucceeded(d) => self.login_succeeded(event, d),
+            EventData::LoginFailed(d) => self.login_failed(event, d),
+            EventData::TokenRefreshed(d) => self.token_refreshed(event, d),
+            EventData::SessionActivity(d) => self.session_activity(event, d),
+            EventData::SessionLoggedOut(d) => self.session_logged_out(event, d),
+            EventData::SessionRevoked(d) => self.session_revoked(event, d),
+            EventData::OtpSent(d) => self.otp(event, "otp_sent", INFO, d.session_id.as_ref(), &d.channel.to_string(), None),
+            EventData::OtpVerified(d) => {
+                if let Some(sid) = &d.session_id {
+                    if let Some(s) = self.existing_session(sid.as_str(), event) {
+                        s.otp_verified = true;
+                        s.last_event_id = event.id;
+                        self.dirty_sessions.insert(sid.as_str().to_owned());
+                    }
+                }
+                self.otp(event, "otp_verified", INFO, d.session_id.as_ref(), &d.channel.to_string(), None)
+            }
+            EventData::OtpFailed(d) => self.otp(event, "otp_failed", WARNING, d.session_id.as_ref(), &d.channel.to_string(), d.reason.as_deref()),
+            EventData::DeviceTrusted(d) => self.device_trust(event, d, true),
+            EventData::DeviceUntrusted(d) => self.device_trust(event, d, false),
+            EventData::PasswordChanged(d) => self.password_changed(event, d),
+            EventData::AccountLocked(d) => self.account_locked(event, d),
+            EventData::AccountUnlocked(d) => self.account_unlocked(event, d),
+            EventData::AdminAction(d) => self.admin_action(event, d),
+            EventData::SecurityEventReviewed(d) => self.reviewed(event, d),
+        }
+    }
+
+    // ---- logins -------------------------------------------------------------------------
+
+    fn login_succeeded(&mut self, event: &Event, d: &LoginSucceeded) {
+        let t = event.time;
+        let user = event.subject.clone().expect("login.succeeded has a subject");
+        let key = event.partition_key();
+        let ctx = Context {
+            ip: d.ip.map(|ip| ip.to_string()),
+            user_agent: d.user_agent.as_deref(),
+            geo: d.geo.as_ref(),
+            device: d.device.as_ref(),
+            device_name: d.device_name.clone().or_else(|| d.device.as_ref().and_then(|x| x.name.clone())),
+        };
+        let who = d.identifier.clone().unwrap_or_else(|| user.clone());
+
+        // Rule 1: recent failures of this key.
+        let failures = self.recent_failures(&key, t);
+        let mut reasons = vec![];
+        if failures >= self.rules.failed_attempts_threshold {
+            reasons.push(format!("Multiple failed login attempts ({failures})"));
+        }
+        // Rule 2: a country not seen in the user's successful logins of the window (first login
+        // ever excepted).
+        let had_login = self.state.profiles.get(&user).is_some_and(|p| p.first_login_at.is_some());
+        let country = ctx.country_code();
+        if let (true, Some(cc)) = (had_login, &country) {
+            let from = t - self.rules.new_country_window;
+            let seen = self.state.countries.get(&user).is_some_and(|v| {
+                v.iter().any(|(at, c)| c == cc && *at >= from && *at < t)
+            });
+            if !seen {
+                let label = ctx.country_label().unwrap_or_else(|| cc.clone());
+                reasons.push(format!("Login from unusual location: {label}"));
+            }
+        }
+        let suspicious = !reasons.is_empty();
+        let reason = suspicious.then(|| reasons.join("; "));
+
+        // Concurrent-session limit: make room for the new session.
+        let sid = d.session_id.as_str().to_owned();
+        let mut active = self.active_sessions(&user, t);
+        active.retain(|s| *s != sid);
+        if active.len() >= self.rules.max_sessions {
+            let mut by_activity: Vec<(DateTime<Utc>, String)> = active
+                .iter()
+                .map(|s| (self.state.sessions[s].last_activity_at, s.clone()))
+                .collect();
+            by_activity.sort();
+            let excess = active.len() + 1 - self.rules.max_sessions;
+            for (_, victim) in by_activity.into_iter().take(excess) {
+                self.revoke(&victim, event, "concurrent_limit", "system");
+                let detail = format!("Session revoked — concurrent session limit ({})", self.rules.max_sessions);
+                self.security_event(event, &format!("session_revoked/{victim}"), "session_revoked", INFO, detail, Some(&user), &ctx, json!({ "session_id": victim, "reason": "concurrent_limit" }));
+            }
+        }
+
+        let trusted = d.device_id.as_ref().is_some_and(|dev| {
+            self.state
+                .devices
+                .get(&(user.clone(), dev.as_str().to_owned()))
+                .is_some_and(|x| x.trusted)
+        });
+        let mut metadata = json!({});
+        if let Some(enrichment) = &d.enrichment {
+            metadata["enrichment"] = serde_json::to_value(enrichment).unwrap_or_default();
+        }
+        let session = Session {
+            session_id: sid.clone(),
+            user_id: user.clone(),
+            login_method: Some(d.login_method.to_string()),
+            identifier: d.identifier.clone(),
+            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
+            device_name: ctx.device_name.clone(),
+            device_type: ctx.device_type(),
+            browser: ctx.device.and_then(|x| x.browser.clone()),
+            os: ctx.device.and_then(|x| x.os.clone()),
+            ip: ctx.ip.clone(),
+            user_agent: d.user_agent.clone(),
+            country_code: country.clone(),
+            country: ctx.geo.and_then(|g| g.country.clone()),
+            city: ctx.geo.and_then(|g| g.city.clone()),
+            latitude: ctx.geo.and_then(|g| g.latitude),
+            longitude: ctx.geo.and_then(|g| g.longitude),
+            created_at: t,
+            last_activity_at: t,
+            expires_at: d.expires_at.min(t + self.rules.absolute_timeout),
+            absolute_expires_at: t + self.rules.absolute_timeout,
+            idle_expires_at: t + self.rules.idle_timeout,
+            refresh_count: 0,
+            refresh_token_id: d.refresh_token_id.as_ref().map(|x| x.as_str().to_owned()),
+            rotated_refresh_token_ids: vec![],
+            revoked_at: None,
+            revoked_reason: None,
+            revoked_by: None,
+            logged_out_at: None,
+            ended_at: None,
+            trusted_device: trusted,
+            otp_required: d.otp_required.unwrap_or(false),
+            otp_verified: d.otp_verified.unwrap_or(false),
+            roles: d.roles.iter().flatten().map(|r| r.as_str().to_owned()).collect(),
+            suspicious,
+            suspicious_reason: reason.clone(),
+            metadata,
+            first_event_id: event.id,
+            last_event_id: event.id,
+        };
+        self.state.insert_session(session);
+        self.dirty_sessions.insert(sid.clone());
+
+        self.changes.login_history.push(LoginAttempt {
+            id: event.id,
+            user_id: Some(user.clone()),
+            subject_key: key,
+            identifier: d.identifier.clone(),
+            success: true,
+            login_method: Some(d.login_method.to_string()),
+            failure_reason: None,
+            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
+            device_name: ctx.device_name.clone(),
+            device_type: ctx.device_type(),
+            browser: ctx.device.and_then(|x| x.browser.clone()),
+            os: ctx.device.and_then(|x| x.os.clone()),
+            ip: ctx.ip.clone(),
+            user_agent: d.user_agent.clone(),
+            country_code: country.clone(),
+            country: ctx.geo.and_then(|g| g.country.clone()),
+            city: ctx.geo.and_then(|g| g.city.clone()),
+            latitude: ctx.geo.and_then(|g| g.latitude),
+            longitude: ctx.geo.and_then(|g| g.longitude),
+            otp_required: d.otp_required.unwrap_or(false),
+            otp_verified: d.otp_verified.unwrap_or(false),
+            suspicious,
+            suspicious_reason: reason.clone(),
+            session_id: Some(sid.clone()),
+            attempted_at: t,
+        });
+
+        let profile = self.profile(&user);
+        profile.first_login_at = Some(profile.first_login_at.map_or(t, |f| f.min(t)));
+        profile.last_login_at = Some(profile.last_login_at.map_or(t, |l| l.max(t)));
+        profile.successful_logins += 1;
+        if let Some(cc) = &country {
+            self.state.countries.entry(user.clone()).or_default().push((t, cc.clone()));
+        }
+        self.count(t, &ctx, |c| {
+            c.successes += 1;
+            c.suspicious += i64::from(suspicious);
+        });
+
+        let super_admin = d.roles.iter().flatten().any(|r| r.as_str() == "super_admin");
+        let description = if super_admin {
+            let otp = if d.otp_verified == Some(true) { " (OTP verified)" } else { "" };
+            format!("Super-admin login — {who}{otp}")
+        } else {
+            format!("Login — {who} ({})", d.login_method)
+        };
+        let severity = if super_admin && d.otp_verified != Some(true) { WARNING } else { INFO };
+        self.security_event(event, "login_success", "login_success", severity, description, Some(&user), &ctx, json!({ "session_id": sid, "login_method": d.login_method }));
+        if let Some(reason) = reason {
+            let description = match ctx.country_label() {
+                Some(c) if reason.contains("unusual location") => format!("Suspicious login — {who} from {c}"),
+                _ => format!("Suspicious login — {who}: {reason}"),
+            };
+            self.security_event(event, "suspicious_activity", "suspicious_activity", WARNING, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": reason }));
+        }
+    }
+
+    fn login_failed(&mut self, event: &Event, d: &LoginFailed) {
+        let t = event.time;
+        let key = event.partition_key();
+        let ctx = Context {
+            ip: d.ip.map(|ip| ip.to_string()),
+            user_agent: d.user_agent.as_deref(),
+            geo: d.geo.as_ref(),
+            device: d.device.as_ref(),
+            device_name: d.device.as_ref().and_then(|x| x.name.clone()),
+        };
+        let failures = self.recent_failures(&key, t);
+        let suspicious = failures >= self.rules.failed_attempts_threshold;
+        let reason = suspicious.then(|| format!("Multiple failed login attempts ({failures})"));
+        let who = d.identifier.as_str().to_owned();
+        self.changes.login_history.push(LoginAttempt {
+            id: event.id,
+            user_id: event.subject.clone(),
+            subject_key: key.clone(),
+            identifier: Some(who.clone()),
+            success: false,
+            login_method: d.login_method.map(|m| m.to_string()),
+            failure_reason: Some(d.failure_reason.to_string()),
+            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
+            device_name: ctx.device_name.clone(),
+            device_type: ctx.device_type(),
+            browser: ctx.device.and_then(|x| x.browser.clone()),
+            os: ctx.device.and_then(|x| x.os.clone()),
+            ip: ctx.ip.clone(),
+            user_agent: d.user_agent.clone(),
+            country_code: ctx.country_code(),
+            country: ctx.geo.and_then(|g| g.country.clone()),
+            city: ctx.geo.and_then(|g| g.city.clone()),
+            latitude: ctx.geo.and_then(|g| g.latitude),
+            longitude: ctx.geo.and_then(|g| g.longitude),
+            otp_required: false,
+            otp_verified: false,
+            suspicious,
+            suspicious_reason: reason.clone(),
+            session_id: None,
+            attempted_at: t,
+        });
+        self.state.failures.entry(key).or_default().push(t);
+        if let Some(user) = &event.subject {
+            self.profile(user).failed_logins += 1;
+        }
+        self.count(t, &ctx, |c| {
+            c.failures += 1;
+            c.suspicious += i64::from(suspicious);
+        });
+        let user = event.subject.as_deref();
+        let description = format!("Failed login — {who} ({})", d.failure_reason);
+        self.security_event(event, "login_failure", "login_failure", WARNING, description, user, &ctx, json!({ "failure_reason": d.failure_reason, "identifier": who }));
+        if let Some(reason) = reason {
+            let description = format!("Failed login attempts — {who} ({} attempts)", failures + 1);
+            self.security_event(event, "suspicious_activity", "suspicious_activity", WARNING, description, user, &ctx, json!({ "reason": reason, "failures_in_window": failures + 1 }));
+        }
+    }
+
+    /// Failed attempts of `key` in `[t - window, t)`.
+    fn recent_failures(&self, key: &str, t: DateTime<Utc>) -> usize {
+        let from = t - self.rules.failed_attempts_window;
+        self.state
+            .failures
+            .get(key)
+            .map_or(0, |v| v.iter().filter(|at| **at >= from && **at < t).count())
+    }
+
+    // ---- sessions -----------------------------------------------------------------------
+
+    /// Ids of the user's sessions active at `t`, in id order.
+    fn active_sessions(&self, user: &str, t: DateTime<Utc>) -> Vec<String> {
+        self.state
+            .user_sessions
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|id| self.state.sessions[*id].is_active_at(t))
+            .cloned()
+            .collect()
+    }
+
+    /// The named session; a session first seen through a later event (e.g. its login predates
+    /// the log) is created from what that event says.
+    fn session_mut(&mut self, sid: &str, event: &Event) -> &mut Session {
+        if !self.state.sessions.contains_key(sid) {
+            let t = event.time;
+            let user = event.subject.clone().unwrap_or_default();
+            self.state.insert_session(Session {
+                session_id: sid.to_owned(),
+                user_id: user,
+                login_method: None,
+                identifier: None,
+                device_id: None,
+                device_name: None,
+                device_type: None,
+                browser: None,
+                os: None,
+                ip: None,
+                user_agent: None,
+                country_code: None,
+                country: None,
+                city: None,
+                latitude: None,
+                longitude: None,
+                created_at: t,
+                last_activity_at: t,
+                expires_at: t + self.rules.absolute_timeout,
+                absolute_expires_at: t + self.rules.absolute_timeout,
+                idle_expires_at: t + self.rules.idle_timeout,
+                refresh_count: 0,
+                refresh_token_id: None,
+                rotated_refresh_token_ids: vec![],
+                revoked_at: None,
+                revoked_reason: None,
+                revoked_by: None,
+                logged_out_at: None,
+                ended_at: None,
+                trusted_device: false,
+                otp_required: false,
+                otp_verified: false,
+                roles: vec![],
+                suspicious: false,
+                suspicious_reason: None,
+                metadata: json!({ "first_seen": event.event_type().as_str() }),
+                first_event_id: event.id,
+                last_event_id: event.id,
+            });
+        }
+        self.dirty_sessions.insert(sid.to_owned());
+        let s = self.state.sessions.get_mut(sid).expect("just ensured");
+        s.last_event_id = event.id;
+        s
+    }
+
+    /// The named session if the projection knows it (no row is created).
+    fn existing_session(&mut self, sid: &str, _event: &Event) -> Option<&mut Session> {
+        self.state.sessions.get_mut(sid)
+    }
+
+    fn token_refreshed(&mut self, event: &Event, d: &TokenRefreshed) {
+        let t = event.time;
+        let rules = self.rules.clone();
+        let presented = d.previous_refresh_token_id.as_str().to_owned();
+        let s = self.session_mut(d.session_id.as_str(), event);
+        let reused = s.refresh_token_id.as_deref() != Some(presented.as_str())
+            && s.rotated_refresh_token_ids.contains(&presented);
+        if reused {
+            let user = s.user_id.clone();
+            let sid = s.session_id.clone();
+            s.suspicious = true;
+            s.suspicious_reason = Some("refresh_token_reuse".into());
+            self.revoke(&sid, event, "refresh_token_reuse", "system");
+            let ctx = Context { ip: d.ip.map(|ip| ip.to_string()), user_agent: d.user_agent.as_deref(), geo: d.geo.as_ref(), device: d.device.as_ref(), device_name: None };
+            let description = format!("Refresh token reuse — session {sid} revoked");
+            self.security_event(event, "suspicious_activity", "suspicious_activity", CRITICAL, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
+            return;
+        }
+        let active = s.is_active_at(t);
+        if let Some(old) = s.refresh_token_id.take() {
+            if !s.rotated_refresh_token_ids.contains(&old) {
+                s.rotated_refresh_token_ids.push(old);
+            }
+        }
+        if s.refresh_token_id.as_deref() != Some(presented.as_str()) && !s.rotated_refresh_token_ids.contains(&presented) {
+            s.rotated_refresh_token_ids.push(presented);
+        }
+        s.refresh_token_id = Some(d.refresh_token_id.as_str().to_owned());
+        s.refresh_count += 1;
+        if active {
+            s.expires_at = d.expires_at.min(s.absolute_expires_at);
+            s.last_activity_at = s.last_activity_at.max(t);
+            s.idle_expires_at = s.last_activity_at + rules.idle_timeout;
+        }
+    }
+
+    fn session_activity(&mut self, event: &Event, d: &SessionActivity) {
+        let t = event.time;
+        let idle = self.rules.idle_timeout;
+        let s = self.session_mut(d.session_id.as_str(), event);
+        // An ended or expired session is not revived by late activity.
+        if s.is_active_at(t) {
+            s.last_activity_at = s.last_activity_at.max(t);
+            s.idle_expires_at = s.last_activity_at + idle;
+        }
+    }
+
+    fn session_logged_out(&mut self, event: &Event, d: &SessionLoggedOut) {
+        let t = event.time;
+        let s = self.session_mut(d.session_id.as_str(), event);
+        if s.ended_at.is_none() {
+            s.logged_out_at = Some(t);
+            s.ended_at = Some(t);
+        }
+    }
+
+    /// Ends a session as revoked (no-op when already ended).
+    fn revoke(&mut self, sid: &str, event: &Event, reason: &str, by: &str) -> bool {
+        let s = self.session_mut(sid, event);
+        if s.ended_at.is_some() {
+            return false;
+        }
+        s.revoked_at = Some(event.time);
+        s.ended_at = Some(event.time);
+        s.revoked_reason = Some(reason.to_owned());
+        s.revoked_by = Some(by.to_owned());
+        true
+    }
+
+    fn session_revoked(&mut self, event: &Event, d: &SessionRevoked) {
+        let t = event.time;
+        let user = event.subject.clone().unwrap_or_default();
+        let named = d.session_id.as_ref().map(|s| s.as_str().to_owned());
+        let targets: Vec<String> = match d.scope {
+            RevokeScope::One => named.iter().cloned().collect(),
+            RevokeScope::All => self.active_sessions(&user, t),
+            RevokeScope::AllExcept => {
+                let mut v = self.active_sessions(&user, t);
+                v.retain(|s| Some(s) != named.as_ref());
+                v
+            }
+        };
+        let mut revoked = vec![];
+        for sid in &targets {
+            if self.revoke(sid, event, d.reason.as_str(), d.revoked_by.as_str()) {
+                revoked.push(sid.clone());
+            }
+        }
+        let description = match d.scope {
+            RevokeScope::One => format!("Session revoked by {}", d.revoked_by.as_str()),
+            RevokeScope::All => format!("All sessions revoked by {} ({})", d.revoked_by.as_str(), revoked.len()),
+            RevokeScope::AllExcept => format!("All other sessions revoked by {} ({})", d.revoked_by.as_str(), revoked.len()),
+        };
+        self.security_event(event, "session_revoked", "session_revoked", INFO, description, Some(&user), &Context::default(), json!({ "scope": d.scope, "reason": d.reason, "revoked_by": d.revoked_by, "sessions": revoked }));
+    }
+
+    // ---- other facts --------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn otp(&mut self, event: &Event, kind: &str, severity: &str, sid: Option<&authtrail_events::data::OpaqueId>, channel: &str, reason: Option<&str>) {
+        let verb = match kind {
+            "otp_sent" => "OTP sent",
+            "otp_verified" => "OTP verified",
+            _ => "OTP verification failed",
+        };
+        let description = match reason {
+            Some(r) => format!("{verb} ({channel}): {r}"),
+            None => format!("{verb} ({channel})"),
+        };
+        let user = event.subject.clone();
+        self.security_event(event, kind, kind, severity, description, user.as_deref(), &Context::default(), json!({ "channel": channel, "session_id": sid.map(|s| s.as_str()) }));
+    }
+
+    fn device_trust(&mut self, event: &Event, d: &DeviceTrust, trusted: bool) {
+        let t = event.time;
+        let user = event.subject.clone().unwrap_or_default();
+        let device = d.device_id.as_str().to_owned();
+        let entry = self.state.devices.entry((user.clone(), device.clone())).or_insert_with(|| TrustedDevice {
+            user_id: user.clone(),
+            device_id: device.clone(),
+            device_name: None,
+            trusted: false,
+            trusted_at: None,
+            untrusted_at: None,
+            updated_at: t,
+        });
+        entry.trusted = trusted;
+        if d.device_name.is_some() {
+            entry.device_name = d.device_name.clone();
+        }
+        if trusted {
+            entry.trusted_at = Some(t);
+        } else {
+            entry.untrusted_at = Some(t);
+        }
+        entry.updated_at = t;
+        let row = entry.clone();
+        self.changes.devices.insert((user.clone(), device.clone()), row);
+        for sid in self.active_sessions(&user, t) {
+            if self.state.sessions[&sid].device_id.as_deref() == Some(device.as_str()) {
+                self.session_mut(&sid, event).trusted_device = trusted;
+            }
+        }
+        let name = d.device_name.clone().unwrap_or_else(|| device.clone());
+        let (kind, description) = if trusted {
+            ("device_trusted", format!("New device trusted — {name}"))
+        } else {
+            ("device_revoked", format!("Device trust revoked — {name}"))
+        };
+        let ctx = Context { device_name: Some(name), ..Context::default() };
+        self.security_event(event, kind, kind, INFO, description, Some(&user), &ctx, json!({ "device_id": device }));
+    }
+
+    fn password_changed(&mut self, event: &Event, d: &PasswordChanged) {
+        let user = event.subject.clone().unwrap_or_default();
+        self.profile(&user).password_changed_at = Some(event.time);
+        let by_other = d.changed_by.as_deref().is_some_and(|b| b != user);
+        let description = match &d.changed_by {
+            Some(by) if by_other => format!("Password changed by {by}"),
+            _ => "Password changed".to_owned(),
+        };
+        let severity = if by_other { WARNING } else { INFO };
+        self.security_event(event, "password_changed", "password_changed", severity, description, Some(&user), &Context::default(), json!({ "changed_by": d.changed_by }));
+    }
+
+    fn account_locked(&mut self, event: &Event, d: &AccountLock) {
+        let t = event.time;
+        let user = event.subject.clone().unwrap_or_default();
+        let p = self.profile(&user);
+        p.locked = true;
+        p.locked_reason = Some(d.reason.as_str().to_owned());
+        p.locked_until = d.until;
+        let by = d.actor.clone().unwrap_or_else(|| "system".into());
+        let mut revoked = vec![];
+        for sid in self.active_sessions(&user, t) {
+            if self.revoke(&sid, event, "account_locked", &by) {
+                revoked.push(sid);
+            }
+        }
+        let description = format!("Account locked — {}", d.reason.as_str());
+        self.security_event(event, "account_locked", "account_locked", WARNING, description, Some(&user), &Context::default(), json!({ "reason": d.reason, "until": d.until, "actor": d.actor, "sessions_revoked": revoked }));
+    }
+
+    fn account_unlocked(&mut self, event: &Event, d: &AccountLock) {
+        let user = event.subject.clone().unwrap_or_default();
+        let p = self.profile(&user);
+        p.locked = false;
+        p.locked_reason = None;
+        p.locked_until = None;
+        let description = format!("Account unlocked — {}", d.reason.as_str());
+        self.security_event(event, "account_unlocked", "account_unlocked", INFO, description, Some(&user), &Context::default(), json!({ "reason": d.reason, "actor": d.actor }));
+    }
+
+    fn admin_action(&mut self, event: &Event, d: &AdminAction) {
+        let target = d.target_user.clone().or_else(|| event.subject.clone());
+        let description = match &d.target_user {
+            Some(u) => format!("Admin action — {} by {} on {u}", d.action.as_str(), d.actor.as_str()),
+            None => format!("Admin action — {} by {}", d.action.as_str(), d.actor.as_str()),
+        };
+        self.security_event(event, "admin_action", "admin_action", INFO, description, target.as_deref(), &Context::default(), json!({ "action": d.action, "actor": d.actor, "target_user": d.target_user, "details": d.details }));
+    }
+
+    fn reviewed(&mut self, event: &Event, d: &SecurityEventReviewed) {
+        let review = Review {
+            security_event_id: d.security_event_id,
+            reviewer: d.reviewer.as_str().to_owned(),
+            reviewed_at: event.time,
+            review_event_id: event.id,
+        };
+        match self.changes.reviews.get(&d.security_event_id) {
+            Some(existing) if existing.precedes(&review) => {}
+            _ => {
+                self.changes.reviews.insert(d.security_event_id, review);
+            }
+        }
+    }
+
+    // ---- helpers ------------------------------------------------------------------------
+
+    fn profile(&mut self, user: &str) -> &mut UserProfile {
+        self.dirty_profiles.insert(user.to_owned());
+        self.state
+            .profiles
+            .entry(user.to_owned())
+            .or_insert_with(|| UserProfile::new(user))
+    }
+
+    fn count(&mut self, t: DateTime<Utc>, ctx: &Context, f: impl FnOnce(&mut StatCounts)) {
+        let key = StatKey {
+            day: t.date_naive(),
+            country_code: ctx.country_code().unwrap_or_default(),
+            device_type: ctx.device_type().unwrap_or_default(),
+        };
+        f(self.changes.stats.entry(key).or_default());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn security_event(
+        &mut self,
+        event: &Event,
+        id_kind: &str,
+        event_type: &str,
+        severity: &str,
+        description: String,
+        user: Option<&str>,
+        ctx: &Context,
+        metadata: serde_json::Value,
+    ) {
+        self.changes.security_events.push(SecurityEvent {
+            id: security_event_id(event.id, id_kind),
+            user_id: user.filter(|u| !u.is_empty()).map(str::to_owned),
+            event_type: event_type.to_owned(),
+            severity: severity.to_owned(),
+            description,
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.map(str::to_owned),
+            device_name: ctx.device_name.clone(),
+            location: ctx.location(),
+            metadata,
+            source_event_id: event.id,
+            occurred_at: event.time,
+        });
+    }
+}

@@ -1,0 +1,125 @@
+//! The read tables in memory.
+//!
+//! The reference model of the SQL sink: [`Tables::load`] returns exactly the slice the SQL
+//! loader returns (see the contract in [`crate::state`]) and [`Tables::write`] applies
+//! [`Changes`] with the SQL sink's semantics (upsert final images, append rows, add deltas, keep
+//! the earliest review). Tests compare the two; tools that need a projection without a database
+//! (time travel for one user) can use it directly.
+
+use crate::rows::{LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile};
+use crate::state::{Changes, Needs, State};
+use crate::{Fold, Rules};
+use authtrail_events::Event;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tables {
+    pub sessions: BTreeMap<String, Session>,
+    pub login_history: BTreeMap<Uuid, LoginAttempt>,
+    pub security_events: BTreeMap<Uuid, SecurityEvent>,
+    pub reviews: BTreeMap<Uuid, Review>,
+    pub devices: BTreeMap<(String, String), TrustedDevice>,
+    pub profiles: BTreeMap<String, UserProfile>,
+    pub stats: BTreeMap<StatKey, StatCounts>,
+    /// Ids of every event projected (the deduplication set).
+    pub processed: BTreeSet<Uuid>,
+}
+
+/// The events of a batch that are new: not projected before and first of their id in the batch.
+pub fn fresh<'e>(events: &'e [Event], already: &BTreeSet<Uuid>) -> Vec<&'e Event> {
+    let mut seen = BTreeSet::new();
+    events
+        .iter()
+        .filter(|e| !already.contains(&e.id) && seen.insert(e.id))
+        .collect()
+}
+
+/// Folds a batch of new events over a loaded state.
+pub fn fold_batch(rules: &Rules, state: State, events: &[&Event]) -> Changes {
+    let mut fold = Fold::new(rules, state);
+    for e in events {
+        fold.apply(e);
+    }
+    fold.finish().0
+}
+
+impl Tables {
+    /// The slice a batch needs (same contract as the SQL loader).
+    pub fn load(&self, needs: &Needs) -> State {
+        let mut state = State::default();
+        let Some(since) = needs.since else { return state };
+        for s in self.sessions.values() {
+            let named = needs.session_ids.contains(&s.session_id);
+            let open = needs.users.contains(&s.user_id)
+                && s.ended_at.is_none_or(|e| e > since)
+                && s.horizon() > since;
+            if named || open {
+                state.insert_session(s.clone());
+            }
+        }
+        let failures_since = needs.failures_since.unwrap_or(since);
+        let countries_since = needs.countries_since.unwrap_or(since);
+        for a in self.login_history.values() {
+            if !a.success && needs.subject_keys.contains(&a.subject_key) && a.attempted_at >= failures_since {
+                state.failures.entry(a.subject_key.clone()).or_default().push(a.attempted_at);
+            }
+            if let (true, Some(user), Some(cc)) = (a.success, &a.user_id, &a.country_code) {
+                if needs.users.contains(user) && a.attempted_at >= countries_since {
+                    state.countries.entry(user.clone()).or_default().push((a.attempted_at, cc.clone()));
+                }
+            }
+        }
+        for user in &needs.users {
+            if let Some(p) = self.profiles.get(user) {
+                state.profiles.insert(user.clone(), p.clone());
+            }
+        }
+        for ((user, device), d) in &self.devices {
+            if needs.users.contains(user) {
+                state.devices.insert((user.clone(), device.clone()), d.clone());
+            }
+        }
+        state
+    }
+
+    /// Applies a batch's changes.
+    pub fn write(&mut self, changes: Changes) {
+        self.sessions.extend(changes.sessions);
+        for a in changes.login_history {
+            self.login_history.insert(a.id, a);
+        }
+        for e in changes.security_events {
+            self.security_events.insert(e.id, e);
+        }
+        for (id, r) in changes.reviews {
+            match self.reviews.get(&id) {
+                Some(existing) if existing.precedes(&r) => {}
+                _ => {
+                    self.reviews.insert(id, r);
+                }
+            }
+        }
+        self.devices.extend(changes.devices);
+        self.profiles.extend(changes.profiles);
+        for (k, d) in changes.stats {
+            let c = self.stats.entry(k).or_default();
+            c.successes += d.successes;
+            c.failures += d.failures;
+            c.suspicious += d.suspicious;
+        }
+    }
+
+    /// Projects one batch: deduplicate, load, fold, write, remember the ids.
+    pub fn apply_batch(&mut self, rules: &Rules, events: &[Event]) {
+        let new = fresh(events, &self.processed);
+        if new.is_empty() {
+            return;
+        }
+        let needs = Needs::of(&new, rules);
+        let state = self.load(&needs);
+        let changes = fold_batch(rules, state, &new);
+        self.processed.extend(new.iter().map(|e| e.id));
+        self.write(changes);
+    }
+}
