@@ -27,13 +27,48 @@ pub struct AppState {
 struct Inner {
     config: Config,
     pool: PgPool,
+    /// Who may call; accepts nothing until [`AppState::with_verifier`].
+    verifier: Arc<crate::auth::Verifier>,
+    /// The event intake (`POST /v1/events`); 503 without it.
+    intake: Option<Arc<crate::ingest::Intake>>,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: PgPool) -> Self {
         AppState {
-            inner: Arc::new(Inner { config, pool }),
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                verifier: Arc::new(crate::auth::Verifier::disabled()),
+                intake: None,
+            }),
         }
+    }
+    /// The same state with `verifier` authenticating callers.
+    pub fn with_verifier(self, verifier: Arc<crate::auth::Verifier>) -> Self {
+        self.rebuild(|i| i.verifier = verifier)
+    }
+    /// The same state with the event intake.
+    pub fn with_intake(self, intake: Arc<crate::ingest::Intake>) -> Self {
+        self.rebuild(|i| i.intake = Some(intake))
+    }
+    fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
+            config: self.inner.config.clone(),
+            pool: self.inner.pool.clone(),
+            verifier: self.inner.verifier.clone(),
+            intake: self.inner.intake.clone(),
+        };
+        change(&mut inner);
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+    pub fn verifier(&self) -> &Arc<crate::auth::Verifier> {
+        &self.inner.verifier
+    }
+    pub fn intake(&self) -> Option<&Arc<crate::ingest::Intake>> {
+        self.inner.intake.as_ref()
     }
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -49,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::ingest::http::router())
         .with_state(state)
 }
 

@@ -1,0 +1,284 @@
+//! Who is calling: one [`Verifier`] for every HTTP API, and axum extractors per audience.
+//!
+//! Credentials, in the order they are looked at:
+//! - `X-API-Key: <key>` — an intake API key. Only SHA-256 hashes are held; a presented key is
+//!   hashed and compared with every configured hash in constant time.
+//! - `Authorization: Bearer <token>` — a JWT (see [`jwt`] for the rules). A bearer value that is
+//!   not shaped like a JWT is tried as an API key, for clients that can only send bearer tokens.
+//!
+//! Extractors: [`ServiceCaller`] (role `service` or an API key: the intake and introspection),
+//! [`AuthUser`] (any valid JWT), [`AdminUser`] (`admin` or `super_admin`). A missing or invalid
+//! credential is 401 with a generic problem body that never echoes what was sent; a valid
+//! credential with the wrong role is 403.
+
+pub mod jwt;
+
+pub use jwt::{Claims, JwtError, JwtVerifier, Role};
+
+use crate::config::AuthConfig;
+use crate::problem::Problem;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Jwt,
+    ApiKey,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// JWT `sub`, or `api-key:<first 12 hex of the key's SHA-256>` (safe to log).
+    pub subject: String,
+    /// JWT `sid`, the caller's current session.
+    pub session_id: Option<String>,
+    /// API keys act as [`Role::Service`].
+    pub role: Role,
+    pub via: CredentialKind,
+}
+
+/// Why a request was not authenticated (for logs and metrics; the response stays generic).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no credentials")]
+    Missing,
+    #[error("unknown API key")]
+    UnknownApiKey,
+    #[error("jwt: {0}")]
+    Jwt(#[from] JwtError),
+    #[error("malformed Authorization header")]
+    MalformedHeader,
+}
+
+impl AuthError {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_credentials",
+            AuthError::UnknownApiKey => "unknown_api_key",
+            AuthError::Jwt(JwtError::Malformed) | AuthError::MalformedHeader => "malformed_token",
+            AuthError::Jwt(JwtError::AlgorithmNotAllowed(_)) => "algorithm_not_allowed",
+            AuthError::Jwt(JwtError::Invalid(_)) | AuthError::Jwt(JwtError::IssuedInFuture) => {
+                "invalid_token"
+            }
+        }
+    }
+}
+
+/// Verifies JWTs and API keys. Build once from [`AuthConfig`], share as `Arc<Verifier>`.
+#[derive(Debug)]
+pub struct Verifier {
+    jwt: JwtVerifier,
+    api_key_hashes: Vec<[u8; 32]>,
+}
+
+/// Why the auth configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error(transparent)]
+    Jwt(#[from] jwt::JwtConfigError),
+    #[error("auth.api_key_sha256[{0}]: not 64 hex digits")]
+    BadHash(usize),
+}
+
+/// SHA-256 of an API key, as configured in `auth.api_key_sha256` (lower-case hex).
+pub fn api_key_sha256(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl Verifier {
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthConfigError> {
+        let mut api_key_hashes = Vec::new();
+        for (i, h) in cfg.api_key_sha256.iter().enumerate() {
+            let bytes = hex::decode(h.trim()).map_err(|_| AuthConfigError::BadHash(i))?;
+            let arr: [u8; 32] = bytes.try_into().map_err(|_| AuthConfigError::BadHash(i))?;
+            api_key_hashes.push(arr);
+        }
+        for key in &cfg.api_keys {
+            api_key_hashes.push(Sha256::digest(key.as_bytes()).into());
+        }
+        Ok(Verifier {
+            jwt: JwtVerifier::from_config(cfg)?,
+            api_key_hashes,
+        })
+    }
+
+    /// Accepts nothing: the state before authentication is configured.
+    pub fn disabled() -> Self {
+        Verifier {
+            jwt: JwtVerifier::from_config(&AuthConfig {
+                jwt_algorithms: vec![],
+                ..AuthConfig::default()
+            })
+            .expect("an empty allow-list is valid"),
+            api_key_hashes: Vec::new(),
+        }
+    }
+
+    /// Whether any credential at all can succeed.
+    pub fn enabled(&self) -> bool {
+        self.jwt.enabled() || !self.api_key_hashes.is_empty()
+    }
+
+    pub fn jwt(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+
+    /// Checks an API key against every configured hash, without early exit.
+    pub fn verify_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+        let presented: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let mut found = subtle::Choice::from(0u8);
+        for h in &self.api_key_hashes {
+            found |= h.ct_eq(&presented);
+        }
+        if bool::from(found) {
+            Ok(Caller {
+                subject: format!("api-key:{}", &hex::encode(presented)[..12]),
+                session_id: None,
+                role: Role::Service,
+                via: CredentialKind::ApiKey,
+            })
+        } else {
+            Err(AuthError::UnknownApiKey)
+        }
+    }
+
+    /// Verifies a JWT.
+    pub fn verify_jwt(&self, token: &str) -> Result<Caller, AuthError> {
+        let claims = self.jwt.verify(token)?;
+        Ok(Caller {
+            subject: claims.sub,
+            session_id: claims.sid,
+            role: claims.role,
+            via: CredentialKind::Jwt,
+        })
+    }
+
+    /// Authenticates request headers (see the module docs for the order).
+    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, AuthError> {
+        if let Some(key) = headers.get("x-api-key") {
+            let key = key.to_str().map_err(|_| AuthError::UnknownApiKey)?;
+            return self.verify_api_key(key.trim());
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(AuthError::Missing);
+        };
+        let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::MalformedHeader);
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::MalformedHeader);
+        }
+        if token.contains('.') {
+            self.verify_jwt(token)
+        } else {
+            self.verify_api_key(token)
+        }
+    }
+}
+
+/// The 401 every authentication failure answers: generic, never echoing the credential.
+pub fn unauthorized() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        "missing or invalid credentials: send Authorization: Bearer <jwt> or X-API-Key: <key>",
+    )
+    .with_header(header::WWW_AUTHENTICATE, "Bearer")
+}
+
+/// The 403 for a valid caller without the required role.
+pub fn forbidden(required: &str) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Forbidden",
+        format!("this route requires role {required}"),
+    )
+}
+
+fn authenticate_parts<S>(parts: &Parts, state: &S) -> Result<Caller, Problem>
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    let verifier = Arc::<Verifier>::from_ref(state);
+    verifier.authenticate(&parts.headers).map_err(|e| {
+        tracing::info!(reason = e.label(), error = %e, "request not authenticated");
+        metrics::counter!("authtrail_auth_failures_total", "reason" => e.label()).increment(1);
+        unauthorized()
+    })
+}
+
+/// A caller with role `service` (a service JWT or an intake API key).
+#[derive(Debug, Clone)]
+pub struct ServiceCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let caller = authenticate_parts(parts, state)?;
+        if caller.role != Role::Service {
+            tracing::info!(subject = %caller.subject, role = %caller.role, "service route refused: wrong role");
+            return Err(forbidden("service"));
+        }
+        Ok(ServiceCaller(caller))
+    }
+}
+
+/// Any caller with a valid JWT (users, admins, services); API keys are not users.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let caller = authenticate_parts(parts, state)?;
+        if caller.via != CredentialKind::Jwt {
+            return Err(unauthorized());
+        }
+        Ok(AuthUser(caller))
+    }
+}
+
+/// A caller with a valid JWT of role `admin` or `super_admin`.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if !caller.role.is_admin() {
+            return Err(forbidden("admin or super_admin"));
+        }
+        Ok(AdminUser(caller))
+    }
+}
+
+impl FromRef<crate::http::AppState> for Arc<Verifier> {
+    fn from_ref(state: &crate::http::AppState) -> Self {
+        state.verifier().clone()
+    }
+}

@@ -1,0 +1,330 @@
+//! The intake: events in (HTTP, `authtrail publish`, the simulator), validated by the contract,
+//! enriched, appended through the [`Publisher`].
+//!
+//! - [`decode`]: a request body and its media type → events, all-or-nothing (pure, no I/O).
+//! - [`Intake::submit`]: enrich and append; resolves after the broker acknowledged every event.
+//! - [`enrich`]: GeoIP and user-agent enrichment.
+//! - [`http`]: `POST /v1/events`.
+
+pub mod enrich;
+pub mod http;
+
+use crate::config::IngestConfig;
+use crate::kafka::{Appended, PublishError, Publisher};
+use crate::problem::Problem;
+use authtrail_events::{ContractError, Event, EventType};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+pub use enrich::Enricher;
+
+/// Single event: `application/cloudevents+json` (CloudEvents structured mode).
+pub const CE_JSON: &str = "application/cloudevents+json";
+/// Batch: a JSON array of events (CloudEvents batched mode).
+pub const CE_BATCH: &str = "application/cloudevents-batch+json";
+/// Batch: one event per line.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Size limits of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch_events: usize,
+}
+
+impl From<&IngestConfig> for Limits {
+    fn from(c: &IngestConfig) -> Self {
+        Limits {
+            max_body_bytes: c.max_body_bytes,
+            max_batch_events: c.max_batch_events,
+        }
+    }
+}
+
+/// How a body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Single,
+    JsonBatch,
+    Ndjson,
+}
+
+/// The framing of a `Content-Type` value, or a 415 naming the accepted types.
+pub fn framing(content_type: Option<&str>) -> Result<Framing, Problem> {
+    let unsupported = |got: &str| {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "Content-Type {got}: send one event as {CE_JSON} or application/json, or a batch as {CE_BATCH} or {NDJSON} (UTF-8)"
+            ),
+        )
+        .with("accepted", json!([CE_JSON, "application/json", CE_BATCH, NDJSON]))
+    };
+    let Some(ct) = content_type else {
+        return Err(unsupported("missing"));
+    };
+    let mut parts = ct.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    for param in parts {
+        if let Some((k, v)) = param.split_once('=') {
+            if k.trim().eq_ignore_ascii_case("charset") {
+                let v = v.trim().trim_matches('"');
+                if !v.eq_ignore_ascii_case("utf-8") && !v.eq_ignore_ascii_case("utf8") {
+                    return Err(unsupported(&format!("{essence:?} with charset {v:?}")));
+                }
+            }
+        }
+    }
+    match essence.as_str() {
+        CE_JSON | "application/json" => Ok(Framing::Single),
+        CE_BATCH => Ok(Framing::JsonBatch),
+        NDJSON | "application/ndjson" => Ok(Framing::Ndjson),
+        _ => Err(unsupported(&format!("{essence:?}"))),
+    }
+}
+
+/// One refused event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventError {
+    /// 0-based position in the batch (NDJSON: among non-blank lines).
+    pub index: usize,
+    /// NDJSON only: 1-based line number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub field: String,
+    pub reason: String,
+    /// The event's `type` when it named a known one (for metrics).
+    #[serde(skip)]
+    pub event_type: Option<EventType>,
+}
+
+/// At most this many per-event errors are listed in one problem body.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// 413 with the limit that was exceeded.
+pub fn too_large(what: &str, limit: usize, unit: &str) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "Payload too large",
+        format!("{what} exceeds the limit of {limit} {unit}"),
+    )
+    .with("limit", limit)
+    .with("unit", unit)
+}
+
+fn bad_body(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-body",
+        "Malformed request body",
+        detail,
+    )
+}
+
+/// Splits and validates a body. All-or-nothing: any invalid event gives a 400 listing every
+/// invalid event by index, field and reason (the reasons of [`authtrail_events::parse`]).
+pub fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, Problem> {
+    if body.len() > limits.max_body_bytes {
+        return Err(too_large("request body", limits.max_body_bytes, "bytes"));
+    }
+    let mut errors: Vec<EventError> = Vec::new();
+    let mut events = Vec::new();
+    let mut check =
+        |index: usize, line: Option<usize>, bytes: &[u8]| match authtrail_events::parse(bytes) {
+            Ok(e) => events.push(e),
+            Err(ContractError { field, reason }) => errors.push(EventError {
+                index,
+                line,
+                field,
+                reason,
+                event_type: peek_type(bytes),
+            }),
+        };
+    match framing {
+        Framing::Single => {
+            let trimmed = body.trim_ascii_start();
+            if trimmed.starts_with(b"[") {
+                return Err(bad_body(format!(
+                    "the body is a JSON array; send a batch as {CE_BATCH}"
+                )));
+            }
+            check(0, None, body);
+        }
+        Framing::JsonBatch => {
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+                bad_body(format!(
+                    "a batch must be a JSON array of event objects: {e}"
+                ))
+            })?;
+            if items.len() > limits.max_batch_events {
+                return Err(too_large(
+                    &format!("batch of {} events", items.len()),
+                    limits.max_batch_events,
+                    "events",
+                ));
+            }
+            for (i, raw) in items.iter().enumerate() {
+                check(i, None, raw.get().as_bytes());
+            }
+        }
+        Framing::Ndjson => {
+            let lines: Vec<(usize, &[u8])> = body
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+                .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+                .collect();
+            if lines.len() > limits.max_batch_events {
+                return Err(too_large(
+                    &format!("batch of {} events", lines.len()),
+                    limits.max_batch_events,
+                    "events",
+                ));
+            }
+            for (i, (line, bytes)) in lines.into_iter().enumerate() {
+                check(i, Some(line), bytes);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid_events(&errors, events.len() + errors.len()));
+    }
+    if events.is_empty() {
+        return Err(bad_body("the batch holds no events"));
+    }
+    Ok(events)
+}
+
+fn invalid_events(errors: &[EventError], total: usize) -> Problem {
+    for e in errors {
+        let t = e.event_type.map(EventType::as_str).unwrap_or("unknown");
+        metrics::counter!("authtrail_ingest_events_rejected_total", "type" => t, "reason" => "invalid")
+            .increment(1);
+    }
+    let rest = total - errors.len();
+    if rest > 0 {
+        metrics::counter!("authtrail_ingest_events_rejected_total", "type" => "unknown", "reason" => "batch_refused")
+            .increment(rest as u64);
+    }
+    let first = &errors[0];
+    let detail = if total == 1 && first.line.is_none() {
+        format!("{}: {}", first.field, first.reason)
+    } else {
+        format!(
+            "{} of {total} events invalid; nothing was appended. First: event {}{}: {}: {}",
+            errors.len(),
+            first.index,
+            first
+                .line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default(),
+            first.field,
+            first.reason
+        )
+    };
+    let listed: Vec<_> = errors.iter().take(MAX_LISTED_ERRORS).collect();
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-event",
+        "Invalid event",
+        detail,
+    )
+    .with("errors", serde_json::to_value(listed).unwrap_or_default())
+    .with("invalid_count", errors.len())
+}
+
+/// The `type` of an (invalid) event, when it names a known one.
+fn peek_type(bytes: &[u8]) -> Option<EventType> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, rename = "type")]
+        t: Option<&'a str>,
+    }
+    serde_json::from_slice::<Peek>(bytes)
+        .ok()
+        .and_then(|p| p.t)
+        .and_then(|t| t.parse().ok())
+}
+
+/// Enrich-and-append, shared by the HTTP intake, `authtrail publish` and the simulator.
+pub struct Intake {
+    publisher: Arc<Publisher>,
+    enricher: Arc<Enricher>,
+    limits: Limits,
+}
+
+impl Intake {
+    /// Publisher, enricher and limits from configuration (does not contact the broker).
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let publisher = Arc::new(Publisher::new(&config.kafka)?);
+        let enricher = Arc::new(Enricher::from_config(&config.ingest)?);
+        Ok(Intake::new(
+            publisher,
+            enricher,
+            Limits::from(&config.ingest),
+        ))
+    }
+
+    pub fn new(publisher: Arc<Publisher>, enricher: Arc<Enricher>, limits: Limits) -> Self {
+        Intake {
+            publisher,
+            enricher,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn enricher(&self) -> &Arc<Enricher> {
+        &self.enricher
+    }
+
+    pub fn publisher(&self) -> &Arc<Publisher> {
+        &self.publisher
+    }
+
+    /// Enriches `events` in place. Parsing user agents is CPU work: on a multi-threaded runtime
+    /// it runs as blocking work, so other requests keep being served.
+    pub fn enrich(&self, events: &mut [Event]) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.enricher.enrich_all(events))
+            }
+            _ => self.enricher.enrich_all(events),
+        }
+    }
+
+    /// Enriches and appends valid events; resolves after the broker acknowledged every one, with
+    /// where each landed (input order). On error some may already be appended: submitting them
+    /// again is safe (consumers deduplicate by id).
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<Appended>, PublishError> {
+        let mut events = events;
+        self.enrich(&mut events);
+        let appended = self.publisher.publish_all(&events).await;
+        match &appended {
+            Ok(_) => {
+                for e in &events {
+                    metrics::counter!("authtrail_ingest_events_accepted_total", "type" => e.event_type().as_str())
+                        .increment(1);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = events.len(), "appending to the log failed");
+                for e in &events {
+                    metrics::counter!("authtrail_ingest_events_rejected_total", "type" => e.event_type().as_str(), "reason" => "publish_failed")
+                        .increment(1);
+                }
+            }
+        }
+        appended
+    }
+}

@@ -1,0 +1,98 @@
+//! RFC 9457 problem details: the one error body of every authtrail HTTP API.
+//!
+//! A [`Problem`] is `application/problem+json` with `type`, `title`, `status`, `detail` and any
+//! extension members (e.g. `errors: [{index, field, reason}]` for a refused batch, `limit` for a
+//! 413). Details name the field and the reason; they never echo a credential or a secret value.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+/// The media type of a problem body.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// One problem; build with [`Problem::new`] and the `with_*` methods, return it from a handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// A short slug; the `type` member is `urn:authtrail:problem:<slug>`.
+    pub slug: &'static str,
+    pub title: String,
+    pub detail: String,
+    /// Extension members, serialised next to the standard ones.
+    pub extensions: Map<String, Value>,
+    /// Extra response headers (e.g. `WWW-Authenticate` on a 401).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            slug,
+            title: title.into(),
+            detail: detail.into(),
+            extensions: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds an extension member (`errors`, `limit`, ...).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// The `type` URI.
+    pub fn type_uri(&self) -> String {
+        format!("urn:authtrail:problem:{}", self.slug)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), self.type_uri().into());
+        m.insert("title".into(), self.title.clone().into());
+        m.insert("status".into(), self.status.as_u16().into());
+        m.insert("detail".into(), self.detail.clone().into());
+        for (k, v) in &self.extensions {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.title,
+            self.detail
+        )
+    }
+}

@@ -1,0 +1,371 @@
+//! `authtrail simulate`: realistic authentication traffic with injected attacks, through the
+//! same intake as real publishers.
+//!
+//! The stream ([`model::Generator`]) is a pure function of [`Settings`]: ids come from a seeded
+//! ChaCha8 RNG and times from `--start` plus a simulated clock, so a fixed `--seed` and `--start`
+//! (and the same `--users`, `--rate`, attack options) give the same events twice, byte for
+//! byte. `--rate` sets both the wall-clock pace and the mean simulated gap (1/rate), so with the
+//! default start (now) event times track the wall clock.
+//!
+//! Targets: `--kafka` (default; [`crate::ingest::Intake`]: enrich and append), `--http URL`
+//! (batches to a running server's `POST /v1/events`, with `--api-key` or `--token`), or
+//! `--stdout` (the raw, unenriched NDJSON a publisher would send).
+
+pub mod catalog;
+pub mod model;
+
+pub use model::{Attack, Generator, Settings};
+
+use crate::config::Config;
+use crate::ingest::Intake;
+use crate::kafka;
+use anyhow::{bail, Context};
+use authtrail_events::Event;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Number of simulated users.
+    #[arg(long, default_value_t = 50)]
+    pub users: usize,
+    /// Events per second (wall clock), also the simulated clock's pace; 0 = as fast as possible
+    /// (the simulated clock then steps 50 ms on average).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Stop after this long (e.g. `90s`, `10m`, `2h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// RNG seed; a random one is chosen (and printed) when absent.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Time of the first event (RFC 3339); default now.
+    #[arg(long, value_parser = parse_time)]
+    pub start: Option<DateTime<Utc>>,
+    /// Attack mix: `all`, `none`, or `kind[=weight],…` with kinds brute-force, password-spray,
+    /// new-country, impossible-travel, token-reuse, otp-brute-force.
+    #[arg(long, default_value = "all", value_parser = parse_attacks)]
+    pub attacks: AttackMix,
+    /// Mean number of normal events between two attacks.
+    #[arg(long, default_value_t = 200)]
+    pub attack_every: u32,
+    /// Append directly to Kafka through the intake (default).
+    #[arg(long, conflicts_with_all = ["http", "stdout"])]
+    pub kafka: bool,
+    /// POST batches to this intake (`http://host:port` or the full `/v1/events` URL).
+    #[arg(long, value_name = "URL", conflicts_with = "stdout")]
+    pub http: Option<String>,
+    /// API key for `--http`.
+    #[arg(long, env = "AUTHTRAIL_SIMULATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Service JWT for `--http`.
+    #[arg(long, env = "AUTHTRAIL_SIMULATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the raw events as NDJSON instead of publishing them.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Events per publish call / HTTP request.
+    #[arg(long, default_value_t = 200)]
+    pub batch: usize,
+    /// CloudEvents `source` of the simulated events.
+    #[arg(long, default_value = "/services/simulated-auth")]
+    pub source: String,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Attack kinds with weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackMix(pub Vec<(Attack, u32)>);
+
+fn parse_attacks(s: &str) -> Result<AttackMix, String> {
+    match s.trim() {
+        "all" => return Ok(AttackMix(Attack::ALL.iter().map(|a| (*a, 1)).collect())),
+        "none" | "" => return Ok(AttackMix(vec![])),
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (kind, weight) = match part.split_once('=') {
+            Some((k, w)) => (
+                k.trim(),
+                w.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("weight of {k:?} must be a whole number"))?,
+            ),
+            None => (part.trim(), 1),
+        };
+        out.push((kind.parse::<Attack>()?, weight));
+    }
+    Ok(AttackMix(out))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 366.0 * 86_400.0 {
+        return Err(format!("{s:?}: must be positive and at most a year"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+impl SimulateArgs {
+    /// The stream settings these arguments describe (`seed` and `start` resolved by the caller).
+    pub fn settings(&self, seed: u64, start: DateTime<Utc>) -> Settings {
+        let mean_gap = if self.rate > 0.0 {
+            Duration::from_secs_f64(1.0 / self.rate)
+        } else {
+            Duration::from_millis(50)
+        };
+        Settings {
+            seed,
+            users: self.users,
+            start,
+            mean_gap,
+            attacks: self.attacks.0.clone(),
+            attack_every: self.attack_every,
+            source: self.source.clone(),
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.users == 0 || self.users > 1_000_000 {
+            bail!("--users must be between 1 and 1000000");
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            bail!("--rate must be a non-negative number");
+        }
+        if self.batch == 0 || self.batch > 10_000 {
+            bail!("--batch must be between 1 and 10000");
+        }
+        if self.source.trim().is_empty() {
+            bail!("--source must not be empty");
+        }
+        if self.http.is_some() && self.api_key.is_none() && self.token.is_none() {
+            bail!("--http needs --api-key or --token (or AUTHTRAIL_SIMULATE_API_KEY / AUTHTRAIL_SIMULATE_TOKEN)");
+        }
+        Ok(())
+    }
+}
+
+/// Where simulated events go.
+enum Target {
+    Kafka(Intake),
+    Http {
+        client: reqwest::Client,
+        url: String,
+        auth: (reqwest::header::HeaderName, String),
+    },
+    Stdout,
+}
+
+impl Target {
+    async fn send(&self, events: Vec<Event>) -> anyhow::Result<()> {
+        match self {
+            Target::Kafka(intake) => {
+                intake.submit(events).await?;
+            }
+            Target::Stdout => {
+                let mut out = std::io::stdout().lock();
+                for e in &events {
+                    out.write_all(&e.to_json_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+            }
+            Target::Http { client, url, auth } => {
+                let mut body = Vec::with_capacity(events.len() * 700);
+                body.push(b'[');
+                for (i, e) in events.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&e.to_json_bytes());
+                }
+                body.push(b']');
+                let mut backoff = Duration::from_millis(200);
+                for attempt in 1..=6 {
+                    let sent = client
+                        .post(url)
+                        .header(reqwest::header::CONTENT_TYPE, crate::ingest::CE_BATCH)
+                        .header(auth.0.clone(), auth.1.as_str())
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => return Ok(()),
+                        Ok(r) if r.status().is_client_error() => {
+                            let status = r.status();
+                            let text = r.text().await.unwrap_or_default();
+                            bail!("{url} refused the batch ({status}): {text}");
+                        }
+                        Ok(r) if attempt == 6 => bail!("{url} answered {}", r.status()),
+                        Err(e) if attempt == 6 => bail!("posting to {url}: {e}"),
+                        Ok(r) => {
+                            tracing::warn!(status = %r.status(), attempt, "intake unavailable; retrying")
+                        }
+                        Err(e) => tracing::warn!(error = %e, attempt, "posting failed; retrying"),
+                    }
+                    // Resending is safe: event ids are idempotency keys.
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                unreachable!("the last attempt returns")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the command.
+pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    args.check()?;
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ u64::from(std::process::id()).rotate_left(32)
+    });
+    let start = args.start.unwrap_or_else(|| {
+        let now = Utc::now();
+        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    });
+    let settings = args.settings(seed, start);
+    eprintln!(
+        "simulating {} users from {} with seed {seed} (repeat with --seed {seed} --start {})",
+        settings.users,
+        start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    let target = if args.stdout {
+        Target::Stdout
+    } else if let Some(url) = &args.http {
+        let url = if url.trim_end_matches('/').ends_with("/v1/events") {
+            url.clone()
+        } else {
+            format!("{}/v1/events", url.trim_end_matches('/'))
+        };
+        let auth = match (&args.api_key, &args.token) {
+            (Some(k), _) => (
+                reqwest::header::HeaderName::from_static("x-api-key"),
+                k.clone(),
+            ),
+            (None, Some(t)) => (reqwest::header::AUTHORIZATION, format!("Bearer {t}")),
+            (None, None) => unreachable!("checked"),
+        };
+        Target::Http {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+            url,
+            auth,
+        }
+    } else {
+        kafka::ensure_topic(&config.kafka)
+            .await
+            .with_context(|| format!("ensuring topic {}", config.kafka.topic))?;
+        Target::Kafka(Intake::from_config(&config)?)
+    };
+
+    let progress = if !args.no_progress && !args.stdout && std::io::stderr().is_terminal() {
+        let bar = match args.events {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+
+    let mut generator = Generator::new(settings);
+    let began = Instant::now();
+    let mut sent: u64 = 0;
+    let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let remaining = args.events.map(|n| n - sent);
+        if remaining == Some(0) || args.duration.is_some_and(|d| began.elapsed() >= d) {
+            break;
+        }
+        let n = remaining.map_or(args.batch, |r| r.min(args.batch as u64) as usize);
+        let batch: Vec<Event> = generator.by_ref().take(n).collect();
+        for e in &batch {
+            *by_type.entry(e.event_type().as_str()).or_default() += 1;
+        }
+        tokio::select! {
+            r = target.send(batch) => r?,
+            _ = &mut ctrl_c => { interrupted = true; break; }
+        }
+        sent += n as u64;
+        if let Some(bar) = &progress {
+            bar.set_position(sent);
+        }
+        if args.rate > 0.0 {
+            let due = began + Duration::from_secs_f64(sent as f64 / args.rate);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = &mut ctrl_c => { interrupted = true; break; }
+            }
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{t}={n}")).collect();
+    let attacks: Vec<String> = generator
+        .attacks_started
+        .iter()
+        .map(|(a, n)| format!("{}={n}", a.as_str()))
+        .collect();
+    eprintln!(
+        "{}sent {sent} events in {elapsed:.1}s ({:.0}/s): {}; attacks: {}",
+        if interrupted { "interrupted: " } else { "" },
+        sent as f64 / elapsed.max(1e-9),
+        types.join(" "),
+        if attacks.is_empty() {
+            "none".to_owned()
+        } else {
+            attacks.join(" ")
+        }
+    );
+    if let Target::Kafka(intake) = &target {
+        let _ = intake.publisher().flush(Duration::from_secs(10));
+    }
+    Ok(ExitCode::SUCCESS)
+}
