@@ -1,0 +1,124 @@
+//! An authtrail server in-process on a free port with its own topic: the intake tests' fixture.
+//!
+//! `spawn_app()` starts `http::router` on 127.0.0.1:0 with the MaxMind test GeoIP database, one
+//! API key ([`TEST_API_KEY`]) and an HS256 secret ([`TEST_HS256_SECRET`]); the server stops
+//! when the [`TestApp`] is dropped. The database pool is lazy: intake tests never touch it.
+
+use super::TestTopic;
+use authtrail::auth::Verifier;
+use authtrail::config::Config;
+use authtrail::http::{self, AppState};
+use authtrail::ingest::Intake;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The API key every test app accepts (configured as its SHA-256 only).
+pub const TEST_API_KEY: &str = "at_test_key_9d2f5e0c1b7a4e38";
+/// The HS256 secret every test app accepts.
+pub const TEST_HS256_SECRET: &str = "test-only-hs256-secret-at-least-32-bytes-long";
+
+pub fn geoip_test_db() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/geoip/GeoIP2-City-Test.mmdb")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub topic: TestTopic,
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The test configuration for `topic` (adjust it in `spawn_app_with`).
+pub fn test_config(topic: &TestTopic) -> Config {
+    let mut c = Config {
+        kafka: topic.config.clone(),
+        ..Config::default()
+    };
+    c.ingest.geoip_databases = vec![geoip_test_db()];
+    c.auth.jwt_hs256_secret = TEST_HS256_SECRET.into();
+    c.auth.api_key_sha256 = vec![authtrail::auth::api_key_sha256(TEST_API_KEY)];
+    c
+}
+
+/// A server with a fresh 3-partition topic and the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration adjusted by `adjust` first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    // Install the process-wide Prometheus recorder before anything records.
+    let _ = authtrail::telemetry::metrics();
+    let topic = TestTopic::new(3).await;
+    let mut config = test_config(&topic);
+    adjust(&mut config);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy(&config.database.url)
+        .expect("lazy pool");
+    let intake = Arc::new(Intake::from_config(&config).expect("intake"));
+    let verifier = Arc::new(Verifier::from_config(&config.auth).expect("verifier"));
+    let state = AppState::new(config.clone(), pool)
+        .with_verifier(verifier)
+        .with_intake(intake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(http::run(state, listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        topic,
+        config,
+        stop: Some(stop),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn events_url(&self) -> String {
+        self.url("/v1/events")
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// An HS256 JWT with `claims` (exp/iat filled in when absent).
+    pub fn jwt(&self, claims: Value) -> String {
+        hs256_jwt(TEST_HS256_SECRET, claims)
+    }
+
+    /// A valid service token.
+    pub fn service_jwt(&self) -> String {
+        self.jwt(json!({"sub": "svc-auth-api", "role": "service"}))
+    }
+}
+
+/// Signs `claims` with HS256; `exp` defaults to in 10 minutes and `iat` to now.
+pub fn hs256_jwt(secret: &str, mut claims: Value) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let m = claims.as_object_mut().expect("claims object");
+    m.entry("exp").or_insert(json!(now + 600));
+    m.entry("iat").or_insert(json!(now));
+    m.retain(|_, v| !v.is_null());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
