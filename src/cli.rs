@@ -48,6 +48,9 @@ pub enum Command {
     Topic,
     /// Print the effective configuration (passwords masked).
     Config,
+    /// Publish realistic simulated traffic (users, devices, habits, injected attacks) through the
+    /// intake: directly to Kafka, or as batches to a running server's `POST /v1/events`.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -93,6 +96,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             file,
             print_offsets,
         } => publish(config, file, print_offsets).await,
+        Command::Simulate(args) => crate::simulate::run(config, args).await,
     }
 }
 
@@ -110,7 +114,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    let state = http::AppState::new(config, pool);
+    let intake = Arc::new(
+        crate::ingest::Intake::from_config(&config).context("setting up the event intake")?,
+    );
+    let verifier = Arc::new(
+        crate::auth::Verifier::from_config(&config.auth).context("setting up authentication")?,
+    );
+    if !verifier.enabled() {
+        tracing::warn!(
+            "no JWT key and no API key configured: every POST /v1/events is refused (401)"
+        );
+    }
+    let state = http::AppState::new(config, pool)
+        .with_verifier(verifier)
+        .with_intake(intake);
     http::run(state, listener, http::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -145,11 +162,12 @@ async fn publish(
     }
     if !events.is_empty() {
         kafka::ensure_topic(&config.kafka).await?;
-        let publisher = Arc::new(kafka::Publisher::new(&config.kafka)?);
+        // The intake's path: enrich (GeoIP, user agent, device id), then append.
+        let intake = crate::ingest::Intake::from_config(&config)?;
         let mut stdout = std::io::stdout().lock();
         let mut done = 0usize;
         for chunk in events.chunks(PUBLISH_CHUNK) {
-            let appended = publisher.publish_all(chunk).await?;
+            let appended = intake.submit(chunk.to_vec()).await?;
             done += appended.len();
             if print_offsets {
                 for a in &appended {

