@@ -51,6 +51,10 @@ pub enum Command {
     /// Publish realistic simulated traffic (users, devices, habits, injected attacks) through the
     /// intake: directly to Kafka, or as batches to a running server's `POST /v1/events`.
     Simulate(crate::simulate::SimulateArgs),
+    /// Run a projection worker: fold the events topic into the read tables until stopped.
+    Project,
+    /// Delete ended sessions and old login history from the read tables (never the log).
+    Cleanup,
 }
 
 /// Parses the command line and runs the command.
@@ -97,6 +101,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             print_offsets,
         } => publish(config, file, print_offsets).await,
         Command::Simulate(args) => crate::simulate::run(config, args).await,
+        Command::Project => {
+            let _ = telemetry::metrics();
+            let pool = db::migrate(&config.database)
+                .await
+                .context("migrating the database")?;
+            kafka::ensure_topic(&config.kafka).await?;
+            let projector = crate::projector::Projector::new(config, pool)?;
+            projector.run(http::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup => {
+            let pool = db::migrate(&config.database)
+                .await
+                .context("migrating the database")?;
+            let (sessions, history) = crate::projector::cleanup(&pool, &config.retention).await?;
+            tracing::info!(sessions, login_history = history, "cleanup done");
+            println!("deleted {sessions} session(s) and {history} login attempt(s)");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -128,7 +151,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let state = http::AppState::new(config, pool)
         .with_verifier(verifier)
         .with_intake(intake);
-    http::run(state, listener, http::shutdown_signal()).await?;
+    // One shutdown signal for the server and the projector.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        http::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let projector = if state.config().projector.enabled {
+        let p = crate::projector::Projector::new(state.config().clone(), state.pool().clone())?;
+        Some(tokio::spawn(p.run(stopped(stop_rx.clone()))))
+    } else {
+        None
+    };
+    http::run(state, listener, stopped(stop_rx)).await?;
+    if let Some(p) = projector {
+        p.await??;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub log: LogConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub projector: ProjectorConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +226,84 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
     })
 }
 
+/// The projection workers (`authtrail project`, and inside `authtrail serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectorConfig {
+    /// Run the projector inside `authtrail serve`.
+    pub enabled: bool,
+    /// Kafka consumer group; workers of one group split the partitions.
+    pub group_id: String,
+    /// Name of the checkpoint set in `projection_checkpoints`.
+    pub projection: String,
+    /// A batch closes at this many messages ...
+    pub batch_max_messages: usize,
+    /// ... or this long after its first message (ms).
+    pub batch_max_wait_ms: u64,
+    /// Consumer session timeout (ms): how soon a dead worker's partitions move on.
+    pub session_timeout_ms: u64,
+    /// Session rules (defaults: NIST 800-63B AAL2 and the seeds).
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+    pub max_concurrent_sessions: usize,
+    pub failed_attempts_threshold: usize,
+    pub failed_attempts_window_secs: i64,
+    pub new_country_window_days: i64,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        ProjectorConfig {
+            enabled: true,
+            group_id: "authtrail-projector".into(),
+            projection: "read_tables".into(),
+            batch_max_messages: 5000,
+            batch_max_wait_ms: 50,
+            session_timeout_ms: 10_000,
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 3600,
+            max_concurrent_sessions: 5,
+            failed_attempts_threshold: 3,
+            failed_attempts_window_secs: 15 * 60,
+            new_country_window_days: 30,
+        }
+    }
+}
+
+impl ProjectorConfig {
+    /// The fold's rules from this configuration.
+    pub fn rules(&self) -> authtrail_projections::Rules {
+        use chrono::TimeDelta;
+        authtrail_projections::Rules {
+            idle_timeout: TimeDelta::seconds(self.idle_timeout_secs),
+            absolute_timeout: TimeDelta::seconds(self.absolute_timeout_secs),
+            max_sessions: self.max_concurrent_sessions,
+            failed_attempts_threshold: self.failed_attempts_threshold,
+            failed_attempts_window: TimeDelta::seconds(self.failed_attempts_window_secs),
+            new_country_window: TimeDelta::days(self.new_country_window_days),
+        }
+    }
+}
+
+/// `authtrail cleanup`: what to delete from the read tables (never from the log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Ended (or expired) sessions older than this are deleted.
+    pub sessions_days: i64,
+    /// Login attempts older than this are deleted.
+    pub login_history_days: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            sessions_days: 30,
+            login_history_days: 90,
+        }
+    }
+}
+
 /// Why the configuration could not be read; names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -293,6 +373,16 @@ impl Config {
                 "ingest.max_body_bytes and ingest.max_batch_events must be positive".into(),
             ));
         }
+        let p = &self.projector;
+        if p.batch_max_messages == 0
+            || p.idle_timeout_secs <= 0
+            || p.absolute_timeout_secs <= 0
+            || p.max_concurrent_sessions == 0
+        {
+            return Err(ConfigError(
+                "projector.batch_max_messages, idle/absolute timeouts and max_concurrent_sessions must be positive".into(),
+            ));
+        }
         if self.auth.jwt_leeway_secs > 30 {
             return Err(ConfigError(
                 "auth.jwt_leeway_secs must be at most 30".into(),
@@ -328,8 +418,17 @@ fn env_provider() -> Env {
             // Only variables for known sections: other AUTHTRAIL_* variables (used by scripts
             // and tests) are not configuration.
             let section = key.as_str().split('_').next().unwrap_or_default();
-            ["kafka", "database", "http", "log", "ingest", "auth"]
-                .contains(&section.to_ascii_lowercase().as_str())
+            [
+                "kafka",
+                "database",
+                "http",
+                "log",
+                "ingest",
+                "auth",
+                "projector",
+                "retention",
+            ]
+            .contains(&section.to_ascii_lowercase().as_str())
         })
         .map(|key| key.as_str().replacen('_', ".", 1).into())
 }

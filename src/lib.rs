@@ -13,6 +13,8 @@
 //! - [`ingest`]: the intake (`POST /v1/events`, `authtrail publish`): validate, enrich (GeoIP,
 //!   user agent, device fingerprint), append; [`auth`]: JWT/API-key callers and extractors;
 //!   [`problem`]: RFC 9457 error bodies; [`simulate`]: realistic traffic with injected attacks.
+//! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
+//!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
 //!   [`telemetry`]: logging and metrics set-up.
 //!
@@ -26,6 +28,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod problem;
+pub mod projector;
 pub mod simulate;
 pub mod telemetry;
 

@@ -191,13 +191,14 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
         };
         ContractError::new(field, reason)
     })?;
-    let event = Event {
+    let mut event = Event {
         id,
         source,
         time,
         subject,
         data,
     };
+    normalise_times(&mut event);
     check_rules(&event)?;
     Ok(event)
 }
@@ -267,6 +268,31 @@ pub fn looks_like_jwt(s: &str) -> bool {
             && parts[0].len() >= 10
             && !parts[1].is_empty()
     })
+}
+
+/// Truncates every time to microseconds, the precision of PostgreSQL and most clocks, so that a
+/// time read back from any store equals the one in the event.
+fn normalise_times(event: &mut Event) {
+    use chrono::SubsecRound;
+    event.time = event.time.trunc_subsecs(6);
+    match &mut event.data {
+        EventData::LoginSucceeded(d) => d.expires_at = d.expires_at.trunc_subsecs(6),
+        EventData::TokenRefreshed(d) => d.expires_at = d.expires_at.trunc_subsecs(6),
+        EventData::AccountLocked(d) | EventData::AccountUnlocked(d) => {
+            d.until = d.until.map(|u| u.trunc_subsecs(6))
+        }
+        _ => {}
+    }
+    let enrichment = match &mut event.data {
+        EventData::LoginSucceeded(d) => d.enrichment.as_mut(),
+        EventData::LoginFailed(d) => d.enrichment.as_mut(),
+        EventData::TokenRefreshed(d) => d.enrichment.as_mut(),
+        EventData::SessionActivity(d) => d.enrichment.as_mut(),
+        _ => None,
+    };
+    if let Some(e) = enrichment {
+        e.geoip_build = e.geoip_build.map(|b| b.trunc_subsecs(6));
+    }
 }
 
 fn check_rules(event: &Event) -> Result<(), ContractError> {

@@ -402,6 +402,17 @@ fn time_offsets_are_normalised_to_utc() {
     assert_eq!(out["time"], json!("2026-11-24T17:02:00Z"));
 }
 
+#[test]
+fn times_are_truncated_to_microseconds() {
+    let mut v = example("login.succeeded.json");
+    v["time"] = json!("2026-11-24T09:15:02.123456789Z");
+    v["data"]["expires_at"] = json!("2026-11-24T21:15:02.000000999+00:00");
+    let e = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+    let out: Value = serde_json::from_slice(&e.to_json_bytes()).unwrap();
+    assert_eq!(out["time"], json!("2026-11-24T09:15:02.123456Z"));
+    assert_eq!(out["data"]["expires_at"], json!("2026-11-24T21:15:02Z"));
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;

@@ -21,11 +21,15 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Namespace of security event ids: `UUIDv5(NAMESPACE, "<event id>/<kind>")`.
-pub const SECURITY_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_2d3c_8b4e_4f50_9a61_7c2e_3d4f_5a6b);
+pub const SECURITY_EVENT_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6a1f_2d3c_8b4e_4f50_9a61_7c2e_3d4f_5a6b);
 
 /// The security event id the fold gives to what `event` caused under `kind`.
 pub fn security_event_id(event: Uuid, kind: &str) -> Uuid {
-    Uuid::new_v5(&SECURITY_EVENT_NAMESPACE, format!("{event}/{kind}").as_bytes())
+    Uuid::new_v5(
+        &SECURITY_EVENT_NAMESPACE,
+        format!("{event}/{kind}").as_bytes(),
+    )
 }
 
 /// Folds a batch: holds the loaded [`State`], applies events, and collects [`Changes`].
@@ -66,7 +70,8 @@ impl Context<'_> {
         self.geo.and_then(|g| g.country_code.clone())
     }
     fn country_label(&self) -> Option<String> {
-        self.geo.and_then(|g| g.country.clone().or_else(|| g.country_code.clone()))
+        self.geo
+            .and_then(|g| g.country.clone().or_else(|| g.country_code.clone()))
     }
     fn device_type(&self) -> Option<String> {
         self.device.map(|d| d.device_type.as_str().to_owned())
@@ -87,10 +92,14 @@ impl<'r> Fold<'r> {
     /// The row changes of everything applied so far.
     pub fn finish(mut self) -> (Changes, State) {
         for id in &self.dirty_sessions {
-            self.changes.sessions.insert(id.clone(), self.state.sessions[id].clone());
+            self.changes
+                .sessions
+                .insert(id.clone(), self.state.sessions[id].clone());
         }
         for id in &self.dirty_profiles {
-            self.changes.profiles.insert(id.clone(), self.state.profiles[id].clone());
+            self.changes
+                .profiles
+                .insert(id.clone(), self.state.profiles[id].clone());
         }
         (self.changes, self.state)
     }
@@ -104,7 +113,14 @@ impl<'r> Fold<'r> {
             EventData::SessionActivity(d) => self.session_activity(event, d),
             EventData::SessionLoggedOut(d) => self.session_logged_out(event, d),
             EventData::SessionRevoked(d) => self.session_revoked(event, d),
-            EventData::OtpSent(d) => self.otp(event, "otp_sent", INFO, d.session_id.as_ref(), &d.channel.to_string(), None),
+            EventData::OtpSent(d) => self.otp(
+                event,
+                "otp_sent",
+                INFO,
+                d.session_id.as_ref(),
+                &d.channel.to_string(),
+                None,
+            ),
             EventData::OtpVerified(d) => {
                 if let Some(sid) = &d.session_id {
                     if let Some(s) = self.existing_session(sid.as_str(), event) {
@@ -113,9 +129,23 @@ impl<'r> Fold<'r> {
                         self.dirty_sessions.insert(sid.as_str().to_owned());
                     }
                 }
-                self.otp(event, "otp_verified", INFO, d.session_id.as_ref(), &d.channel.to_string(), None)
+                self.otp(
+                    event,
+                    "otp_verified",
+                    INFO,
+                    d.session_id.as_ref(),
+                    &d.channel.to_string(),
+                    None,
+                )
             }
-            EventData::OtpFailed(d) => self.otp(event, "otp_failed", WARNING, d.session_id.as_ref(), &d.channel.to_string(), d.reason.as_deref()),
+            EventData::OtpFailed(d) => self.otp(
+                event,
+                "otp_failed",
+                WARNING,
+                d.session_id.as_ref(),
+                &d.channel.to_string(),
+                d.reason.as_deref(),
+            ),
             EventData::DeviceTrusted(d) => self.device_trust(event, d, true),
             EventData::DeviceUntrusted(d) => self.device_trust(event, d, false),
             EventData::PasswordChanged(d) => self.password_changed(event, d),
@@ -130,14 +160,20 @@ impl<'r> Fold<'r> {
 
     fn login_succeeded(&mut self, event: &Event, d: &LoginSucceeded) {
         let t = event.time;
-        let user = event.subject.clone().expect("login.succeeded has a subject");
+        let user = event
+            .subject
+            .clone()
+            .expect("login.succeeded has a subject");
         let key = event.partition_key();
         let ctx = Context {
             ip: d.ip.map(|ip| ip.to_string()),
             user_agent: d.user_agent.as_deref(),
             geo: d.geo.as_ref(),
             device: d.device.as_ref(),
-            device_name: d.device_name.clone().or_else(|| d.device.as_ref().and_then(|x| x.name.clone())),
+            device_name: d
+                .device_name
+                .clone()
+                .or_else(|| d.device.as_ref().and_then(|x| x.name.clone())),
         };
         let who = d.identifier.clone().unwrap_or_else(|| user.clone());
 
@@ -149,13 +185,19 @@ impl<'r> Fold<'r> {
         }
         // Rule 2: a country not seen in the user's successful logins of the window (first login
         // ever excepted).
-        let had_login = self.state.profiles.get(&user).is_some_and(|p| p.first_login_at.is_some());
+        let had_login = self
+            .state
+            .profiles
+            .get(&user)
+            .is_some_and(|p| p.first_login_at.is_some());
         let country = ctx.country_code();
         if let (true, Some(cc)) = (had_login, &country) {
             let from = t - self.rules.new_country_window;
-            let seen = self.state.countries.get(&user).is_some_and(|v| {
-                v.iter().any(|(at, c)| c == cc && *at >= from && *at < t)
-            });
+            let seen = self
+                .state
+                .countries
+                .get(&user)
+                .is_some_and(|v| v.iter().any(|(at, c)| c == cc && *at >= from && *at < t));
             if !seen {
                 let label = ctx.country_label().unwrap_or_else(|| cc.clone());
                 reasons.push(format!("Login from unusual location: {label}"));
@@ -177,8 +219,20 @@ impl<'r> Fold<'r> {
             let excess = active.len() + 1 - self.rules.max_sessions;
             for (_, victim) in by_activity.into_iter().take(excess) {
                 self.revoke(&victim, event, "concurrent_limit", "system");
-                let detail = format!("Session revoked — concurrent session limit ({})", self.rules.max_sessions);
-                self.security_event(event, &format!("session_revoked/{victim}"), "session_revoked", INFO, detail, Some(&user), &ctx, json!({ "session_id": victim, "reason": "concurrent_limit" }));
+                let detail = format!(
+                    "Session revoked — concurrent session limit ({})",
+                    self.rules.max_sessions
+                );
+                self.security_event(
+                    event,
+                    &format!("session_revoked/{victim}"),
+                    "session_revoked",
+                    INFO,
+                    detail,
+                    Some(&user),
+                    &ctx,
+                    json!({ "session_id": victim, "reason": "concurrent_limit" }),
+                );
             }
         }
 
@@ -225,7 +279,12 @@ impl<'r> Fold<'r> {
             trusted_device: trusted,
             otp_required: d.otp_required.unwrap_or(false),
             otp_verified: d.otp_verified.unwrap_or(false),
-            roles: d.roles.iter().flatten().map(|r| r.as_str().to_owned()).collect(),
+            roles: d
+                .roles
+                .iter()
+                .flatten()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
             suspicious,
             suspicious_reason: reason.clone(),
             metadata,
@@ -268,28 +327,64 @@ impl<'r> Fold<'r> {
         profile.last_login_at = Some(profile.last_login_at.map_or(t, |l| l.max(t)));
         profile.successful_logins += 1;
         if let Some(cc) = &country {
-            self.state.countries.entry(user.clone()).or_default().push((t, cc.clone()));
+            self.state
+                .countries
+                .entry(user.clone())
+                .or_default()
+                .push((t, cc.clone()));
         }
         self.count(t, &ctx, |c| {
             c.successes += 1;
             c.suspicious += i64::from(suspicious);
         });
 
-        let super_admin = d.roles.iter().flatten().any(|r| r.as_str() == "super_admin");
+        let super_admin = d
+            .roles
+            .iter()
+            .flatten()
+            .any(|r| r.as_str() == "super_admin");
         let description = if super_admin {
-            let otp = if d.otp_verified == Some(true) { " (OTP verified)" } else { "" };
+            let otp = if d.otp_verified == Some(true) {
+                " (OTP verified)"
+            } else {
+                ""
+            };
             format!("Super-admin login — {who}{otp}")
         } else {
             format!("Login — {who} ({})", d.login_method)
         };
-        let severity = if super_admin && d.otp_verified != Some(true) { WARNING } else { INFO };
-        self.security_event(event, "login_success", "login_success", severity, description, Some(&user), &ctx, json!({ "session_id": sid, "login_method": d.login_method }));
+        let severity = if super_admin && d.otp_verified != Some(true) {
+            WARNING
+        } else {
+            INFO
+        };
+        self.security_event(
+            event,
+            "login_success",
+            "login_success",
+            severity,
+            description,
+            Some(&user),
+            &ctx,
+            json!({ "session_id": sid, "login_method": d.login_method }),
+        );
         if let Some(reason) = reason {
             let description = match ctx.country_label() {
-                Some(c) if reason.contains("unusual location") => format!("Suspicious login — {who} from {c}"),
+                Some(c) if reason.contains("unusual location") => {
+                    format!("Suspicious login — {who} from {c}")
+                }
                 _ => format!("Suspicious login — {who}: {reason}"),
             };
-            self.security_event(event, "suspicious_activity", "suspicious_activity", WARNING, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": reason }));
+            self.security_event(
+                event,
+                "suspicious_activity",
+                "suspicious_activity",
+                WARNING,
+                description,
+                Some(&user),
+                &ctx,
+                json!({ "session_id": sid, "reason": reason }),
+            );
         }
     }
 
@@ -344,20 +439,37 @@ impl<'r> Fold<'r> {
         });
         let user = event.subject.as_deref();
         let description = format!("Failed login — {who} ({})", d.failure_reason);
-        self.security_event(event, "login_failure", "login_failure", WARNING, description, user, &ctx, json!({ "failure_reason": d.failure_reason, "identifier": who }));
+        self.security_event(
+            event,
+            "login_failure",
+            "login_failure",
+            WARNING,
+            description,
+            user,
+            &ctx,
+            json!({ "failure_reason": d.failure_reason, "identifier": who }),
+        );
         if let Some(reason) = reason {
             let description = format!("Failed login attempts — {who} ({} attempts)", failures + 1);
-            self.security_event(event, "suspicious_activity", "suspicious_activity", WARNING, description, user, &ctx, json!({ "reason": reason, "failures_in_window": failures + 1 }));
+            self.security_event(
+                event,
+                "suspicious_activity",
+                "suspicious_activity",
+                WARNING,
+                description,
+                user,
+                &ctx,
+                json!({ "reason": reason, "failures_in_window": failures + 1 }),
+            );
         }
     }
 
     /// Failed attempts of `key` in `[t - window, t)`.
     fn recent_failures(&self, key: &str, t: DateTime<Utc>) -> usize {
         let from = t - self.rules.failed_attempts_window;
-        self.state
-            .failures
-            .get(key)
-            .map_or(0, |v| v.iter().filter(|at| **at >= from && **at < t).count())
+        self.state.failures.get(key).map_or(0, |v| {
+            v.iter().filter(|at| **at >= from && **at < t).count()
+        })
     }
 
     // ---- sessions -----------------------------------------------------------------------
@@ -445,7 +557,13 @@ impl<'r> Fold<'r> {
             s.suspicious = true;
             s.suspicious_reason = Some("refresh_token_reuse".into());
             self.revoke(&sid, event, "refresh_token_reuse", "system");
-            let ctx = Context { ip: d.ip.map(|ip| ip.to_string()), user_agent: d.user_agent.as_deref(), geo: d.geo.as_ref(), device: d.device.as_ref(), device_name: None };
+            let ctx = Context {
+                ip: d.ip.map(|ip| ip.to_string()),
+                user_agent: d.user_agent.as_deref(),
+                geo: d.geo.as_ref(),
+                device: d.device.as_ref(),
+                device_name: None,
+            };
             let description = format!("Refresh token reuse — session {sid} revoked");
             self.security_event(event, "suspicious_activity", "suspicious_activity", CRITICAL, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
             return;
@@ -456,7 +574,9 @@ impl<'r> Fold<'r> {
                 s.rotated_refresh_token_ids.push(old);
             }
         }
-        if s.refresh_token_id.as_deref() != Some(presented.as_str()) && !s.rotated_refresh_token_ids.contains(&presented) {
+        if s.refresh_token_id.as_deref() != Some(presented.as_str())
+            && !s.rotated_refresh_token_ids.contains(&presented)
+        {
             s.rotated_refresh_token_ids.push(presented);
         }
         s.refresh_token_id = Some(d.refresh_token_id.as_str().to_owned());
@@ -522,8 +642,16 @@ impl<'r> Fold<'r> {
         }
         let description = match d.scope {
             RevokeScope::One => format!("Session revoked by {}", d.revoked_by.as_str()),
-            RevokeScope::All => format!("All sessions revoked by {} ({})", d.revoked_by.as_str(), revoked.len()),
-            RevokeScope::AllExcept => format!("All other sessions revoked by {} ({})", d.revoked_by.as_str(), revoked.len()),
+            RevokeScope::All => format!(
+                "All sessions revoked by {} ({})",
+                d.revoked_by.as_str(),
+                revoked.len()
+            ),
+            RevokeScope::AllExcept => format!(
+                "All other sessions revoked by {} ({})",
+                d.revoked_by.as_str(),
+                revoked.len()
+            ),
         };
         self.security_event(event, "session_revoked", "session_revoked", INFO, description, Some(&user), &Context::default(), json!({ "scope": d.scope, "reason": d.reason, "revoked_by": d.revoked_by, "sessions": revoked }));
     }
@@ -531,7 +659,15 @@ impl<'r> Fold<'r> {
     // ---- other facts --------------------------------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
-    fn otp(&mut self, event: &Event, kind: &str, severity: &str, sid: Option<&authtrail_events::data::OpaqueId>, channel: &str, reason: Option<&str>) {
+    fn otp(
+        &mut self,
+        event: &Event,
+        kind: &str,
+        severity: &str,
+        sid: Option<&authtrail_events::data::OpaqueId>,
+        channel: &str,
+        reason: Option<&str>,
+    ) {
         let verb = match kind {
             "otp_sent" => "OTP sent",
             "otp_verified" => "OTP verified",
@@ -542,22 +678,35 @@ impl<'r> Fold<'r> {
             None => format!("{verb} ({channel})"),
         };
         let user = event.subject.clone();
-        self.security_event(event, kind, kind, severity, description, user.as_deref(), &Context::default(), json!({ "channel": channel, "session_id": sid.map(|s| s.as_str()) }));
+        self.security_event(
+            event,
+            kind,
+            kind,
+            severity,
+            description,
+            user.as_deref(),
+            &Context::default(),
+            json!({ "channel": channel, "session_id": sid.map(|s| s.as_str()) }),
+        );
     }
 
     fn device_trust(&mut self, event: &Event, d: &DeviceTrust, trusted: bool) {
         let t = event.time;
         let user = event.subject.clone().unwrap_or_default();
         let device = d.device_id.as_str().to_owned();
-        let entry = self.state.devices.entry((user.clone(), device.clone())).or_insert_with(|| TrustedDevice {
-            user_id: user.clone(),
-            device_id: device.clone(),
-            device_name: None,
-            trusted: false,
-            trusted_at: None,
-            untrusted_at: None,
-            updated_at: t,
-        });
+        let entry = self
+            .state
+            .devices
+            .entry((user.clone(), device.clone()))
+            .or_insert_with(|| TrustedDevice {
+                user_id: user.clone(),
+                device_id: device.clone(),
+                device_name: None,
+                trusted: false,
+                trusted_at: None,
+                untrusted_at: None,
+                updated_at: t,
+            });
         entry.trusted = trusted;
         if d.device_name.is_some() {
             entry.device_name = d.device_name.clone();
@@ -569,7 +718,9 @@ impl<'r> Fold<'r> {
         }
         entry.updated_at = t;
         let row = entry.clone();
-        self.changes.devices.insert((user.clone(), device.clone()), row);
+        self.changes
+            .devices
+            .insert((user.clone(), device.clone()), row);
         for sid in self.active_sessions(&user, t) {
             if self.state.sessions[&sid].device_id.as_deref() == Some(device.as_str()) {
                 self.session_mut(&sid, event).trusted_device = trusted;
@@ -581,8 +732,20 @@ impl<'r> Fold<'r> {
         } else {
             ("device_revoked", format!("Device trust revoked — {name}"))
         };
-        let ctx = Context { device_name: Some(name), ..Context::default() };
-        self.security_event(event, kind, kind, INFO, description, Some(&user), &ctx, json!({ "device_id": device }));
+        let ctx = Context {
+            device_name: Some(name),
+            ..Context::default()
+        };
+        self.security_event(
+            event,
+            kind,
+            kind,
+            INFO,
+            description,
+            Some(&user),
+            &ctx,
+            json!({ "device_id": device }),
+        );
     }
 
     fn password_changed(&mut self, event: &Event, d: &PasswordChanged) {
@@ -594,7 +757,16 @@ impl<'r> Fold<'r> {
             _ => "Password changed".to_owned(),
         };
         let severity = if by_other { WARNING } else { INFO };
-        self.security_event(event, "password_changed", "password_changed", severity, description, Some(&user), &Context::default(), json!({ "changed_by": d.changed_by }));
+        self.security_event(
+            event,
+            "password_changed",
+            "password_changed",
+            severity,
+            description,
+            Some(&user),
+            &Context::default(),
+            json!({ "changed_by": d.changed_by }),
+        );
     }
 
     fn account_locked(&mut self, event: &Event, d: &AccountLock) {
@@ -622,14 +794,31 @@ impl<'r> Fold<'r> {
         p.locked_reason = None;
         p.locked_until = None;
         let description = format!("Account unlocked — {}", d.reason.as_str());
-        self.security_event(event, "account_unlocked", "account_unlocked", INFO, description, Some(&user), &Context::default(), json!({ "reason": d.reason, "actor": d.actor }));
+        self.security_event(
+            event,
+            "account_unlocked",
+            "account_unlocked",
+            INFO,
+            description,
+            Some(&user),
+            &Context::default(),
+            json!({ "reason": d.reason, "actor": d.actor }),
+        );
     }
 
     fn admin_action(&mut self, event: &Event, d: &AdminAction) {
         let target = d.target_user.clone().or_else(|| event.subject.clone());
         let description = match &d.target_user {
-            Some(u) => format!("Admin action — {} by {} on {u}", d.action.as_str(), d.actor.as_str()),
-            None => format!("Admin action — {} by {}", d.action.as_str(), d.actor.as_str()),
+            Some(u) => format!(
+                "Admin action — {} by {} on {u}",
+                d.action.as_str(),
+                d.actor.as_str()
+            ),
+            None => format!(
+                "Admin action — {} by {}",
+                d.action.as_str(),
+                d.actor.as_str()
+            ),
         };
         self.security_event(event, "admin_action", "admin_action", INFO, description, target.as_deref(), &Context::default(), json!({ "action": d.action, "actor": d.actor, "target_user": d.target_user, "details": d.details }));
     }

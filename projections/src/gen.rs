@@ -47,7 +47,13 @@ impl StreamGen {
                 sessions: vec![],
             })
             .collect();
-        StreamGen { rng, users, t: start, counter: 0, recent_events: vec![] }
+        StreamGen {
+            rng,
+            users,
+            t: start,
+            counter: 0,
+            recent_events: vec![],
+        }
     }
 
     /// The next `n` events.
@@ -64,7 +70,13 @@ impl StreamGen {
         format!("{prefix}_{:016x}", self.rng.random::<u64>())
     }
 
-    fn envelope(&mut self, ty: &str, subject: Option<&str>, time: DateTime<Utc>, data: Value) -> Event {
+    fn envelope(
+        &mut self,
+        ty: &str,
+        subject: Option<&str>,
+        time: DateTime<Utc>,
+        data: Value,
+    ) -> Event {
         let id = self.id();
         let mut v = json!({
             "specversion": "1.0", "id": id, "source": "/gen", "type": ty,
@@ -91,7 +103,11 @@ impl StreamGen {
     fn client(&mut self, u: usize, ctry: usize) -> Value {
         let (ip, cc, country, city) = COUNTRIES[ctry];
         let dev = self.rng.random_range(0..3u8);
-        let (ty, name) = [("desktop", "Chrome on Windows"), ("mobile", "Safari on iOS"), ("tablet", "Chrome on Android")][dev as usize];
+        let (ty, name) = [
+            ("desktop", "Chrome on Windows"),
+            ("mobile", "Safari on iOS"),
+            ("tablet", "Chrome on Android"),
+        ][dev as usize];
         json!({
             "ip": ip, "user_agent": format!("gen-agent/{dev}"), "device_id": format!("dev-{u}-{dev}"),
             "geo": { "country_code": cc, "country": country, "city": city },
@@ -102,7 +118,11 @@ impl StreamGen {
     fn next_event(&mut self) -> Event {
         // Time mostly advances; now and then an event is stamped a little in the past.
         self.t += TimeDelta::seconds(self.rng.random_range(0..90));
-        let time = if self.rng.random_bool(0.03) { self.t - TimeDelta::seconds(self.rng.random_range(1..600)) } else { self.t };
+        let time = if self.rng.random_bool(0.03) {
+            self.t - TimeDelta::seconds(self.rng.random_range(1..600))
+        } else {
+            self.t
+        };
         let u = self.rng.random_range(0..self.users.len());
         let user = self.users[u].id.clone();
         let roll = self.rng.random_range(0..100u32);
@@ -115,11 +135,16 @@ impl StreamGen {
                 let mut data = self.client(u, ctry);
                 let admin = u % 17 == 0;
                 data["session_id"] = json!(sid);
-                data["login_method"] = json!(["password", "sso", "microsoft"][self.rng.random_range(0..3)]);
+                data["login_method"] =
+                    json!(["password", "sso", "microsoft"][self.rng.random_range(0..3)]);
                 data["expires_at"] = json!((time + TimeDelta::minutes(15)).to_rfc3339());
                 data["identifier"] = json!(format!("{user}@example.com"));
                 data["refresh_token_id"] = json!(rt);
-                data["roles"] = if admin { json!(["admin", "super_admin"]) } else { json!(["user"]) };
+                data["roles"] = if admin {
+                    json!(["admin", "super_admin"])
+                } else {
+                    json!(["user"])
+                };
                 data["otp_required"] = json!(admin);
                 data["otp_verified"] = json!(admin);
                 self.users[u].sessions.push((sid, rt, vec![]));
@@ -129,19 +154,36 @@ impl StreamGen {
                 let ctry = self.place(u);
                 let mut data = self.client(u, ctry);
                 let unknown = self.rng.random_bool(0.2);
-                data["identifier"] = json!(if unknown { format!("Typo{}@Example.com", u % 7) } else { format!("{user}@example.com") });
-                data["failure_reason"] = json!(if unknown { "unknown_user" } else { "bad_password" });
+                data["identifier"] = json!(if unknown {
+                    format!("Typo{}@Example.com", u % 7)
+                } else {
+                    format!("{user}@example.com")
+                });
+                data["failure_reason"] = json!(if unknown {
+                    "unknown_user"
+                } else {
+                    "bad_password"
+                });
                 if self.rng.random_bool(0.3) {
                     data.as_object_mut().expect("object").remove("geo");
                 }
-                self.envelope("login.failed", if unknown { None } else { Some(&user) }, time, data)
+                self.envelope(
+                    "login.failed",
+                    if unknown { None } else { Some(&user) },
+                    time,
+                    data,
+                )
             }
             32..=49 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
                 let new = self.token("rt");
                 let reuse = self.rng.random_bool(0.04) && !self.users[u].sessions[k].2.is_empty();
                 let (sid, cur, rotated) = self.users[u].sessions[k].clone();
-                let presented = if reuse { rotated[0].clone() } else { cur.clone() };
+                let presented = if reuse {
+                    rotated[0].clone()
+                } else {
+                    cur.clone()
+                };
                 if !reuse {
                     let s = &mut self.users[u].sessions[k];
                     s.2.push(cur);
@@ -153,12 +195,22 @@ impl StreamGen {
             50..=69 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
                 let sid = self.users[u].sessions[k].0.clone();
-                self.envelope("session.activity", Some(&user), time, json!({ "session_id": sid, "ip": "81.2.69.142" }))
+                self.envelope(
+                    "session.activity",
+                    Some(&user),
+                    time,
+                    json!({ "session_id": sid, "ip": "81.2.69.142" }),
+                )
             }
             70..=75 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
                 let (sid, _, _) = self.users[u].sessions.remove(k);
-                self.envelope("session.logged_out", Some(&user), time, json!({ "session_id": sid }))
+                self.envelope(
+                    "session.logged_out",
+                    Some(&user),
+                    time,
+                    json!({ "session_id": sid }),
+                )
             }
             76..=79 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
@@ -172,26 +224,67 @@ impl StreamGen {
                 self.envelope(ty, Some(&user), time, json!({ "channel": "email" }))
             }
             85..=88 => {
-                let ty = if self.rng.random_bool(0.7) { "device.trusted" } else { "device.untrusted" };
+                let ty = if self.rng.random_bool(0.7) {
+                    "device.trusted"
+                } else {
+                    "device.untrusted"
+                };
                 let dev = self.rng.random_range(0..3u8);
-                self.envelope(ty, Some(&user), time, json!({ "device_id": format!("dev-{u}-{dev}"), "device_name": "Gen device" }))
+                self.envelope(
+                    ty,
+                    Some(&user),
+                    time,
+                    json!({ "device_id": format!("dev-{u}-{dev}"), "device_name": "Gen device" }),
+                )
             }
-            89 => self.envelope("password.changed", Some(&user), time, json!({ "changed_by": user })),
+            89 => self.envelope(
+                "password.changed",
+                Some(&user),
+                time,
+                json!({ "changed_by": user }),
+            ),
             90 => {
                 self.users[u].sessions.clear();
                 self.envelope("account.locked", Some(&user), time, json!({ "reason": "too_many_failed_logins", "until": (time + TimeDelta::minutes(30)).to_rfc3339(), "actor": "system" }))
             }
-            91 => self.envelope("account.unlocked", Some(&user), time, json!({ "reason": "lock_expired" })),
-            92..=94 => self.envelope("admin.action", Some(&user), time, json!({ "action": "users.view", "actor": "admin-1", "target_user": user })),
+            91 => self.envelope(
+                "account.unlocked",
+                Some(&user),
+                time,
+                json!({ "reason": "lock_expired" }),
+            ),
+            92..=94 => self.envelope(
+                "admin.action",
+                Some(&user),
+                time,
+                json!({ "action": "users.view", "actor": "admin-1", "target_user": user }),
+            ),
             95..=97 if !self.recent_events.is_empty() => {
                 let k = self.rng.random_range(0..self.recent_events.len());
-                let kind = ["login_success", "login_failure", "suspicious_activity", "admin_action"][self.rng.random_range(0..4)];
+                let kind = [
+                    "login_success",
+                    "login_failure",
+                    "suspicious_activity",
+                    "admin_action",
+                ][self.rng.random_range(0..4)];
                 let target = security_event_id(self.recent_events[k], kind);
                 // Reviews come from an admin command: keyed by a user other than the event's.
-                let reviewer_subject = self.users[self.rng.random_range(0..self.users.len())].id.clone();
-                self.envelope("security_event.reviewed", Some(&reviewer_subject), time, json!({ "security_event_id": target, "reviewer": "admin-1" }))
+                let reviewer_subject = self.users[self.rng.random_range(0..self.users.len())]
+                    .id
+                    .clone();
+                self.envelope(
+                    "security_event.reviewed",
+                    Some(&reviewer_subject),
+                    time,
+                    json!({ "security_event_id": target, "reviewer": "admin-1" }),
+                )
             }
-            _ => self.envelope("session.activity", Some(&user), time, json!({ "session_id": format!("unknown-{u}") })),
+            _ => self.envelope(
+                "session.activity",
+                Some(&user),
+                time,
+                json!({ "session_id": format!("unknown-{u}") }),
+            ),
         }
     }
 }

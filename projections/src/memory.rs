@@ -6,7 +6,9 @@
 //! the earliest review). Tests compare the two; tools that need a projection without a database
 //! (time travel for one user) can use it directly.
 
-use crate::rows::{LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile};
+use crate::rows::{
+    LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
+};
 use crate::state::{Changes, Needs, State};
 use crate::{Fold, Rules};
 use authtrail_events::Event;
@@ -48,7 +50,9 @@ impl Tables {
     /// The slice a batch needs (same contract as the SQL loader).
     pub fn load(&self, needs: &Needs) -> State {
         let mut state = State::default();
-        let Some(since) = needs.since else { return state };
+        let Some(since) = needs.since else {
+            return state;
+        };
         for s in self.sessions.values() {
             let named = needs.session_ids.contains(&s.session_id);
             let open = needs.users.contains(&s.user_id)
@@ -61,12 +65,23 @@ impl Tables {
         let failures_since = needs.failures_since.unwrap_or(since);
         let countries_since = needs.countries_since.unwrap_or(since);
         for a in self.login_history.values() {
-            if !a.success && needs.subject_keys.contains(&a.subject_key) && a.attempted_at >= failures_since {
-                state.failures.entry(a.subject_key.clone()).or_default().push(a.attempted_at);
+            if !a.success
+                && needs.subject_keys.contains(&a.subject_key)
+                && a.attempted_at >= failures_since
+            {
+                state
+                    .failures
+                    .entry(a.subject_key.clone())
+                    .or_default()
+                    .push(a.attempted_at);
             }
             if let (true, Some(user), Some(cc)) = (a.success, &a.user_id, &a.country_code) {
                 if needs.users.contains(user) && a.attempted_at >= countries_since {
-                    state.countries.entry(user.clone()).or_default().push((a.attempted_at, cc.clone()));
+                    state
+                        .countries
+                        .entry(user.clone())
+                        .or_default()
+                        .push((a.attempted_at, cc.clone()));
                 }
             }
         }
@@ -77,7 +92,9 @@ impl Tables {
         }
         for ((user, device), d) in &self.devices {
             if needs.users.contains(user) {
-                state.devices.insert((user.clone(), device.clone()), d.clone());
+                state
+                    .devices
+                    .insert((user.clone(), device.clone()), d.clone());
             }
         }
         state

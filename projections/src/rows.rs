@@ -102,7 +102,9 @@ impl Session {
 
     /// The last instant the session can be active without a new event.
     pub fn horizon(&self) -> DateTime<Utc> {
-        self.expires_at.min(self.absolute_expires_at).min(self.idle_expires_at)
+        self.expires_at
+            .min(self.absolute_expires_at)
+            .min(self.idle_expires_at)
     }
 }
 

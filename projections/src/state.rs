@@ -14,7 +14,9 @@
 //! The fold only ever decides by event time (`active at t`, `within the window before t`), so
 //! holding more than this never changes a result: the tables do not depend on batch boundaries.
 
-use crate::rows::{LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile};
+use crate::rows::{
+    LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
+};
 use crate::Rules;
 use authtrail_events::data::EventData;
 use authtrail_events::Event;

@@ -41,8 +41,18 @@ fn login(n: u128, sid: &str, minute: i64, country: Option<(&str, &str)>) -> Even
 }
 
 fn failed(n: u128, subject: Option<&str>, identifier: &str, minute: i64) -> Event {
-    let reason = if subject.is_some() { "bad_password" } else { "unknown_user" };
-    ev(n, "login.failed", subject, minute, json!({ "identifier": identifier, "failure_reason": reason, "ip": "203.0.113.7" }))
+    let reason = if subject.is_some() {
+        "bad_password"
+    } else {
+        "unknown_user"
+    };
+    ev(
+        n,
+        "login.failed",
+        subject,
+        minute,
+        json!({ "identifier": identifier, "failure_reason": reason, "ip": "203.0.113.7" }),
+    )
 }
 
 fn project(events: &[Event]) -> Tables {
@@ -52,7 +62,11 @@ fn project(events: &[Event]) -> Tables {
 }
 
 fn kinds(t: &Tables) -> Vec<(String, String)> {
-    let mut v: Vec<_> = t.security_events.values().map(|e| (e.event_type.clone(), e.severity.clone())).collect();
+    let mut v: Vec<_> = t
+        .security_events
+        .values()
+        .map(|e| (e.event_type.clone(), e.severity.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -80,32 +94,51 @@ fn login_creates_session_history_profile_stats_and_security_event() {
 
 #[test]
 fn failed_logins_count_and_the_fourth_attempt_within_15_minutes_is_suspicious() {
-    let mut evs: Vec<Event> = (0..3).map(|i| failed(10 + i, Some(U), "john@example.com", i as i64)).collect();
+    let mut evs: Vec<Event> = (0..3)
+        .map(|i| failed(10 + i, Some(U), "john@example.com", i as i64))
+        .collect();
     evs.push(login(20, "s1", 5, None));
     let t = project(&evs);
     let ok = &t.login_history[&Uuid::from_u128(20)];
     assert!(ok.suspicious);
-    assert_eq!(ok.suspicious_reason.as_deref(), Some("Multiple failed login attempts (3)"));
+    assert_eq!(
+        ok.suspicious_reason.as_deref(),
+        Some("Multiple failed login attempts (3)")
+    );
     assert!(t.sessions["s1"].suspicious);
     assert_eq!(t.profiles[U].failed_logins, 3);
-    assert!(!t.login_history[&Uuid::from_u128(12)].suspicious, "third failure had only 2 before it");
-    let suspicious: Vec<_> = t.security_events.values().filter(|e| e.event_type == "suspicious_activity").collect();
+    assert!(
+        !t.login_history[&Uuid::from_u128(12)].suspicious,
+        "third failure had only 2 before it"
+    );
+    let suspicious: Vec<_> = t
+        .security_events
+        .values()
+        .filter(|e| e.event_type == "suspicious_activity")
+        .collect();
     assert_eq!(suspicious.len(), 1);
     // Outside the window the failures no longer count.
-    let mut late = (0..3).map(|i| failed(30 + i, Some(U), "john@example.com", i as i64)).collect::<Vec<_>>();
+    let mut late = (0..3)
+        .map(|i| failed(30 + i, Some(U), "john@example.com", i as i64))
+        .collect::<Vec<_>>();
     late.push(login(40, "s2", 16, None));
     assert!(!project(&late).login_history[&Uuid::from_u128(40)].suspicious);
 }
 
 #[test]
 fn failures_of_unknown_users_count_per_identifier() {
-    let evs: Vec<Event> = (0..4).map(|i| failed(50 + i, None, "Mallory@Example.com", i as i64)).collect();
+    let evs: Vec<Event> = (0..4)
+        .map(|i| failed(50 + i, None, "Mallory@Example.com", i as i64))
+        .collect();
     let t = project(&evs);
     let last = &t.login_history[&Uuid::from_u128(53)];
     assert_eq!(last.user_id, None);
     assert_eq!(last.subject_key, "mallory@example.com");
     assert!(last.suspicious);
-    assert!(t.security_events.values().any(|e| e.description == "Failed login attempts — Mallory@Example.com (4 attempts)"));
+    assert!(t
+        .security_events
+        .values()
+        .any(|e| e.description == "Failed login attempts — Mallory@Example.com (4 attempts)"));
 }
 
 #[test]
@@ -120,17 +153,29 @@ fn a_login_from_a_country_not_seen_in_30_days_is_suspicious() {
     let sus = |n| t.login_history[&Uuid::from_u128(n)].suspicious;
     assert!(!sus(1) && !sus(2) && sus(3) && !sus(4));
     assert!(sus(5), "GB last seen more than 30 days before");
-    assert!(t.security_events.values().any(|e| e.description == "Suspicious login — john@example.com from Russia"));
+    assert!(t
+        .security_events
+        .values()
+        .any(|e| e.description == "Suspicious login — john@example.com from Russia"));
     // No country, no verdict.
-    let t = project(&[login(1, "s1", 0, Some(("GB", "United Kingdom"))), login(2, "s2", 5, None)]);
+    let t = project(&[
+        login(1, "s1", 0, Some(("GB", "United Kingdom"))),
+        login(2, "s2", 5, None),
+    ]);
     assert!(!t.login_history[&Uuid::from_u128(2)].suspicious);
 }
 
 fn refresh(n: u128, sid: &str, prev: &str, new: &str, minute: i64) -> Event {
-    ev(n, "token.refreshed", Some(U), minute, json!({
-        "session_id": sid, "refresh_token_id": new, "previous_refresh_token_id": prev,
-        "expires_at": at(minute + 15).to_rfc3339(),
-    }))
+    ev(
+        n,
+        "token.refreshed",
+        Some(U),
+        minute,
+        json!({
+            "session_id": sid, "refresh_token_id": new, "previous_refresh_token_id": prev,
+            "expires_at": at(minute + 15).to_rfc3339(),
+        }),
+    )
 }
 
 #[test]
@@ -156,14 +201,24 @@ fn refresh_rotates_and_extends_and_reuse_revokes_with_a_critical_event() {
     let s = &t.sessions["s1"];
     assert_eq!(s.revoked_reason.as_deref(), Some("refresh_token_reuse"));
     assert_eq!(s.revoked_at, Some(at(11)));
-    assert_eq!(s.refresh_token_id.as_deref(), Some("rt-s1-1"), "reuse does not rotate");
+    assert_eq!(
+        s.refresh_token_id.as_deref(),
+        Some("rt-s1-1"),
+        "reuse does not rotate"
+    );
     assert!(s.suspicious);
-    assert!(t.security_events.values().any(|e| e.severity == "critical" && e.event_type == "suspicious_activity"));
+    assert!(t
+        .security_events
+        .values()
+        .any(|e| e.severity == "critical" && e.event_type == "suspicious_activity"));
 }
 
 #[test]
 fn refresh_never_extends_past_the_absolute_timeout() {
-    let t = project(&[login(1, "s1", 0, None), refresh(2, "s1", "rt-s1-0", "rt-s1-1", 12 * 60 - 5)]);
+    let t = project(&[
+        login(1, "s1", 0, None),
+        refresh(2, "s1", "rt-s1-0", "rt-s1-1", 12 * 60 - 5),
+    ]);
     // The session expired long before: the late refresh rotates but does not revive it.
     let s = &t.sessions["s1"];
     assert_eq!(s.refresh_token_id.as_deref(), Some("rt-s1-1"));
@@ -186,18 +241,43 @@ fn refresh_never_extends_past_the_absolute_timeout() {
 fn activity_moves_idle_expiry_and_late_activity_does_not_revive() {
     let t = project(&[
         login(1, "s1", 0, None),
-        ev(2, "session.activity", Some(U), 10, json!({ "session_id": "s1" })),
-        ev(3, "session.activity", Some(U), 50, json!({ "session_id": "s1" })),
+        ev(
+            2,
+            "session.activity",
+            Some(U),
+            10,
+            json!({ "session_id": "s1" }),
+        ),
+        ev(
+            3,
+            "session.activity",
+            Some(U),
+            50,
+            json!({ "session_id": "s1" }),
+        ),
     ]);
     let s = &t.sessions["s1"];
     assert_eq!(s.last_activity_at, at(10));
     assert_eq!(s.idle_expires_at, at(40));
-    assert_eq!(s.status_at(at(45)), SessionStatus::Expired, "expires_at (15 min) came first");
+    assert_eq!(
+        s.status_at(at(45)),
+        SessionStatus::Expired,
+        "expires_at (15 min) came first"
+    );
 }
 
 #[test]
 fn logout_ends_the_session() {
-    let t = project(&[login(1, "s1", 0, None), ev(2, "session.logged_out", Some(U), 5, json!({ "session_id": "s1" }))]);
+    let t = project(&[
+        login(1, "s1", 0, None),
+        ev(
+            2,
+            "session.logged_out",
+            Some(U),
+            5,
+            json!({ "session_id": "s1" }),
+        ),
+    ]);
     let s = &t.sessions["s1"];
     assert_eq!(s.logged_out_at, Some(at(5)));
     assert_eq!(s.status_at(at(6)), SessionStatus::LoggedOut);
@@ -214,7 +294,13 @@ fn revoke(n: u128, scope: &str, sid: Option<&str>, minute: i64) -> Event {
 
 #[test]
 fn revoke_one_all_and_all_except_apply_to_sessions_active_at_that_time() {
-    let base = || vec![login(1, "a", 0, None), login(2, "b", 1, None), login(3, "c", 2, None)];
+    let base = || {
+        vec![
+            login(1, "a", 0, None),
+            login(2, "b", 1, None),
+            login(3, "c", 2, None),
+        ]
+    };
     let mut e = base();
     e.push(revoke(10, "one", Some("b"), 3));
     let t = project(&e);
@@ -228,26 +314,51 @@ fn revoke_one_all_and_all_except_apply_to_sessions_active_at_that_time() {
     assert!(t.sessions["c"].revoked_at.is_none());
 
     let mut e = base();
-    e.push(ev(9, "session.logged_out", Some(U), 2, json!({ "session_id": "a" })));
+    e.push(ev(
+        9,
+        "session.logged_out",
+        Some(U),
+        2,
+        json!({ "session_id": "a" }),
+    ));
     e.push(revoke(10, "all", None, 3));
     let t = project(&e);
     assert_eq!(t.sessions["a"].revoked_at, None, "already ended");
     assert_eq!(t.sessions["b"].revoked_by.as_deref(), Some(U));
     assert_eq!(t.sessions["c"].status_at(at(4)), SessionStatus::Revoked);
-    let ev = t.security_events.values().find(|e| e.event_type == "session_revoked").unwrap();
+    let ev = t
+        .security_events
+        .values()
+        .find(|e| e.event_type == "session_revoked")
+        .unwrap();
     assert_eq!(ev.metadata["sessions"], json!(["b", "c"]));
 }
 
 #[test]
 fn the_sixth_login_revokes_the_least_recently_active_session() {
-    let mut e: Vec<Event> = (0..5).map(|i| login(1 + i, &format!("s{i}"), i as i64, None)).collect();
+    let mut e: Vec<Event> = (0..5)
+        .map(|i| login(1 + i, &format!("s{i}"), i as i64, None))
+        .collect();
     // s0 was active most recently; s1 is now the least recently active.
-    e.push(ev(10, "session.activity", Some(U), 6, json!({ "session_id": "s0" })));
+    e.push(ev(
+        10,
+        "session.activity",
+        Some(U),
+        6,
+        json!({ "session_id": "s0" }),
+    ));
     e.push(login(11, "s5", 7, None));
     let t = project(&e);
-    assert_eq!(t.sessions["s1"].revoked_reason.as_deref(), Some("concurrent_limit"));
+    assert_eq!(
+        t.sessions["s1"].revoked_reason.as_deref(),
+        Some("concurrent_limit")
+    );
     assert_eq!(t.sessions["s1"].revoked_by.as_deref(), Some("system"));
-    let active = t.sessions.values().filter(|s| s.is_active_at(at(8))).count();
+    let active = t
+        .sessions
+        .values()
+        .filter(|s| s.is_active_at(at(8)))
+        .count();
     assert_eq!(active, 5);
 }
 
@@ -256,10 +367,25 @@ fn account_lock_revokes_all_sessions_and_unlock_clears() {
     let t = project(&[
         login(1, "a", 0, None),
         login(2, "b", 1, None),
-        ev(3, "account.locked", Some(U), 2, json!({ "reason": "too_many_failed_logins", "actor": "system" })),
-        ev(4, "account.unlocked", Some(U), 3, json!({ "reason": "manual", "actor": "admin-1" })),
+        ev(
+            3,
+            "account.locked",
+            Some(U),
+            2,
+            json!({ "reason": "too_many_failed_logins", "actor": "system" }),
+        ),
+        ev(
+            4,
+            "account.unlocked",
+            Some(U),
+            3,
+            json!({ "reason": "manual", "actor": "admin-1" }),
+        ),
     ]);
-    assert!(t.sessions.values().all(|s| s.revoked_reason.as_deref() == Some("account_locked")));
+    assert!(t
+        .sessions
+        .values()
+        .all(|s| s.revoked_reason.as_deref() == Some("account_locked")));
     assert!(!t.profiles[U].locked);
     let k = kinds(&t);
     assert!(k.contains(&("account_locked".into(), "warning".into())));
@@ -270,17 +396,38 @@ fn account_lock_revokes_all_sessions_and_unlock_clears() {
 fn device_trust_marks_sessions_and_records_the_device() {
     let t = project(&[
         login(1, "a", 0, None),
-        ev(2, "device.trusted", Some(U), 1, json!({ "device_id": "dev-a", "device_name": "iPhone" })),
+        ev(
+            2,
+            "device.trusted",
+            Some(U),
+            1,
+            json!({ "device_id": "dev-a", "device_name": "iPhone" }),
+        ),
         login(3, "b", 2, None),
     ]);
     assert!(t.sessions["a"].trusted_device);
     assert!(!t.sessions["b"].trusted_device, "another device");
     assert!(t.devices[&(U.to_owned(), "dev-a".to_owned())].trusted);
-    assert!(t.security_events.values().any(|e| e.description == "New device trusted — iPhone"));
+    assert!(t
+        .security_events
+        .values()
+        .any(|e| e.description == "New device trusted — iPhone"));
     let t2 = project(&[
         login(1, "a", 0, None),
-        ev(2, "device.trusted", Some(U), 1, json!({ "device_id": "dev-a" })),
-        ev(3, "device.untrusted", Some(U), 2, json!({ "device_id": "dev-a" })),
+        ev(
+            2,
+            "device.trusted",
+            Some(U),
+            1,
+            json!({ "device_id": "dev-a" }),
+        ),
+        ev(
+            3,
+            "device.untrusted",
+            Some(U),
+            2,
+            json!({ "device_id": "dev-a" }),
+        ),
     ]);
     assert!(!t2.sessions["a"].trusted_device);
     assert!(kinds(&t2).contains(&("device_revoked".into(), "info".into())));
@@ -290,16 +437,55 @@ fn device_trust_marks_sessions_and_records_the_device() {
 fn otp_password_and_admin_events_become_security_events() {
     let t = project(&[
         login(1, "s1", 0, None),
-        ev(2, "otp.sent", Some(U), 1, json!({ "channel": "sms", "session_id": "s1" })),
-        ev(3, "otp.failed", Some(U), 2, json!({ "channel": "sms", "reason": "mismatch" })),
-        ev(4, "otp.verified", Some(U), 3, json!({ "channel": "sms", "session_id": "s1" })),
-        ev(5, "password.changed", Some(U), 4, json!({ "changed_by": "admin-9" })),
-        ev(6, "admin.action", Some(U), 5, json!({ "action": "sessions.list", "actor": "admin-9", "target_user": U })),
+        ev(
+            2,
+            "otp.sent",
+            Some(U),
+            1,
+            json!({ "channel": "sms", "session_id": "s1" }),
+        ),
+        ev(
+            3,
+            "otp.failed",
+            Some(U),
+            2,
+            json!({ "channel": "sms", "reason": "mismatch" }),
+        ),
+        ev(
+            4,
+            "otp.verified",
+            Some(U),
+            3,
+            json!({ "channel": "sms", "session_id": "s1" }),
+        ),
+        ev(
+            5,
+            "password.changed",
+            Some(U),
+            4,
+            json!({ "changed_by": "admin-9" }),
+        ),
+        ev(
+            6,
+            "admin.action",
+            Some(U),
+            5,
+            json!({ "action": "sessions.list", "actor": "admin-9", "target_user": U }),
+        ),
     ]);
     assert!(t.sessions["s1"].otp_verified);
     let k = kinds(&t);
-    for expected in [("otp_sent", "info"), ("otp_failed", "warning"), ("otp_verified", "info"), ("password_changed", "warning"), ("admin_action", "info")] {
-        assert!(k.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {k:?}");
+    for expected in [
+        ("otp_sent", "info"),
+        ("otp_failed", "warning"),
+        ("otp_verified", "info"),
+        ("password_changed", "warning"),
+        ("admin_action", "info"),
+    ] {
+        assert!(
+            k.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {k:?}"
+        );
     }
     assert!(t.profiles[U].password_changed_at.is_some());
 }
@@ -312,15 +498,30 @@ fn super_admin_login_reads_like_the_seed() {
         d.otp_verified = Some(true);
     }
     let t = project(&[e]);
-    assert!(t.security_events.values().any(|e| e.description == "Super-admin login — john@example.com (OTP verified)"));
+    assert!(t
+        .security_events
+        .values()
+        .any(|e| e.description == "Super-admin login — john@example.com (OTP verified)"));
 }
 
 #[test]
 fn reviews_keep_the_earliest_whichever_arrives_first() {
     let login_ev = login(1, "s1", 0, None);
     let target = security_event_id(login_ev.id, "login_success");
-    let r1 = ev(2, "security_event.reviewed", Some("admin-1"), 5, json!({ "security_event_id": target, "reviewer": "alice" }));
-    let r2 = ev(3, "security_event.reviewed", Some("admin-2"), 3, json!({ "security_event_id": target, "reviewer": "bob" }));
+    let r1 = ev(
+        2,
+        "security_event.reviewed",
+        Some("admin-1"),
+        5,
+        json!({ "security_event_id": target, "reviewer": "alice" }),
+    );
+    let r2 = ev(
+        3,
+        "security_event.reviewed",
+        Some("admin-2"),
+        3,
+        json!({ "security_event_id": target, "reviewer": "bob" }),
+    );
     let a = project(&[login_ev.clone(), r1.clone(), r2.clone()]);
     let mut b = Tables::default();
     b.apply_batch(&Rules::default(), &[r2]);
@@ -333,7 +534,13 @@ fn reviews_keep_the_earliest_whichever_arrives_first() {
 
 #[test]
 fn events_for_unknown_sessions_create_a_first_seen_row() {
-    let t = project(&[ev(1, "session.activity", Some(U), 0, json!({ "session_id": "old" }))]);
+    let t = project(&[ev(
+        1,
+        "session.activity",
+        Some(U),
+        0,
+        json!({ "session_id": "old" }),
+    )]);
     let s = &t.sessions["old"];
     assert_eq!(s.metadata["first_seen"], "session.activity");
     assert_eq!(s.login_method, None);

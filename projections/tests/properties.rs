@@ -54,12 +54,33 @@ fn the_generator_is_deterministic_and_exercises_the_rules() {
     let a = StreamGen::new(7, 20, start).take(3000);
     let b = StreamGen::new(7, 20, start).take(3000);
     assert_eq!(a, b);
-    let t = single_pass(&a, &Rules { max_sessions: 2, ..Rules::default() });
-    let reasons: Vec<_> = t.sessions.values().filter_map(|s| s.revoked_reason.clone()).collect();
-    for r in ["concurrent_limit", "refresh_token_reuse", "account_locked", "user_request"] {
+    let t = single_pass(
+        &a,
+        &Rules {
+            max_sessions: 2,
+            ..Rules::default()
+        },
+    );
+    let reasons: Vec<_> = t
+        .sessions
+        .values()
+        .filter_map(|s| s.revoked_reason.clone())
+        .collect();
+    for r in [
+        "concurrent_limit",
+        "refresh_token_reuse",
+        "account_locked",
+        "user_request",
+    ] {
         assert!(reasons.iter().any(|x| x == r), "no session revoked for {r}");
     }
-    assert!(t.login_history.values().any(|h| h.suspicious_reason.as_deref().is_some_and(|r| r.contains("failed"))));
-    assert!(t.login_history.values().any(|h| h.suspicious_reason.as_deref().is_some_and(|r| r.contains("unusual location"))));
+    assert!(t.login_history.values().any(|h| h
+        .suspicious_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("failed"))));
+    assert!(t.login_history.values().any(|h| h
+        .suspicious_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("unusual location"))));
     assert!(!t.reviews.is_empty());
 }

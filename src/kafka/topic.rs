@@ -25,6 +25,11 @@ pub enum TopicError {
 /// the broker reports it. An existing topic is left as it is (partitions are never changed:
 /// that would move users between partitions). Returns the topic's partition count.
 pub async fn ensure_topic(cfg: &KafkaConfig) -> Result<i32, TopicError> {
+    // Most starts find the topic: ask the metadata first (needs no create permission).
+    if let Ok(Some(partitions)) = topic_partitions(cfg).await {
+        tracing::info!(topic = %cfg.topic, partitions, created = false, "topic ready");
+        return Ok(partitions);
+    }
     let admin: AdminClient<DefaultClientContext> = admin_config(cfg).create()?;
     let topic = NewTopic::new(
         &cfg.topic,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod projection;
 
 use authtrail::config::{DatabaseConfig, KafkaConfig};
 use authtrail::kafka;

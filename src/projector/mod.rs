@@ -1,0 +1,329 @@
+//! Projection workers: consume the events topic in a consumer group and fold it into the read
+//! tables, exactly once.
+//!
+//! The loop gathers a batch (up to `projector.batch_max_messages`, or `batch_max_wait_ms` after
+//! its first message) and hands it to [`sink::apply_batch`], which applies it in one PostgreSQL
+//! transaction together with the checkpoints. The checkpoint table, not Kafka, says where each
+//! partition stands: messages below it are skipped, and a batch that starts beyond it makes the
+//! worker seek back. Kafka's committed offsets follow the checkpoints (for lag monitoring only).
+//! Database and broker errors are retried with backoff; a message is never skipped, and one
+//! that cannot be parsed goes to `dead_letters` so its partition keeps flowing.
+
+pub mod sink;
+
+pub use sink::{apply_batch, LogMessage, Outcome};
+
+use crate::config::Config;
+use crate::kafka::admin_config;
+use authtrail_projections::Rules;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The PostgreSQL `NOTIFY` channel announced after every applied batch (payload: projection
+/// name), so readers in any process can wait for the projection instead of polling.
+pub const NOTIFY_CHANNEL: &str = "authtrail_projected";
+
+/// Logs assignments and hands newly assigned partitions to the loop, which seeks them to their
+/// checkpoints (the callback runs inside librdkafka's poll and must not block on the database).
+#[derive(Default)]
+pub struct Context {
+    assigned: std::sync::Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "partitions assigned");
+                if let Ok(mut a) = self.assigned.lock() {
+                    a.extend(
+                        tpl.elements()
+                            .iter()
+                            .map(|e| (e.topic().to_owned(), e.partition())),
+                    );
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// One projection worker.
+pub struct Projector {
+    config: Config,
+    rules: Rules,
+    pool: PgPool,
+    consumer: StreamConsumer<Context>,
+}
+
+impl Projector {
+    /// Joins the consumer group (subscribes; partitions arrive with the first poll).
+    pub fn new(config: Config, pool: PgPool) -> Result<Projector, rdkafka::error::KafkaError> {
+        let mut c = admin_config(&config.kafka);
+        c.set("group.id", &config.projector.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set(
+                "session.timeout.ms",
+                config.projector.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (config.projector.session_timeout_ms / 4)
+                    .max(500)
+                    .to_string(),
+            );
+        for (k, v) in &config.kafka.properties {
+            c.set(k, v);
+        }
+        let consumer: StreamConsumer<Context> = c.create_with_context(Context::default())?;
+        consumer.subscribe(&[config.kafka.topic.as_str()])?;
+        Ok(Projector {
+            rules: config.projector.rules(),
+            config,
+            pool,
+            consumer,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves; the batch in hand is applied before returning.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let p = &self.config.projector;
+        let max = p.batch_max_messages;
+        let wait = Duration::from_millis(p.batch_max_wait_ms);
+        tracing::info!(topic = %self.config.kafka.topic, group = %p.group_id, batch = max, "projector started");
+        let mut batch: Vec<LogMessage> = Vec::with_capacity(max);
+        let mut deadline: Option<Instant> = None;
+        let mut stopping = false;
+        loop {
+            let timeout = deadline.map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            tokio::select! {
+                biased;
+                _ = &mut shutdown, if !stopping => { stopping = true; }
+                r = tokio::time::timeout(timeout, self.consumer.recv()) => match r {
+                    Ok(Ok(m)) => {
+                        batch.push(LogMessage {
+                            topic: m.topic().to_owned(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            payload: m.payload().map(<[u8]>::to_vec),
+                        });
+                        deadline.get_or_insert_with(|| Instant::now() + wait);
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                    Err(_) => {}
+                },
+            }
+            self.seek_new_assignments().await;
+            let due = deadline.is_some_and(|d| Instant::now() >= d);
+            if !batch.is_empty() && (batch.len() >= max || due || stopping) {
+                self.apply_with_retry(&batch).await;
+                batch.clear();
+                deadline = None;
+            }
+            if stopping {
+                break;
+            }
+        }
+        if let Err(e) = self
+            .consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        {
+            tracing::debug!(error = %e, "final offset commit");
+        }
+        tracing::info!("projector stopped");
+        Ok(())
+    }
+
+    /// Applies a batch, retrying until it commits. Never skips.
+    async fn apply_with_retry(&self, batch: &[LogMessage]) {
+        let mut backoff = Duration::from_millis(50);
+        let mut accept_gaps = BTreeSet::new();
+        loop {
+            let started = Instant::now();
+            match self.apply_once(batch, &accept_gaps).await {
+                Ok(outcome) if outcome.gaps.is_empty() || !accept_gaps.is_empty() => {
+                    self.after_commit(&outcome, started);
+                    for (topic, partition, expected) in &outcome.gaps {
+                        self.seek(topic, *partition, *expected);
+                    }
+                    return;
+                }
+                Ok(outcome) => {
+                    // Gaps: is the missing range still in the broker? Then seek back to it;
+                    // if it is gone (below the log start), accept the gap and say so loudly.
+                    self.after_commit(&outcome, started);
+                    for (topic, partition, expected) in &outcome.gaps {
+                        match self.low_watermark(topic, *partition).await {
+                            Some(low) if low > *expected => {
+                                tracing::error!(%topic, partition, expected, low, "offsets below the log start are gone; continuing from the log start");
+                                accept_gaps.insert((topic.clone(), *partition));
+                            }
+                            _ => self.seek(topic, *partition, *expected),
+                        }
+                    }
+                    if accept_gaps.is_empty() {
+                        return;
+                    }
+                    // Apply the accepted partitions' messages now.
+                }
+                Err(e) => {
+                    metrics::counter!("authtrail_projector_retries_total").increment(1);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn apply_once(
+        &self,
+        batch: &[LogMessage],
+        accept_gaps: &BTreeSet<(String, i32)>,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = apply_batch(
+            &mut tx,
+            &self.config.projector.projection,
+            &self.rules,
+            batch,
+            accept_gaps,
+        )
+        .await?;
+        if !outcome.advanced.is_empty() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(&self.config.projector.projection)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    fn after_commit(&self, outcome: &Outcome, started: Instant) {
+        metrics::histogram!("authtrail_projector_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("authtrail_projector_events_total").increment(outcome.projected as u64);
+        metrics::counter!("authtrail_projector_duplicates_total")
+            .increment(outcome.duplicates as u64);
+        if outcome.projected + outcome.dead_letters > 0 {
+            tracing::debug!(
+                projected = outcome.projected,
+                duplicates = outcome.duplicates,
+                dead_letters = outcome.dead_letters,
+                "batch applied"
+            );
+        }
+        // Kafka's committed offsets follow the checkpoints, for lag monitoring.
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in &outcome.advanced {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.store_offsets(&tpl) {
+                tracing::debug!(error = %e, "storing offsets (partition probably revoked)");
+            }
+        }
+    }
+
+    /// Seeks partitions assigned since the last call to their checkpoints, so a worker resumes
+    /// exactly where the tables stand rather than where Kafka's committed offsets lag behind.
+    async fn seek_new_assignments(&self) {
+        let assigned: Vec<(String, i32)> = match self.consumer.context().assigned.lock() {
+            Ok(mut a) if !a.is_empty() => std::mem::take(&mut *a),
+            _ => return,
+        };
+        let (topics, partitions): (Vec<String>, Vec<i32>) = assigned.into_iter().unzip();
+        let rows: Result<Vec<(String, i32, i64)>, _> = sqlx::query_as(
+            "SELECT topic, partition, next_offset FROM projection_checkpoints
+             JOIN UNNEST($2::text[], $3::int[]) AS x(t, p) ON topic = x.t AND partition = x.p
+             WHERE projection = $1",
+        )
+        .bind(&self.config.projector.projection)
+        .bind(&topics)
+        .bind(&partitions)
+        .fetch_all(&self.pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for (topic, partition, next) in rows {
+                    self.seek(&topic, partition, next);
+                }
+            }
+            // The checkpoint guard keeps this correct; seeking only saves re-reading.
+            Err(e) => tracing::warn!(error = %e, "reading checkpoints for new partitions"),
+        }
+    }
+
+    fn seek(&self, topic: &str, partition: i32, offset: i64) {
+        tracing::debug!(%topic, partition, offset, "seeking to checkpoint");
+        if let Err(e) = self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            // Not assigned to us any more: its new owner starts from the checkpoint.
+            tracing::debug!(error = %e, %topic, partition, "seek failed");
+        }
+    }
+
+    async fn low_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        let cfg = self.config.kafka.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = admin_config(&cfg).create().ok()?;
+            c.fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                .ok()
+                .map(|w| w.0)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// Deletes what retention allows from the read tables (never the log). Returns
+/// `(sessions, login attempts)` deleted.
+pub async fn cleanup(
+    pool: &PgPool,
+    cfg: &crate::config::RetentionConfig,
+) -> Result<(u64, u64), sqlx::Error> {
+    let sessions = sqlx::query(
+        "DELETE FROM sessions
+         WHERE coalesce(ended_at, least(expires_at, absolute_expires_at, idle_expires_at))
+               < now() - make_interval(days => $1::int)",
+    )
+    .bind(cfg.sessions_days as i32)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let history = sqlx::query(
+        "DELETE FROM login_history WHERE attempted_at < now() - make_interval(days => $1::int)",
+    )
+    .bind(cfg.login_history_days as i32)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok((sessions, history))
+}

@@ -1,0 +1,454 @@
+//! The SQL sink: one batch of log messages → one PostgreSQL transaction.
+//!
+//! In that transaction, in this order:
+//! 1. lock the checkpoint row of every partition in the batch (`FOR UPDATE`) and drop messages
+//!    below it (already applied — e.g. redelivered after a rebalance or crash); a partition whose
+//!    first new message lies beyond its checkpoint has a gap and is left for a seek;
+//! 2. parse every message; what fails goes to `dead_letters`;
+//! 3. drop events whose id was projected before (`processed_events`) or repeats in the batch;
+//! 4. load the [`State`] the batch [`Needs`], fold, and write the [`Changes`] set-based
+//!    (`json_populate_recordset` upserts/inserts, `UNNEST`), never one statement per event;
+//! 5. move the checkpoints past the batch.
+//!
+//! Either all of it commits or none of it: a crash anywhere neither loses nor doubles an event.
+
+use authtrail_events::{parse, ContractError, Event};
+use authtrail_projections::memory::{fold_batch, fresh};
+use authtrail_projections::rows::{Session, TrustedDevice, UserProfile};
+use authtrail_projections::{Changes, Needs, Rules, State};
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// One message as read from the log.
+#[derive(Debug, Clone)]
+pub struct LogMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events folded into the tables.
+    pub projected: usize,
+    /// Events whose id was already projected.
+    pub duplicates: usize,
+    /// Messages sent to `dead_letters`.
+    pub dead_letters: usize,
+    /// Messages below their partition's checkpoint (applied before).
+    pub already_applied: usize,
+    /// `(topic, partition, expected offset)` where the batch started beyond the checkpoint: the
+    /// consumer must seek back. Nothing of those partitions was applied.
+    pub gaps: Vec<(String, i32, i64)>,
+    /// `(topic, partition, next offset)` of every partition advanced.
+    pub advanced: Vec<(String, i32, i64)>,
+    /// Security events written, for live feeds.
+    pub security_events: Vec<Uuid>,
+}
+
+/// Applies one batch in one transaction. `accept_gaps` lists `(topic, partition)` whose gap is
+/// known to be real (the broker no longer has those offsets).
+pub async fn apply_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    projection: &str,
+    rules: &Rules,
+    messages: &[LogMessage],
+    accept_gaps: &BTreeSet<(String, i32)>,
+) -> Result<Outcome, sqlx::Error> {
+    let mut out = Outcome::default();
+    if messages.is_empty() {
+        return Ok(out);
+    }
+    let conn: &mut PgConnection = tx;
+
+    // 1. Checkpoints, locked.
+    let mut by_partition: BTreeMap<(String, i32), Vec<&LogMessage>> = BTreeMap::new();
+    for m in messages {
+        by_partition
+            .entry((m.topic.clone(), m.partition))
+            .or_default()
+            .push(m);
+    }
+    let (topics, partitions): (Vec<String>, Vec<i32>) = by_partition.keys().cloned().unzip();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, topic, partition, next_offset)
+         SELECT $1, t, p, 0 FROM UNNEST($2::text[], $3::int[]) AS x(t, p)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .bind(&topics)
+    .bind(&partitions)
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT c.topic, c.partition, c.next_offset FROM projection_checkpoints c
+         JOIN UNNEST($2::text[], $3::int[]) AS x(t, p) ON c.topic = x.t AND c.partition = x.p
+         WHERE c.projection = $1
+         ORDER BY c.topic, c.partition
+         FOR UPDATE OF c",
+    )
+    .bind(projection)
+    .bind(&topics)
+    .bind(&partitions)
+    .fetch_all(&mut *conn)
+    .await?;
+    let checkpoints: BTreeMap<(String, i32), i64> =
+        rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+
+    let mut accepted: Vec<&LogMessage> = Vec::with_capacity(messages.len());
+    for (tp, mut msgs) in by_partition {
+        msgs.sort_by_key(|m| m.offset);
+        let next = checkpoints.get(&tp).copied().unwrap_or(0);
+        let before = msgs.len();
+        msgs.retain(|m| m.offset >= next);
+        out.already_applied += before - msgs.len();
+        let Some(first) = msgs.first() else { continue };
+        if first.offset > next && !accept_gaps.contains(&tp) {
+            out.gaps.push((tp.0.clone(), tp.1, next));
+            continue;
+        }
+        let last = msgs.last().expect("non-empty").offset;
+        out.advanced.push((tp.0.clone(), tp.1, last + 1));
+        accepted.extend(msgs);
+    }
+    // Keep the order the messages arrived in (per partition it is offset order).
+    let order: BTreeMap<(&str, i32, i64), usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((m.topic.as_str(), m.partition, m.offset), i))
+        .collect();
+    accepted.sort_by_key(|m| order[&(m.topic.as_str(), m.partition, m.offset)]);
+
+    // 2. Parse; dead-letter what fails.
+    let mut events: Vec<Event> = Vec::with_capacity(accepted.len());
+    let mut origin: Vec<&LogMessage> = Vec::with_capacity(accepted.len());
+    let mut dead: Vec<(&LogMessage, ContractError)> = vec![];
+    for m in &accepted {
+        match parse(m.payload.as_deref().unwrap_or_default()) {
+            Ok(e) => {
+                events.push(e);
+                origin.push(m);
+            }
+            Err(e) => dead.push((m, e)),
+        }
+    }
+    out.dead_letters = dead.len();
+    write_dead_letters(conn, &dead).await?;
+
+    // 3. Deduplicate by event id.
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let seen: BTreeSet<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM processed_events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let new = fresh(&events, &seen);
+    out.duplicates = events.len() - new.len();
+    out.projected = new.len();
+
+    if !new.is_empty() {
+        // Plain INSERT: a concurrent worker projecting the same id makes one transaction fail
+        // and retry, never both succeed.
+        let position: BTreeMap<Uuid, &LogMessage> = events
+            .iter()
+            .zip(&origin)
+            .rev()
+            .map(|(e, m)| (e.id, *m))
+            .collect();
+        let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
+        for e in &new {
+            let m = position[&e.id];
+            eid.push(e.id);
+            top.push(m.topic.clone());
+            par.push(m.partition);
+            off.push(m.offset);
+        }
+        sqlx::query(
+            "INSERT INTO processed_events (event_id, topic, partition, \"offset\")
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])",
+        )
+        .bind(&eid)
+        .bind(&top)
+        .bind(&par)
+        .bind(&off)
+        .execute(&mut *conn)
+        .await?;
+
+        // 4. Load, fold, write.
+        let needs = Needs::of(&new, rules);
+        let state = load_state(conn, &needs).await?;
+        let changes = fold_batch(rules, state, &new);
+        out.security_events = changes.security_events.iter().map(|e| e.id).collect();
+        write_changes(conn, &changes).await?;
+    }
+
+    // 5. Checkpoints.
+    if !out.advanced.is_empty() {
+        let (t, p, o): (Vec<_>, Vec<_>, Vec<_>) = out.advanced.iter().cloned().fold(
+            (vec![], vec![], vec![]),
+            |(mut t, mut p, mut o), (a, b, c)| {
+                t.push(a);
+                p.push(b);
+                o.push(c);
+                (t, p, o)
+            },
+        );
+        sqlx::query(
+            "UPDATE projection_checkpoints c SET next_offset = x.o, updated_at = now()
+             FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
+             WHERE c.projection = $1 AND c.topic = x.t AND c.partition = x.p",
+        )
+        .bind(projection)
+        .bind(&t)
+        .bind(&p)
+        .bind(&o)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(out)
+}
+
+async fn write_dead_letters(
+    conn: &mut PgConnection,
+    dead: &[(&LogMessage, ContractError)],
+) -> Result<(), sqlx::Error> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    for (m, e) in dead {
+        tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, field = %e.field, reason = %e.reason, "dead letter");
+    }
+    metrics::counter!("authtrail_dead_letters_total").increment(dead.len() as u64);
+    sqlx::query(
+        "INSERT INTO dead_letters (topic, partition, \"offset\", message_key, payload, error_field, error)
+         SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(dead.iter().map(|(m, _)| m.topic.clone()).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(m, _)| m.partition).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(m, _)| m.offset).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(m, _)| m.key.clone()).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(m, _)| m.payload.clone()).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(_, e)| e.field.clone()).collect::<Vec<_>>())
+    .bind(dead.iter().map(|(_, e)| e.reason.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Loads the slice of the tables a batch needs (the contract in `authtrail_projections::state`).
+pub async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sqlx::Error> {
+    let mut state = State::default();
+    let Some(since) = needs.since else {
+        return Ok(state);
+    };
+    let sids: Vec<&str> = needs.session_ids.iter().map(String::as_str).collect();
+    let users: Vec<&str> = needs.users.iter().map(String::as_str).collect();
+    let keys: Vec<&str> = needs.subject_keys.iter().map(String::as_str).collect();
+
+    let sessions: Vec<sqlx::types::Json<Session>> = sqlx::query_scalar(
+        "SELECT row_to_json(s) FROM sessions s
+         WHERE s.session_id = ANY($1)
+            OR (s.user_id = ANY($2) AND (s.ended_at IS NULL OR s.ended_at > $3)
+                AND least(s.expires_at, s.absolute_expires_at, s.idle_expires_at) > $3)",
+    )
+    .bind(&sids)
+    .bind(&users)
+    .bind(since)
+    .fetch_all(&mut *conn)
+    .await?;
+    for s in sessions {
+        state.insert_session(s.0);
+    }
+
+    let failures: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT subject_key, attempted_at FROM login_history
+         WHERE NOT success AND subject_key = ANY($1) AND attempted_at >= $2",
+    )
+    .bind(&keys)
+    .bind(needs.failures_since.unwrap_or(since))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (k, t) in failures {
+        state.failures.entry(k).or_default().push(t);
+    }
+
+    let countries: Vec<(String, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
+        "SELECT user_id, attempted_at, country_code FROM login_history
+         WHERE success AND user_id = ANY($1) AND country_code IS NOT NULL AND attempted_at >= $2",
+    )
+    .bind(&users)
+    .bind(needs.countries_since.unwrap_or(since))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (u, t, c) in countries {
+        state.countries.entry(u).or_default().push((t, c));
+    }
+
+    let profiles: Vec<sqlx::types::Json<UserProfile>> =
+        sqlx::query_scalar("SELECT row_to_json(p) FROM user_profiles p WHERE p.user_id = ANY($1)")
+            .bind(&users)
+            .fetch_all(&mut *conn)
+            .await?;
+    for p in profiles {
+        state.profiles.insert(p.0.user_id.clone(), p.0);
+    }
+
+    let devices: Vec<sqlx::types::Json<TrustedDevice>> = sqlx::query_scalar(
+        "SELECT row_to_json(d) FROM trusted_devices d WHERE d.user_id = ANY($1)",
+    )
+    .bind(&users)
+    .fetch_all(&mut *conn)
+    .await?;
+    for d in devices {
+        state
+            .devices
+            .insert((d.0.user_id.clone(), d.0.device_id.clone()), d.0);
+    }
+    Ok(state)
+}
+
+/// A table the sink writes rows of, as `json_populate_recordset` of the table's row type.
+struct Table {
+    name: &'static str,
+    key: &'static str,
+    /// `SET` clause on conflict; `None` for append-only tables.
+    on_conflict: Option<&'static str>,
+}
+
+const SESSIONS: Table = Table {
+    name: "sessions",
+    key: "session_id",
+    on_conflict: Some(
+        "login_method = EXCLUDED.login_method, identifier = EXCLUDED.identifier, \
+         device_id = EXCLUDED.device_id, device_name = EXCLUDED.device_name, \
+         device_type = EXCLUDED.device_type, browser = EXCLUDED.browser, os = EXCLUDED.os, \
+         ip = EXCLUDED.ip, user_agent = EXCLUDED.user_agent, country_code = EXCLUDED.country_code, \
+         country = EXCLUDED.country, city = EXCLUDED.city, latitude = EXCLUDED.latitude, \
+         longitude = EXCLUDED.longitude, created_at = EXCLUDED.created_at, \
+         last_activity_at = EXCLUDED.last_activity_at, expires_at = EXCLUDED.expires_at, \
+         absolute_expires_at = EXCLUDED.absolute_expires_at, idle_expires_at = EXCLUDED.idle_expires_at, \
+         refresh_count = EXCLUDED.refresh_count, refresh_token_id = EXCLUDED.refresh_token_id, \
+         rotated_refresh_token_ids = EXCLUDED.rotated_refresh_token_ids, revoked_at = EXCLUDED.revoked_at, \
+         revoked_reason = EXCLUDED.revoked_reason, revoked_by = EXCLUDED.revoked_by, \
+         logged_out_at = EXCLUDED.logged_out_at, ended_at = EXCLUDED.ended_at, \
+         trusted_device = EXCLUDED.trusted_device, otp_required = EXCLUDED.otp_required, \
+         otp_verified = EXCLUDED.otp_verified, roles = EXCLUDED.roles, suspicious = EXCLUDED.suspicious, \
+         suspicious_reason = EXCLUDED.suspicious_reason, metadata = EXCLUDED.metadata, \
+         user_id = EXCLUDED.user_id, first_event_id = EXCLUDED.first_event_id, \
+         last_event_id = EXCLUDED.last_event_id",
+    ),
+};
+const LOGIN_HISTORY: Table = Table {
+    name: "login_history",
+    key: "id",
+    on_conflict: None,
+};
+const SECURITY_EVENTS: Table = Table {
+    name: "security_events",
+    key: "id",
+    on_conflict: None,
+};
+const DEVICES: Table = Table {
+    name: "trusted_devices",
+    key: "user_id, device_id",
+    on_conflict: Some(
+        "device_name = EXCLUDED.device_name, trusted = EXCLUDED.trusted, \
+         trusted_at = EXCLUDED.trusted_at, untrusted_at = EXCLUDED.untrusted_at, \
+         updated_at = EXCLUDED.updated_at",
+    ),
+};
+const PROFILES: Table = Table {
+    name: "user_profiles",
+    key: "user_id",
+    on_conflict: Some(
+        "first_login_at = EXCLUDED.first_login_at, last_login_at = EXCLUDED.last_login_at, \
+         successful_logins = EXCLUDED.successful_logins, failed_logins = EXCLUDED.failed_logins, \
+         locked = EXCLUDED.locked, locked_reason = EXCLUDED.locked_reason, \
+         locked_until = EXCLUDED.locked_until, password_changed_at = EXCLUDED.password_changed_at",
+    ),
+};
+const REVIEWS: Table = Table {
+    name: "security_event_reviews",
+    key: "security_event_id",
+    on_conflict: Some(
+        "reviewer = EXCLUDED.reviewer, reviewed_at = EXCLUDED.reviewed_at, \
+         review_event_id = EXCLUDED.review_event_id \
+         WHERE (EXCLUDED.reviewed_at, EXCLUDED.review_event_id) \
+             < (security_event_reviews.reviewed_at, security_event_reviews.review_event_id)",
+    ),
+};
+
+async fn write_rows<T: Serialize>(
+    conn: &mut PgConnection,
+    table: &Table,
+    rows: impl ExactSizeIterator<Item = T>,
+) -> Result<(), sqlx::Error> {
+    if rows.len() == 0 {
+        return Ok(());
+    }
+    let rows: Vec<T> = rows.collect();
+    let json = serde_json::to_string(&rows).expect("rows serialise");
+    let conflict = match table.on_conflict {
+        Some(set) => format!("ON CONFLICT ({}) DO UPDATE SET {set}", table.key),
+        None => String::new(),
+    };
+    let sql = format!(
+        "INSERT INTO {name} SELECT * FROM json_populate_recordset(NULL::{name}, $1::json) {conflict}",
+        name = table.name
+    );
+    sqlx::query(&sql).bind(json).execute(conn).await?;
+    Ok(())
+}
+
+/// Writes a batch's changes: upserts of final images, appends, additive statistics.
+pub async fn write_changes(conn: &mut PgConnection, c: &Changes) -> Result<(), sqlx::Error> {
+    write_rows(conn, &SESSIONS, c.sessions.values()).await?;
+    write_rows(conn, &LOGIN_HISTORY, c.login_history.iter()).await?;
+    write_rows(conn, &SECURITY_EVENTS, c.security_events.iter()).await?;
+    write_rows(conn, &REVIEWS, c.reviews.values()).await?;
+    write_rows(conn, &DEVICES, c.devices.values()).await?;
+    write_rows(conn, &PROFILES, c.profiles.values()).await?;
+    if !c.stats.is_empty() {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            day: chrono::NaiveDate,
+            country_code: &'a str,
+            device_type: &'a str,
+            successes: i64,
+            failures: i64,
+            suspicious: i64,
+        }
+        let rows: Vec<Row> = c
+            .stats
+            .iter()
+            .map(|(k, v)| Row {
+                day: k.day,
+                country_code: &k.country_code,
+                device_type: &k.device_type,
+                successes: v.successes,
+                failures: v.failures,
+                suspicious: v.suspicious,
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO daily_login_stats
+             SELECT * FROM json_populate_recordset(NULL::daily_login_stats, $1::json)
+             ON CONFLICT (day, country_code, device_type) DO UPDATE SET
+               successes = daily_login_stats.successes + EXCLUDED.successes,
+               failures = daily_login_stats.failures + EXCLUDED.failures,
+               suspicious = daily_login_stats.suspicious + EXCLUDED.suspicious",
+        )
+        .bind(serde_json::to_string(&rows).expect("rows serialise"))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

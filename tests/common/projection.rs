@@ -1,0 +1,194 @@
+//! Helpers for projection tests: run the projector (in-process or as a process), wait until it
+//! has caught up with the log, and read the tables back for comparison.
+
+use super::{TestDb, TestTopic};
+use authtrail::config::Config;
+use authtrail::projector::{Projector, NOTIFY_CHANNEL};
+use authtrail_projections::memory::Tables;
+use authtrail_projections::rows::{
+    LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
+};
+use sqlx::postgres::PgListener;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A configuration pointing at the test's topic and database.
+pub fn config(topic: &TestTopic, db: &TestDb, group: &str) -> Config {
+    let mut c = Config {
+        kafka: topic.config.clone(),
+        database: db.config.clone(),
+        ..Config::default()
+    };
+    c.projector.group_id = group.to_owned();
+    c
+}
+
+/// Sum of the checkpoints of `topic`: how many messages the projection has passed.
+pub async fn checkpoint_total(pool: &PgPool, topic: &str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT sum(next_offset)::bigint FROM projection_checkpoints WHERE topic = $1",
+    )
+    .bind(topic)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+    .unwrap_or(0)
+}
+
+/// Waits (woken by the projector's NOTIFY, no polling sleeps) until the checkpoints of `topic`
+/// add up to `total`.
+pub async fn wait_caught_up(pool: &PgPool, topic: &str, total: i64, timeout: Duration) {
+    let done = wait_checkpoints(pool, topic, timeout, |done| done >= total).await;
+    assert_eq!(
+        done, total,
+        "checkpoints passed more messages than the topic holds"
+    );
+}
+
+/// Waits until the checkpoints of `topic` add up to more than `above`; returns the sum.
+pub async fn wait_beyond(pool: &PgPool, topic: &str, above: i64, timeout: Duration) -> i64 {
+    wait_checkpoints(pool, topic, timeout, |done| done > above).await
+}
+
+async fn wait_checkpoints(
+    pool: &PgPool,
+    topic: &str,
+    timeout: Duration,
+    ok: impl Fn(i64) -> bool,
+) -> i64 {
+    let mut listener = PgListener::connect_with(pool).await.unwrap();
+    listener.listen(NOTIFY_CHANNEL).await.unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = checkpoint_total(pool, topic).await;
+        if ok(done) {
+            return done;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "projection of {topic} stood at {done} messages after {timeout:?}"
+        );
+        // A notification, or re-check at least every second.
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), listener.recv()).await;
+    }
+}
+
+/// Runs an in-process projector until the topic's `total` messages are projected.
+pub async fn project_all(config: &Config, pool: &PgPool, total: i64) {
+    let projector = Projector::new(config.clone(), pool.clone()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(projector.run(async move {
+        let _ = rx.await;
+    }));
+    wait_caught_up(pool, &config.kafka.topic, total, Duration::from_secs(180)).await;
+    let _ = tx.send(());
+    worker.await.unwrap().unwrap();
+}
+
+/// The read tables as the reference model's values.
+pub async fn export(pool: &PgPool) -> Tables {
+    let mut t = Tables::default();
+    let sessions: Vec<Json<Session>> = sqlx::query_scalar("SELECT row_to_json(s) FROM sessions s")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    t.sessions = sessions
+        .into_iter()
+        .map(|s| (s.0.session_id.clone(), s.0))
+        .collect();
+    let history: Vec<Json<LoginAttempt>> =
+        sqlx::query_scalar("SELECT row_to_json(h) FROM login_history h")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.login_history = history.into_iter().map(|h| (h.0.id, h.0)).collect();
+    let events: Vec<Json<SecurityEvent>> =
+        sqlx::query_scalar("SELECT row_to_json(e) FROM security_events e")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.security_events = events.into_iter().map(|e| (e.0.id, e.0)).collect();
+    let reviews: Vec<Json<Review>> =
+        sqlx::query_scalar("SELECT row_to_json(r) FROM security_event_reviews r")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.reviews = reviews
+        .into_iter()
+        .map(|r| (r.0.security_event_id, r.0))
+        .collect();
+    let devices: Vec<Json<TrustedDevice>> =
+        sqlx::query_scalar("SELECT row_to_json(d) FROM trusted_devices d")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.devices = devices
+        .into_iter()
+        .map(|d| ((d.0.user_id.clone(), d.0.device_id.clone()), d.0))
+        .collect();
+    let profiles: Vec<Json<UserProfile>> =
+        sqlx::query_scalar("SELECT row_to_json(p) FROM user_profiles p")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.profiles = profiles
+        .into_iter()
+        .map(|p| (p.0.user_id.clone(), p.0))
+        .collect();
+    let stats: Vec<(chrono::NaiveDate, String, String, i64, i64, i64)> =
+        sqlx::query_as("SELECT day, country_code, device_type, successes, failures, suspicious FROM daily_login_stats")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.stats = stats
+        .into_iter()
+        .map(
+            |(day, country_code, device_type, successes, failures, suspicious)| {
+                (
+                    StatKey {
+                        day,
+                        country_code,
+                        device_type,
+                    },
+                    StatCounts {
+                        successes,
+                        failures,
+                        suspicious,
+                    },
+                )
+            },
+        )
+        .collect();
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM processed_events")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    t.processed = ids.into_iter().collect();
+    t
+}
+
+/// Content hash of every table (columns that record wall-clock time excluded).
+pub async fn table_hashes(pool: &PgPool) -> BTreeMap<&'static str, (i64, String)> {
+    let tables: &[(&str, &str)] = &[
+        ("sessions", "SELECT x::text FROM sessions x"),
+        ("login_history", "SELECT x::text FROM login_history x"),
+        ("security_events", "SELECT x::text FROM security_events x"),
+        ("security_event_reviews", "SELECT x::text FROM security_event_reviews x"),
+        ("trusted_devices", "SELECT x::text FROM trusted_devices x"),
+        ("user_profiles", "SELECT x::text FROM user_profiles x"),
+        ("daily_login_stats", "SELECT x::text FROM daily_login_stats x"),
+        ("processed_events", "SELECT x::text FROM processed_events x"),
+        ("dead_letters", "SELECT (topic, partition, \"offset\", message_key, payload, error_field, error)::text FROM dead_letters"),
+        ("projection_checkpoints", "SELECT (projection, topic, partition, next_offset)::text FROM projection_checkpoints"),
+    ];
+    let mut out = BTreeMap::new();
+    for (name, select) in tables {
+        let sql = format!("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM ({select}) AS t(r)");
+        let row: (i64, String) = sqlx::query_as(&sql).fetch_one(pool).await.unwrap();
+        out.insert(*name, row);
+    }
+    out
+}
