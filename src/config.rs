@@ -492,6 +492,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_lists_exactly_the_defaults() {
+        let text = include_str!("../config/authtrail.example.toml");
+        let parsed: Config = toml::from_str(text).expect("example parses");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "regenerate: authtrail config > config/authtrail.example.toml"
+        );
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         assert_eq!(
             redact_url("postgres://app:s3cret@db:5432/authtrail"),

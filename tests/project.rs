@@ -287,7 +287,7 @@ async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_dies
     }
     publish(&topic, &events).await;
     // Kill A once the pair is under way; B must take A's partitions over.
-    wait_caught_up(
+    wait_beyond(
         &pool,
         topic.name(),
         (events.len() / 4) as i64,

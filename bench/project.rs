@@ -1,0 +1,203 @@
+//! Projector throughput on ≥ 1 M events, against two baselines in the same run and database:
+//!
+//! - **projector**: the live path minus the broker — messages (the events' wire bytes) go
+//!   through `apply_batch` exactly as the consumer hands them over: checkpoint lock, parse,
+//!   dedupe, load state, pure fold, set-based writes, checkpoint; one transaction per batch.
+//! - **(a) COPY**: the final rows the projector produced, written with `COPY ... FROM STDIN` into
+//!   the same (empty) tables: the physical limit of the sink.
+//! - **(b) one INSERT per event, each in its own transaction**: the seeds' approach (a row per
+//!   event, written as it happens). Measured on a sample (`BENCH_NAIVE_EVENTS`, default 20 000)
+//!   because at its rate a million would take many minutes; its events/s is a rate either way.
+//!
+//! The broker is left out on purpose: on the development broker (Tansu) consumption, not the
+//! projector, would be measured. Run: `./dev with cargo bench --bench project`
+//! (`BENCH_EVENTS`, default 1 000 000; `BENCH_BATCH`, default 5 000).
+
+use authtrail::config::DatabaseConfig;
+use authtrail::projector::{apply_batch, LogMessage};
+use authtrail_projections::gen::StreamGen;
+use authtrail_projections::Rules;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn fresh_db(admin: &str, name: &str) -> (DatabaseConfig, PgPool) {
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let cfg = DatabaseConfig {
+        url: format!("{base}/{name}"),
+        max_connections: 4,
+    };
+    let pool = authtrail::db::migrate(&cfg).await.unwrap();
+    (cfg, pool)
+}
+
+const TABLES: &[&str] = &[
+    "sessions",
+    "login_history",
+    "security_events",
+    "security_event_reviews",
+    "trusted_devices",
+    "user_profiles",
+    "daily_login_stats",
+    "processed_events",
+    "projection_checkpoints",
+];
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
+        .expect("AUTHTRAIL_TEST_DATABASE_URL: run via ./dev with cargo bench --bench project");
+    let n = env_usize("BENCH_EVENTS", 1_000_000);
+    let batch = env_usize("BENCH_BATCH", 5_000);
+    let naive_n = env_usize("BENCH_NAIVE_EVENTS", 20_000).min(n);
+    let rules = Rules::default();
+
+    let t = Instant::now();
+    let events = StreamGen::new(
+        42,
+        (n / 50).max(10),
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+    )
+    .take(n);
+    // The log as the consumer sees it: 12 partitions by key, interleaved in publish order.
+    let messages: Vec<LogMessage> = {
+        let mut next = [0i64; 12];
+        events
+            .iter()
+            .map(|e| {
+                let key = e.partition_key();
+                let p = (key
+                    .bytes()
+                    .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+                    % 12) as usize;
+                next[p] += 1;
+                LogMessage {
+                    topic: "bench".into(),
+                    partition: p as i32,
+                    offset: next[p] - 1,
+                    key: Some(key.into_bytes()),
+                    payload: Some(e.to_json_bytes()),
+                }
+            })
+            .collect()
+    };
+    let bytes: usize = messages
+        .iter()
+        .map(|m| m.payload.as_ref().unwrap().len())
+        .sum();
+    println!(
+        "project benchmark: {n} events ({} MB), batches of {batch}, generated in {:.1}s",
+        bytes / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+
+    // Projector.
+    let (_, pool) = fresh_db(&admin, "authtrail_bench_project").await;
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    for (i, chunk) in messages.chunks(batch).enumerate() {
+        let mut tx = pool.begin().await.unwrap();
+        let out = apply_batch(&mut tx, "bench", &rules, chunk, &BTreeSet::new())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(out.gaps.is_empty());
+        if last_report.elapsed().as_secs() >= 10 {
+            let done = (i + 1) * batch;
+            eprintln!(
+                "  projector: {done}/{n} events, {:.0} ev/s",
+                done as f64 / start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+    }
+    let projector_secs = start.elapsed().as_secs_f64();
+    let projector_rate = n as f64 / projector_secs;
+    let mut rows = 0i64;
+    for t in TABLES {
+        let c: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        rows += c;
+    }
+    println!("projector: {projector_secs:.1}s, {projector_rate:.0} events/s ({rows} final rows)");
+
+    // (a) COPY of the same final rows into the same, empty tables.
+    let (copy_cfg, copy_pool) = fresh_db(&admin, "authtrail_bench_copy").await;
+    let mut dumps = vec![];
+    {
+        let mut src = pool.acquire().await.unwrap();
+        for t in TABLES {
+            let mut out = src
+                .copy_out_raw(&format!("COPY {t} TO STDOUT"))
+                .await
+                .unwrap();
+            let mut data = Vec::new();
+            use futures::StreamExt;
+            while let Some(chunk) = out.next().await {
+                data.extend_from_slice(&chunk.unwrap());
+            }
+            dumps.push((*t, data));
+        }
+    }
+    let mut dst = PgConnection::connect(&copy_cfg.url).await.unwrap();
+    let start = Instant::now();
+    let mut tx = dst.begin().await.unwrap();
+    for (t, data) in &dumps {
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY {t} FROM STDIN"))
+            .await
+            .unwrap();
+        copy.send(data.as_slice()).await.unwrap();
+        copy.finish().await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let copy_secs = start.elapsed().as_secs_f64();
+    let copy_rate = n as f64 / copy_secs;
+    println!("(a) COPY of the final rows: {copy_secs:.1}s, {copy_rate:.0} events/s equivalent");
+    drop(copy_pool);
+
+    // (b) One INSERT per event in its own transaction.
+    let (naive_cfg, _naive_pool) = fresh_db(&admin, "authtrail_bench_naive").await;
+    let mut c = PgConnection::connect(&naive_cfg.url).await.unwrap();
+    sqlx::query("CREATE TABLE naive_events (id uuid PRIMARY KEY, type text NOT NULL, subject text, time timestamptz NOT NULL, data jsonb NOT NULL)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for e in events.iter().take(naive_n) {
+        let mut tx = c.begin().await.unwrap();
+        sqlx::query("INSERT INTO naive_events VALUES ($1, $2, $3, $4, $5)")
+            .bind(e.id)
+            .bind(e.event_type().as_str())
+            .bind(&e.subject)
+            .bind(e.time)
+            .bind(sqlx::types::Json(&e.data))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let naive_rate = naive_n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "(b) one INSERT per event, own transaction ({naive_n} events): {naive_rate:.0} events/s"
+    );
+    println!(
+        "ratios: projector/COPY = {:.2} (target >= 0.5), projector/per-event INSERT = {:.1}x (target >= 20x)",
+        projector_rate / copy_rate,
+        projector_rate / naive_rate
+    );
+}
