@@ -18,7 +18,6 @@ use authtrail::projector::{apply_batch, LogMessage};
 use authtrail_projections::gen::StreamGen;
 use authtrail_projections::Rules;
 use sqlx::{Connection, PgConnection, PgPool};
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -109,7 +108,7 @@ async fn main() {
     let mut last_report = Instant::now();
     for (i, chunk) in messages.chunks(batch).enumerate() {
         let mut tx = pool.begin().await.unwrap();
-        let out = apply_batch(&mut tx, "bench", &rules, chunk, &BTreeSet::new())
+        let out = apply_batch(&mut tx, "bench", &rules, chunk, &Default::default())
             .await
             .unwrap();
         tx.commit().await.unwrap();

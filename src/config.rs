@@ -242,6 +242,9 @@ pub struct ProjectorConfig {
     pub batch_max_wait_ms: u64,
     /// Consumer session timeout (ms): how soon a dead worker's partitions move on.
     pub session_timeout_ms: u64,
+    /// Static group membership (`group.instance.id`): a worker restarted under the same id takes
+    /// its partitions back at once, without a rebalance. Unique per worker; empty = dynamic.
+    pub instance_id: Option<String>,
     /// Session rules (defaults: NIST 800-63B AAL2 and the seeds).
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
@@ -260,6 +263,7 @@ impl Default for ProjectorConfig {
             batch_max_messages: 5000,
             batch_max_wait_ms: 50,
             session_timeout_ms: 10_000,
+            instance_id: None,
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 3600,
             max_concurrent_sessions: 5,

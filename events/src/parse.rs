@@ -26,6 +26,16 @@ pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// Longest accepted string value, in characters (user agents run to a few hundred).
 pub const MAX_STRING_CHARS: usize = 2048;
 
+/// Longest `subject` (user id) and `identifier` accepted, in characters: they are index keys.
+pub const MAX_KEY_CHARS: usize = 320;
+/// Times must fall within these years, so that every derived time (expiry = time + 12 h, ...)
+/// stays representable everywhere (PostgreSQL, RFC 3339 with four-digit years).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9000;
+
+/// The reason given for a member named like a secret.
+pub const SECRET_NAME_REASON: &str =
+    "names a secret; authtrail never stores passwords, tokens or one-time codes — publish an id or a hash";
+
 /// The reason given for a value that looks like a raw token.
 pub const RAW_TOKEN_REASON: &str =
     "looks like a raw JWT; publish the token's id (jti) or a hash of it, never the token";
@@ -146,6 +156,12 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
     let time = parse_time(required_str(&obj, "time")?, "time")?;
     let subject = match obj.get("subject") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => {
+            return Err(ContractError::new(
+                "subject",
+                format!("is longer than {MAX_KEY_CHARS} characters"),
+            ))
+        }
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         Some(Value::String(_)) => return Err(ContractError::new("subject", "must not be empty")),
         Some(_) => {
@@ -212,9 +228,28 @@ fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str,
 }
 
 fn parse_time(s: &str, field: &str) -> Result<DateTime<Utc>, ContractError> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ContractError::new(field, format!("not an RFC 3339 time ({e}): {s:?}")))
+        .map_err(|e| ContractError::new(field, format!("not an RFC 3339 time ({e}): {s:?}")))?;
+    check_year(t, field)?;
+    Ok(t)
+}
+
+fn check_year(t: DateTime<Utc>, field: &str) -> Result<(), ContractError> {
+    use chrono::Datelike;
+    if YEARS.contains(&t.year()) {
+        Ok(())
+    } else {
+        Err(ContractError::new(
+            field,
+            format!(
+                "year {} is outside {} to {}",
+                t.year(),
+                YEARS.start(),
+                YEARS.end()
+            ),
+        ))
+    }
 }
 
 /// Walks every member name and string value under `value`.
@@ -228,10 +263,7 @@ fn scan(value: &Value, path: &str) -> Result<(), ContractError> {
         Value::Object(members) => members.iter().try_for_each(|(k, v)| {
             let child = format!("{path}.{k}");
             if SECRET_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
-                return Err(ContractError::new(
-                    child,
-                    "names a secret; authtrail never stores passwords, tokens or one-time codes — publish an id or a hash",
-                ));
+                return Err(ContractError::new(child, SECRET_NAME_REASON));
             }
             check_string(k, &child)?;
             scan(v, &child)
@@ -304,6 +336,30 @@ fn check_rules(event: &Event) -> Result<(), ContractError> {
         }
     };
     let geo = |g: &Option<Geo>| check_geo(g.as_ref());
+    let identifier = match &event.data {
+        EventData::LoginSucceeded(d) => d.identifier.as_deref(),
+        EventData::LoginFailed(d) => Some(d.identifier.as_str()),
+        _ => None,
+    };
+    if identifier.is_some_and(|i| i.chars().count() > MAX_KEY_CHARS) {
+        return Err(ContractError::new(
+            "data.identifier",
+            format!("is longer than {MAX_KEY_CHARS} characters"),
+        ));
+    }
+    let times = match &event.data {
+        EventData::LoginSucceeded(d) => vec![("data.expires_at", Some(d.expires_at))],
+        EventData::TokenRefreshed(d) => vec![("data.expires_at", Some(d.expires_at))],
+        EventData::AccountLocked(d) | EventData::AccountUnlocked(d) => {
+            vec![("data.until", d.until)]
+        }
+        _ => vec![],
+    };
+    for (field, t) in times {
+        if let Some(t) = t {
+            check_year(t, field)?;
+        }
+    }
     match &event.data {
         EventData::LoginSucceeded(d) => {
             after_time(d.expires_at, "data.expires_at")?;

@@ -32,6 +32,35 @@ pub fn security_event_id(event: Uuid, kind: &str) -> Uuid {
     )
 }
 
+/// A login for a session already known (its other events came first in the log, or the login
+/// was published twice under two ids) describes the session; it does not undo what happened to
+/// it: revocation, logout, refreshes, OTP, activity.
+fn keep_history(session: &mut Session, prev: &Session) {
+    session.first_event_id = prev.first_event_id;
+    session.revoked_at = prev.revoked_at;
+    session.revoked_reason = prev.revoked_reason.clone();
+    session.revoked_by = prev.revoked_by.clone();
+    session.logged_out_at = prev.logged_out_at;
+    session.ended_at = prev.ended_at;
+    session.refresh_count = prev.refresh_count;
+    session.rotated_refresh_token_ids = prev.rotated_refresh_token_ids.clone();
+    if let Some(current) = &prev.refresh_token_id {
+        if let Some(mine) = session.refresh_token_id.take() {
+            if &mine != current && !session.rotated_refresh_token_ids.contains(&mine) {
+                session.rotated_refresh_token_ids.push(mine);
+            }
+        }
+        session.refresh_token_id = Some(current.clone());
+    }
+    session.otp_verified |= prev.otp_verified;
+    session.last_activity_at = session.last_activity_at.max(prev.last_activity_at);
+    session.idle_expires_at = session.idle_expires_at.max(prev.idle_expires_at);
+    if prev.suspicious && !session.suspicious {
+        session.suspicious = true;
+        session.suspicious_reason = prev.suspicious_reason.clone();
+    }
+}
+
 /// Folds a batch: holds the loaded [`State`], applies events, and collects [`Changes`].
 pub struct Fold<'r> {
     rules: &'r Rules,
@@ -246,7 +275,7 @@ impl<'r> Fold<'r> {
         if let Some(enrichment) = &d.enrichment {
             metadata["enrichment"] = serde_json::to_value(enrichment).unwrap_or_default();
         }
-        let session = Session {
+        let mut session = Session {
             session_id: sid.clone(),
             user_id: user.clone(),
             login_method: Some(d.login_method.to_string()),
@@ -291,6 +320,9 @@ impl<'r> Fold<'r> {
             first_event_id: event.id,
             last_event_id: event.id,
         };
+        if let Some(prev) = self.state.sessions.get(&sid) {
+            keep_history(&mut session, prev);
+        }
         self.state.insert_session(session);
         self.dirty_sessions.insert(sid.clone());
 

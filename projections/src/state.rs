@@ -87,6 +87,13 @@ pub struct State {
 impl State {
     /// Adds a loaded session (and indexes it by user).
     pub fn insert_session(&mut self, s: Session) {
+        if let Some(prev) = self.sessions.get(&s.session_id) {
+            if prev.user_id != s.user_id {
+                if let Some(ids) = self.user_sessions.get_mut(&prev.user_id) {
+                    ids.remove(&s.session_id);
+                }
+            }
+        }
         self.user_sessions
             .entry(s.user_id.clone())
             .or_default()

@@ -556,3 +556,21 @@ fn duplicate_ids_are_one_fact() {
     again.apply_batch(&Rules::default(), &[e]);
     assert_eq!(again, t);
 }
+
+#[test]
+fn a_login_arriving_after_its_sessions_revocation_does_not_revive_it() {
+    let t = project(&[
+        revoke(1, "one", Some("s1"), 5),
+        login(2, "s1", 0, None),
+        refresh(3, "s1", "rt-s1-0", "rt-s1-1", 6),
+    ]);
+    let s = &t.sessions["s1"];
+    assert_eq!(s.revoked_at, Some(at(5)));
+    assert_eq!(s.status_at(at(7)), SessionStatus::Revoked);
+    assert_eq!(
+        s.login_method.as_deref(),
+        Some("password"),
+        "the login still describes it"
+    );
+    assert_eq!(s.first_event_id, Uuid::from_u128(1));
+}

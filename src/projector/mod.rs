@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sqlx::PgPool;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,10 @@ pub struct Projector {
     rules: Rules,
     pool: PgPool,
     consumer: StreamConsumer<Context>,
+    /// Per partition: where the log continues past offsets that hold no data.
+    floors: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
+    /// Per partition: the last gap sought back from, `(expected, first received)`.
+    last_gaps: std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>,
 }
 
 impl Projector {
@@ -87,6 +91,14 @@ impl Projector {
                     .max(500)
                     .to_string(),
             );
+        if let Some(id) = config
+            .projector
+            .instance_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
+            c.set("group.instance.id", id);
+        }
         for (k, v) in &config.kafka.properties {
             c.set(k, v);
         }
@@ -97,6 +109,8 @@ impl Projector {
             config,
             pool,
             consumer,
+            floors: Default::default(),
+            last_gaps: Default::default(),
         })
     }
 
@@ -154,36 +168,57 @@ impl Projector {
     }
 
     /// Applies a batch, retrying until it commits. Never skips.
+    ///
+    /// A batch that starts beyond a partition's checkpoint has a gap. The worker seeks back to
+    /// the checkpoint; the gap is accepted only when the broker shows the offsets hold no data:
+    /// they lie below the log start (retention), or after seeking back the broker again starts
+    /// the partition past them (transaction markers, compaction).
     async fn apply_with_retry(&self, batch: &[LogMessage]) {
         let mut backoff = Duration::from_millis(50);
-        let mut accept_gaps = BTreeSet::new();
         loop {
             let started = Instant::now();
-            match self.apply_once(batch, &accept_gaps).await {
-                Ok(outcome) if outcome.gaps.is_empty() || !accept_gaps.is_empty() => {
-                    self.after_commit(&outcome, started);
-                    for (topic, partition, expected) in &outcome.gaps {
-                        self.seek(topic, *partition, *expected);
-                    }
-                    return;
-                }
+            let floors = self.floors.lock().map(|f| f.clone()).unwrap_or_default();
+            match self.apply_once(batch, &floors).await {
                 Ok(outcome) => {
-                    // Gaps: is the missing range still in the broker? Then seek back to it;
-                    // if it is gone (below the log start), accept the gap and say so loudly.
                     self.after_commit(&outcome, started);
-                    for (topic, partition, expected) in &outcome.gaps {
-                        match self.low_watermark(topic, *partition).await {
+                    let mut floors_moved = false;
+                    for (topic, partition, expected, first) in &outcome.gaps {
+                        let tp = (topic.clone(), *partition);
+                        let low = self.low_watermark(topic, *partition).await;
+                        let repeated = self
+                            .last_gaps
+                            .lock()
+                            .is_ok_and(|g| g.get(&tp) == Some(&(*expected, *first)));
+                        let floor = match low {
                             Some(low) if low > *expected => {
                                 tracing::error!(%topic, partition, expected, low, "offsets below the log start are gone; continuing from the log start");
-                                accept_gaps.insert((topic.clone(), *partition));
+                                Some(low)
                             }
-                            _ => self.seek(topic, *partition, *expected),
+                            _ if repeated => {
+                                tracing::warn!(%topic, partition, expected, first, "offsets hold no messages (transaction markers or compaction); continuing");
+                                Some(*first)
+                            }
+                            _ => None,
+                        };
+                        match floor {
+                            Some(f) => {
+                                if let Ok(mut floors) = self.floors.lock() {
+                                    floors.insert(tp, f);
+                                }
+                                floors_moved = true;
+                            }
+                            None => {
+                                if let Ok(mut g) = self.last_gaps.lock() {
+                                    g.insert(tp, (*expected, *first));
+                                }
+                                self.seek(topic, *partition, *expected);
+                            }
                         }
                     }
-                    if accept_gaps.is_empty() {
+                    if !floors_moved {
                         return;
                     }
-                    // Apply the accepted partitions' messages now.
+                    // Apply what the accepted gaps held back; the rest is below its checkpoint.
                 }
                 Err(e) => {
                     metrics::counter!("authtrail_projector_retries_total").increment(1);
@@ -198,7 +233,7 @@ impl Projector {
     async fn apply_once(
         &self,
         batch: &[LogMessage],
-        accept_gaps: &BTreeSet<(String, i32)>,
+        floors: &BTreeMap<(String, i32), i64>,
     ) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let outcome = apply_batch(
@@ -206,7 +241,7 @@ impl Projector {
             &self.config.projector.projection,
             &self.rules,
             batch,
-            accept_gaps,
+            floors,
         )
         .await?;
         if !outcome.advanced.is_empty() {
@@ -303,24 +338,34 @@ impl Projector {
     }
 }
 
-/// Deletes what retention allows from the read tables (never the log). Returns
-/// `(sessions, login attempts)` deleted.
+/// Deletes what retention allows from the read tables (never the log). Ages count back from the
+/// newest projected login attempt, not the wall clock, so a replay of an old log is not pruned
+/// of rows its later events still need. Returns `(sessions, login attempts)` deleted.
 pub async fn cleanup(
     pool: &PgPool,
     cfg: &crate::config::RetentionConfig,
 ) -> Result<(u64, u64), sqlx::Error> {
+    let newest: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT max(attempted_at) FROM login_history")
+            .fetch_one(pool)
+            .await?;
+    let Some(newest) = newest else {
+        return Ok((0, 0));
+    };
     let sessions = sqlx::query(
         "DELETE FROM sessions
          WHERE coalesce(ended_at, least(expires_at, absolute_expires_at, idle_expires_at))
-               < now() - make_interval(days => $1::int)",
+               < $1 - make_interval(days => $2::int)",
     )
+    .bind(newest)
     .bind(cfg.sessions_days as i32)
     .execute(pool)
     .await?
     .rows_affected();
     let history = sqlx::query(
-        "DELETE FROM login_history WHERE attempted_at < now() - make_interval(days => $1::int)",
+        "DELETE FROM login_history WHERE attempted_at < $1 - make_interval(days => $2::int)",
     )
+    .bind(newest)
     .bind(cfg.login_history_days as i32)
     .execute(pool)
     .await?

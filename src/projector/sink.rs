@@ -42,23 +42,26 @@ pub struct Outcome {
     pub dead_letters: usize,
     /// Messages below their partition's checkpoint (applied before).
     pub already_applied: usize,
-    /// `(topic, partition, expected offset)` where the batch started beyond the checkpoint: the
-    /// consumer must seek back. Nothing of those partitions was applied.
-    pub gaps: Vec<(String, i32, i64)>,
+    /// `(topic, partition, expected offset, first offset received)` where the batch started
+    /// beyond the checkpoint: the consumer must seek back, unless the missing offsets are not
+    /// data. Nothing of those partitions was applied.
+    pub gaps: Vec<(String, i32, i64, i64)>,
     /// `(topic, partition, next offset)` of every partition advanced.
     pub advanced: Vec<(String, i32, i64)>,
     /// Security events written, for live feeds.
     pub security_events: Vec<Uuid>,
 }
 
-/// Applies one batch in one transaction. `accept_gaps` lists `(topic, partition)` whose gap is
-/// known to be real (the broker no longer has those offsets).
+/// Applies one batch in one transaction. `floors` gives, per `(topic, partition)`, an offset
+/// below which the log is known to hold nothing more to read (offsets deleted by retention, or
+/// taken by transaction markers or compaction): a partition continues from the greater of its
+/// checkpoint and its floor.
 pub async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     projection: &str,
     rules: &Rules,
     messages: &[LogMessage],
-    accept_gaps: &BTreeSet<(String, i32)>,
+    floors: &BTreeMap<(String, i32), i64>,
 ) -> Result<Outcome, sqlx::Error> {
     let mut out = Outcome::default();
     if messages.is_empty() {
@@ -103,13 +106,14 @@ pub async fn apply_batch(
     let mut accepted: Vec<&LogMessage> = Vec::with_capacity(messages.len());
     for (tp, mut msgs) in by_partition {
         msgs.sort_by_key(|m| m.offset);
-        let next = checkpoints.get(&tp).copied().unwrap_or(0);
+        let checkpoint = checkpoints.get(&tp).copied().unwrap_or(0);
         let before = msgs.len();
-        msgs.retain(|m| m.offset >= next);
+        msgs.retain(|m| m.offset >= checkpoint);
         out.already_applied += before - msgs.len();
         let Some(first) = msgs.first() else { continue };
-        if first.offset > next && !accept_gaps.contains(&tp) {
-            out.gaps.push((tp.0.clone(), tp.1, next));
+        let next = checkpoint.max(floors.get(&tp).copied().unwrap_or(0));
+        if first.offset > next {
+            out.gaps.push((tp.0.clone(), tp.1, next, first.offset));
             continue;
         }
         let last = msgs.last().expect("non-empty").offset;
@@ -235,12 +239,23 @@ async fn write_dead_letters(
     .bind(dead.iter().map(|(m, _)| m.partition).collect::<Vec<_>>())
     .bind(dead.iter().map(|(m, _)| m.offset).collect::<Vec<_>>())
     .bind(dead.iter().map(|(m, _)| m.key.clone()).collect::<Vec<_>>())
-    .bind(dead.iter().map(|(m, _)| m.payload.clone()).collect::<Vec<_>>())
+    // A message refused for carrying a secret is not kept: only where it was and why.
+    .bind(
+        dead.iter()
+            .map(|(m, e)| if carries_secret(e) { None } else { m.payload.clone() })
+            .collect::<Vec<_>>(),
+    )
     .bind(dead.iter().map(|(_, e)| e.field.clone()).collect::<Vec<_>>())
     .bind(dead.iter().map(|(_, e)| e.reason.clone()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether a refusal was for a secret in the message (whose bytes must then not be stored).
+fn carries_secret(e: &ContractError) -> bool {
+    e.reason == authtrail_events::parse::RAW_TOKEN_REASON
+        || e.reason == authtrail_events::parse::SECRET_NAME_REASON
 }
 
 /// Loads the slice of the tables a batch needs (the contract in `authtrail_projections::state`).
