@@ -268,18 +268,22 @@ pub async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State,
     let users: Vec<&str> = needs.users.iter().map(String::as_str).collect();
     let keys: Vec<&str> = needs.subject_keys.iter().map(String::as_str).collect();
 
-    let sessions: Vec<sqlx::types::Json<Session>> = sqlx::query_scalar(
+    // Two index lookups (by id; by user), not one OR that would scan the table.
+    let named: Vec<sqlx::types::Json<Session>> =
+        sqlx::query_scalar("SELECT row_to_json(s) FROM sessions s WHERE s.session_id = ANY($1)")
+            .bind(&sids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let open: Vec<sqlx::types::Json<Session>> = sqlx::query_scalar(
         "SELECT row_to_json(s) FROM sessions s
-         WHERE s.session_id = ANY($1)
-            OR (s.user_id = ANY($2) AND (s.ended_at IS NULL OR s.ended_at > $3)
-                AND least(s.expires_at, s.absolute_expires_at, s.idle_expires_at) > $3)",
+         WHERE s.user_id = ANY($1) AND (s.ended_at IS NULL OR s.ended_at > $2)
+           AND least(s.expires_at, s.absolute_expires_at, s.idle_expires_at) > $2",
     )
-    .bind(&sids)
     .bind(&users)
     .bind(since)
     .fetch_all(&mut *conn)
     .await?;
-    for s in sessions {
+    for s in named.into_iter().chain(open) {
         state.insert_session(s.0);
     }
 
