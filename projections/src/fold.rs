@@ -79,6 +79,7 @@ const CRITICAL: &str = "critical";
 #[derive(Default)]
 struct Context<'a> {
     ip: Option<String>,
+    device_id: Option<String>,
     user_agent: Option<&'a str>,
     geo: Option<&'a Geo>,
     device: Option<&'a Device>,
@@ -104,6 +105,37 @@ impl Context<'_> {
     }
     fn device_type(&self) -> Option<String> {
         self.device.map(|d| d.device_type.as_str().to_owned())
+    }
+
+    /// A login-history row with what the context knows; the caller sets the outcome.
+    fn attempt(&self, event: &Event, subject_key: String) -> LoginAttempt {
+        LoginAttempt {
+            id: event.id,
+            user_id: event.subject.clone(),
+            subject_key,
+            identifier: None,
+            success: false,
+            login_method: None,
+            failure_reason: None,
+            device_id: self.device_id.clone(),
+            device_name: self.device_name.clone(),
+            device_type: self.device_type(),
+            browser: self.device.and_then(|x| x.browser.clone()),
+            os: self.device.and_then(|x| x.os.clone()),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.map(str::to_owned),
+            country_code: self.country_code(),
+            country: self.geo.and_then(|g| g.country.clone()),
+            city: self.geo.and_then(|g| g.city.clone()),
+            latitude: self.geo.and_then(|g| g.latitude),
+            longitude: self.geo.and_then(|g| g.longitude),
+            otp_required: false,
+            otp_verified: false,
+            suspicious: false,
+            suspicious_reason: None,
+            session_id: None,
+            attempted_at: event.time,
+        }
     }
 }
 
@@ -196,6 +228,7 @@ impl<'r> Fold<'r> {
         let key = event.partition_key();
         let ctx = Context {
             ip: d.ip.map(|ip| ip.to_string()),
+            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
             user_agent: d.user_agent.as_deref(),
             geo: d.geo.as_ref(),
             device: d.device.as_ref(),
@@ -327,31 +360,15 @@ impl<'r> Fold<'r> {
         self.dirty_sessions.insert(sid.clone());
 
         self.changes.login_history.push(LoginAttempt {
-            id: event.id,
-            user_id: Some(user.clone()),
-            subject_key: key,
             identifier: d.identifier.clone(),
             success: true,
             login_method: Some(d.login_method.to_string()),
-            failure_reason: None,
-            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
-            device_name: ctx.device_name.clone(),
-            device_type: ctx.device_type(),
-            browser: ctx.device.and_then(|x| x.browser.clone()),
-            os: ctx.device.and_then(|x| x.os.clone()),
-            ip: ctx.ip.clone(),
-            user_agent: d.user_agent.clone(),
-            country_code: country.clone(),
-            country: ctx.geo.and_then(|g| g.country.clone()),
-            city: ctx.geo.and_then(|g| g.city.clone()),
-            latitude: ctx.geo.and_then(|g| g.latitude),
-            longitude: ctx.geo.and_then(|g| g.longitude),
             otp_required: d.otp_required.unwrap_or(false),
             otp_verified: d.otp_verified.unwrap_or(false),
             suspicious,
             suspicious_reason: reason.clone(),
             session_id: Some(sid.clone()),
-            attempted_at: t,
+            ..ctx.attempt(event, key)
         });
 
         let profile = self.profile(&user);
@@ -425,6 +442,7 @@ impl<'r> Fold<'r> {
         let key = event.partition_key();
         let ctx = Context {
             ip: d.ip.map(|ip| ip.to_string()),
+            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
             user_agent: d.user_agent.as_deref(),
             geo: d.geo.as_ref(),
             device: d.device.as_ref(),
@@ -435,31 +453,12 @@ impl<'r> Fold<'r> {
         let reason = suspicious.then(|| format!("Multiple failed login attempts ({failures})"));
         let who = d.identifier.as_str().to_owned();
         self.changes.login_history.push(LoginAttempt {
-            id: event.id,
-            user_id: event.subject.clone(),
-            subject_key: key.clone(),
             identifier: Some(who.clone()),
-            success: false,
             login_method: d.login_method.map(|m| m.to_string()),
             failure_reason: Some(d.failure_reason.to_string()),
-            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
-            device_name: ctx.device_name.clone(),
-            device_type: ctx.device_type(),
-            browser: ctx.device.and_then(|x| x.browser.clone()),
-            os: ctx.device.and_then(|x| x.os.clone()),
-            ip: ctx.ip.clone(),
-            user_agent: d.user_agent.clone(),
-            country_code: ctx.country_code(),
-            country: ctx.geo.and_then(|g| g.country.clone()),
-            city: ctx.geo.and_then(|g| g.city.clone()),
-            latitude: ctx.geo.and_then(|g| g.latitude),
-            longitude: ctx.geo.and_then(|g| g.longitude),
-            otp_required: false,
-            otp_verified: false,
             suspicious,
             suspicious_reason: reason.clone(),
-            session_id: None,
-            attempted_at: t,
+            ..ctx.attempt(event, key.clone())
         });
         self.state.failures.entry(key).or_default().push(t);
         if let Some(user) = &event.subject {
@@ -591,6 +590,7 @@ impl<'r> Fold<'r> {
             self.revoke(&sid, event, "refresh_token_reuse", "system");
             let ctx = Context {
                 ip: d.ip.map(|ip| ip.to_string()),
+                device_id: None,
                 user_agent: d.user_agent.as_deref(),
                 geo: d.geo.as_ref(),
                 device: d.device.as_ref(),

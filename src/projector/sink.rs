@@ -70,7 +70,9 @@ pub async fn apply_batch(
     let conn: &mut PgConnection = tx;
     // Plan every statement for its actual arguments: a generic plan cached while the tables were
     // small would keep scanning them once they are large.
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *conn).await?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *conn)
+        .await?;
 
     // 1. Checkpoints, locked.
     let mut by_partition: BTreeMap<(String, i32), Vec<&LogMessage>> = BTreeMap::new();
