@@ -4,7 +4,8 @@
 //! before `t`". Nothing reads a clock, and nothing depends on what else happens to be loaded.
 
 use crate::rows::{
-    LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
+    Client, LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice,
+    UserProfile,
 };
 use crate::state::{Changes, State};
 use crate::Rules;
@@ -107,16 +108,9 @@ impl Context<'_> {
         self.device.map(|d| d.device_type.as_str().to_owned())
     }
 
-    /// A login-history row with what the context knows; the caller sets the outcome.
-    fn attempt(&self, event: &Event, subject_key: String) -> LoginAttempt {
-        LoginAttempt {
-            id: event.id,
-            user_id: event.subject.clone(),
-            subject_key,
-            identifier: None,
-            success: false,
-            login_method: None,
-            failure_reason: None,
+    /// The row columns of where and on what.
+    fn client(&self) -> Client {
+        Client {
             device_id: self.device_id.clone(),
             device_name: self.device_name.clone(),
             device_type: self.device_type(),
@@ -129,6 +123,20 @@ impl Context<'_> {
             city: self.geo.and_then(|g| g.city.clone()),
             latitude: self.geo.and_then(|g| g.latitude),
             longitude: self.geo.and_then(|g| g.longitude),
+        }
+    }
+
+    /// A login-history row with what the context knows; the caller sets the outcome.
+    fn attempt(&self, event: &Event, subject_key: String) -> LoginAttempt {
+        LoginAttempt {
+            id: event.id,
+            user_id: event.subject.clone(),
+            subject_key,
+            identifier: None,
+            success: false,
+            login_method: None,
+            failure_reason: None,
+            client: self.client(),
             otp_required: false,
             otp_verified: false,
             suspicious: false,
@@ -313,18 +321,7 @@ impl<'r> Fold<'r> {
             user_id: user.clone(),
             login_method: Some(d.login_method.to_string()),
             identifier: d.identifier.clone(),
-            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
-            device_name: ctx.device_name.clone(),
-            device_type: ctx.device_type(),
-            browser: ctx.device.and_then(|x| x.browser.clone()),
-            os: ctx.device.and_then(|x| x.os.clone()),
-            ip: ctx.ip.clone(),
-            user_agent: d.user_agent.clone(),
-            country_code: country.clone(),
-            country: ctx.geo.and_then(|g| g.country.clone()),
-            city: ctx.geo.and_then(|g| g.city.clone()),
-            latitude: ctx.geo.and_then(|g| g.latitude),
-            longitude: ctx.geo.and_then(|g| g.longitude),
+            client: ctx.client(),
             created_at: t,
             last_activity_at: t,
             expires_at: d.expires_at.min(t + self.rules.absolute_timeout),
@@ -528,18 +525,7 @@ impl<'r> Fold<'r> {
                 user_id: user,
                 login_method: None,
                 identifier: None,
-                device_id: None,
-                device_name: None,
-                device_type: None,
-                browser: None,
-                os: None,
-                ip: None,
-                user_agent: None,
-                country_code: None,
-                country: None,
-                city: None,
-                latitude: None,
-                longitude: None,
+                client: Client::default(),
                 created_at: t,
                 last_activity_at: t,
                 expires_at: t + self.rules.absolute_timeout,
@@ -754,7 +740,7 @@ impl<'r> Fold<'r> {
             .devices
             .insert((user.clone(), device.clone()), row);
         for sid in self.active_sessions(&user, t) {
-            if self.state.sessions[&sid].device_id.as_deref() == Some(device.as_str()) {
+            if self.state.sessions[&sid].client.device_id.as_deref() == Some(device.as_str()) {
                 self.session_mut(&sid, event).trusted_device = trusted;
             }
         }

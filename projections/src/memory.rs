@@ -75,7 +75,7 @@ impl Tables {
                     .or_default()
                     .push(a.attempted_at);
             }
-            if let (true, Some(user), Some(cc)) = (a.success, &a.user_id, &a.country_code) {
+            if let (true, Some(user), Some(cc)) = (a.success, &a.user_id, &a.client.country_code) {
                 if needs.users.contains(user) && a.attempted_at >= countries_since {
                     state
                         .countries

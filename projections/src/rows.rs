@@ -5,14 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// One session: everything both seeds track, as facts. Status is not stored: queries evaluate
-/// it against "now" from these facts (see [`Session::status_at`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Session {
-    pub session_id: String,
-    pub user_id: String,
-    pub login_method: Option<String>,
-    pub identifier: Option<String>,
+/// The device and place of a login or session, as the event said (enriched at ingest).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Client {
     pub device_id: Option<String>,
     pub device_name: Option<String>,
     pub device_type: Option<String>,
@@ -25,6 +20,19 @@ pub struct Session {
     pub city: Option<String>,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+}
+
+/// One session: everything both seeds track, as facts. Status is not stored: queries evaluate
+/// it against "now" from these facts (see [`Session::status_at`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: String,
+    pub user_id: String,
+    pub login_method: Option<String>,
+    pub identifier: Option<String>,
+    /// Where and on what (columns of their own in the table).
+    #[serde(flatten)]
+    pub client: Client,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     /// When the current credentials expire (extended by each refresh).
@@ -121,18 +129,9 @@ pub struct LoginAttempt {
     pub success: bool,
     pub login_method: Option<String>,
     pub failure_reason: Option<String>,
-    pub device_id: Option<String>,
-    pub device_name: Option<String>,
-    pub device_type: Option<String>,
-    pub browser: Option<String>,
-    pub os: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub country_code: Option<String>,
-    pub country: Option<String>,
-    pub city: Option<String>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
+    /// Where and on what (columns of their own in the table).
+    #[serde(flatten)]
+    pub client: Client,
     pub otp_required: bool,
     pub otp_verified: bool,
     pub suspicious: bool,

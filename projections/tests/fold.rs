@@ -76,9 +76,9 @@ fn login_creates_session_history_profile_stats_and_security_event() {
     let t = project(&[login(1, "s1", 0, Some(("GB", "United Kingdom")))]);
     let s = &t.sessions["s1"];
     assert_eq!(s.user_id, U);
-    assert_eq!(s.device_type.as_deref(), Some("mobile"));
-    assert_eq!(s.device_name.as_deref(), Some("Safari on iOS"));
-    assert_eq!(s.country_code.as_deref(), Some("GB"));
+    assert_eq!(s.client.device_type.as_deref(), Some("mobile"));
+    assert_eq!(s.client.device_name.as_deref(), Some("Safari on iOS"));
+    assert_eq!(s.client.country_code.as_deref(), Some("GB"));
     assert_eq!(s.absolute_expires_at, at(12 * 60));
     assert_eq!(s.idle_expires_at, at(30));
     assert_eq!(s.expires_at, at(15));
