@@ -106,6 +106,7 @@ async fn main() {
     let (_, pool) = fresh_db(&admin, "authtrail_bench_project").await;
     let start = Instant::now();
     let mut last_report = Instant::now();
+    let mut phases = authtrail::projector::Phases::default();
     for (i, chunk) in messages.chunks(batch).enumerate() {
         let mut tx = pool.begin().await.unwrap();
         let out = apply_batch(&mut tx, "bench", &rules, chunk, &Default::default())
@@ -113,6 +114,7 @@ async fn main() {
             .unwrap();
         tx.commit().await.unwrap();
         assert!(out.gaps.is_empty());
+        phases.add(&out.phases);
         if last_report.elapsed().as_secs() >= 10 {
             let done = (i + 1) * batch;
             eprintln!(
@@ -133,6 +135,12 @@ async fn main() {
         rows += c;
     }
     println!("projector: {projector_secs:.1}s, {projector_rate:.0} events/s ({rows} final rows)");
+    let line: Vec<String> = phases
+        .iter()
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
+        .collect();
+    println!("  phases: {}", line.join(", "));
 
     // (a) COPY of the same final rows into the same, empty tables.
     let (copy_cfg, copy_pool) = fresh_db(&admin, "authtrail_bench_copy").await;

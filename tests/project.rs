@@ -153,6 +153,61 @@ async fn poison_messages_go_to_dead_letters_and_the_partition_keeps_flowing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_database_refuses_is_isolated_and_dead_lettered() {
+    // Events that pass the contract but whose rows the database refuses: a constraint added
+    // for this test stands in for any such refusal (a limit, a check, a bad value).
+    let topic = TestTopic::new(3).await;
+    let events = stream(5, 20, 600);
+    publish(&topic, &events).await;
+    let refused = [&events[17], &events[401]];
+    let (db, pool) = migrated().await;
+    sqlx::query(&format!(
+        "ALTER TABLE processed_events ADD CONSTRAINT test_refuses
+         CHECK (event_id NOT IN ('{}', '{}'))",
+        refused[0].id, refused[1].id
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut cfg = config(&topic, &db, "refused");
+    cfg.projector.batch_max_messages = 250;
+    project_all(&cfg, &pool, events.len() as i64).await;
+
+    let dead: Vec<(Vec<u8>, String, String)> = sqlx::query_as(
+        "SELECT payload, error_field, error FROM dead_letters ORDER BY partition, \"offset\"",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 2, "exactly the two refused messages: {dead:?}");
+    let mut ids: Vec<uuid::Uuid> = dead
+        .iter()
+        .map(|(payload, field, error)| {
+            assert_eq!(field, "(database)");
+            assert!(
+                error.contains("23514"),
+                "names the check violation: {error}"
+            );
+            authtrail_events::parse(payload).unwrap().id
+        })
+        .collect();
+    ids.sort();
+    let mut want = vec![refused[0].id, refused[1].id];
+    want.sort();
+    assert_eq!(ids, want);
+    // Everything else is projected exactly as if the refused events had never been sent.
+    let rest: Vec<Event> = events
+        .iter()
+        .filter(|e| !want.contains(&e.id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        export(&pool).await,
+        reference(&rest, &authtrail_projections::Rules::default())
+    );
+}
+
 /// A worker process, killed when dropped (a failing test must not leave it running).
 struct Worker(Child);
 

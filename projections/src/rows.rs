@@ -1,5 +1,5 @@
 //! The rows of the read tables, as plain values. Field names are the column names; the SQL sink
-//! in the main crate writes them as they are (serde → `json_populate_recordset`).
+//! in the main crate writes them as they are (serde → `COPY`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

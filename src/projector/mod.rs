@@ -9,9 +9,10 @@
 //! Database and broker errors are retried with backoff; a message is never skipped, and one
 //! that cannot be parsed goes to `dead_letters` so its partition keeps flowing.
 
+mod copy;
 pub mod sink;
 
-pub use sink::{apply_batch, LogMessage, Outcome};
+pub use sink::{apply_batch, LogMessage, Outcome, Phases};
 
 use crate::config::Config;
 use crate::kafka::admin_config;
@@ -173,12 +174,31 @@ impl Projector {
     /// the checkpoint; the gap is accepted only when the broker shows the offsets hold no data:
     /// they lie below the log start (retention), or after seeking back the broker again starts
     /// the partition past them (transaction markers, compaction).
+    ///
+    /// A batch the database refuses for its content ([`sink::is_rejection`]) is split in halves,
+    /// applied in order, down to the one message at fault, which goes to `dead_letters` with
+    /// the database's reason: the partition keeps flowing and nothing else is lost.
     async fn apply_with_retry(&self, batch: &[LogMessage]) {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
             let floors = self.floors.lock().map(|f| f.clone()).unwrap_or_default();
-            match self.apply_once(batch, &floors).await {
+            let result = match self.apply_once(batch, &floors).await {
+                Err(e) if sink::is_rejection(&e) && batch.len() > 1 => {
+                    tracing::warn!(error = %e, messages = batch.len(), "the database refused a batch; splitting it to find the message at fault");
+                    let (first, second) = batch.split_at(batch.len() / 2);
+                    Box::pin(self.apply_with_retry(first)).await;
+                    Box::pin(self.apply_with_retry(second)).await;
+                    return;
+                }
+                Err(e) if sink::is_rejection(&e) => {
+                    let m = &batch[0];
+                    tracing::error!(error = %e, topic = %m.topic, partition = m.partition, offset = m.offset, "the database refused a message; dead-lettering it");
+                    self.dead_letter_once(m, &e, &floors).await
+                }
+                other => other,
+            };
+            match result {
                 Ok(outcome) => {
                     self.after_commit(&outcome, started);
                     let mut floors_moved = false;
@@ -230,6 +250,41 @@ impl Projector {
         }
     }
 
+    async fn dead_letter_once(
+        &self,
+        m: &LogMessage,
+        error: &sqlx::Error,
+        floors: &BTreeMap<(String, i32), i64>,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = sink::dead_letter_rejected(
+            &mut tx,
+            &self.config.projector.projection,
+            m,
+            error,
+            floors,
+        )
+        .await?;
+        self.notify(&mut tx, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        outcome: &Outcome,
+    ) -> Result<(), sqlx::Error> {
+        if !outcome.advanced.is_empty() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(&self.config.projector.projection)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn apply_once(
         &self,
         batch: &[LogMessage],
@@ -244,13 +299,7 @@ impl Projector {
             floors,
         )
         .await?;
-        if !outcome.advanced.is_empty() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(&self.config.projector.projection)
-                .execute(&mut *tx)
-                .await?;
-        }
+        self.notify(&mut tx, &outcome).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -258,6 +307,10 @@ impl Projector {
     fn after_commit(&self, outcome: &Outcome, started: Instant) {
         metrics::histogram!("authtrail_projector_batch_seconds")
             .record(started.elapsed().as_secs_f64());
+        for (phase, took) in outcome.phases.iter() {
+            metrics::histogram!("authtrail_projector_phase_seconds", "phase" => phase)
+                .record(took.as_secs_f64());
+        }
         metrics::counter!("authtrail_projector_events_total").increment(outcome.projected as u64);
         metrics::counter!("authtrail_projector_duplicates_total")
             .increment(outcome.duplicates as u64);

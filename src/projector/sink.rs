@@ -7,18 +7,20 @@
 //! 2. parse every message; what fails goes to `dead_letters`;
 //! 3. drop events whose id was projected before (`processed_events`) or repeats in the batch;
 //! 4. load the [`State`] the batch [`Needs`], fold, and write the [`Changes`] set-based
-//!    (`json_populate_recordset` upserts/inserts, `UNNEST`), never one statement per event;
+//!    (`COPY` for appends; `COPY` into a staging table + one upsert per table), never one statement per event;
 //! 5. move the checkpoints past the batch.
 //!
 //! Either all of it commits or none of it: a crash anywhere neither loses nor doubles an event.
 
+use super::copy::copy_rows;
 use authtrail_events::{parse, ContractError, Event};
-use authtrail_projections::memory::{fold_batch, fresh};
+use authtrail_projections::memory::fold_batch;
 use authtrail_projections::rows::{Session, TrustedDevice, UserProfile};
 use authtrail_projections::{Changes, Needs, Rules, State};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One message as read from the log.
@@ -50,6 +52,47 @@ pub struct Outcome {
     pub advanced: Vec<(String, i32, i64)>,
     /// Security events written, for live feeds.
     pub security_events: Vec<Uuid>,
+    /// Where the batch's time went, phase by phase (for metrics and the benchmark).
+    pub phases: Phases,
+}
+
+/// Wall time per phase of [`apply_batch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Locking checkpoints and sorting out what is new.
+    pub checkpoint: Duration,
+    /// Parsing and dead-lettering.
+    pub parse: Duration,
+    /// Dropping events already projected, recording the new ones.
+    pub dedupe: Duration,
+    /// Loading the state slice.
+    pub load: Duration,
+    /// The pure fold.
+    pub fold: Duration,
+    /// Writing the row changes.
+    pub write: Duration,
+}
+
+impl Phases {
+    /// `(name, time)` of every phase, in order.
+    pub fn iter(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("checkpoint", self.checkpoint),
+            ("parse", self.parse),
+            ("dedupe", self.dedupe),
+            ("load", self.load),
+            ("fold", self.fold),
+            ("write", self.write),
+        ]
+    }
+    pub fn add(&mut self, o: &Phases) {
+        self.checkpoint += o.checkpoint;
+        self.parse += o.parse;
+        self.dedupe += o.dedupe;
+        self.load += o.load;
+        self.fold += o.fold;
+        self.write += o.write;
+    }
 }
 
 /// Applies one batch in one transaction. `floors` gives, per `(topic, partition)`, an offset
@@ -68,6 +111,13 @@ pub async fn apply_batch(
         return Ok(out);
     }
     let conn: &mut PgConnection = tx;
+    let mut clock = Instant::now();
+    let mut lap = move || {
+        let now = Instant::now();
+        let d = now - clock;
+        clock = now;
+        d
+    };
     // Plan every statement for its actual arguments: a generic plan cached while the tables were
     // small would keep scanning them once they are large.
     sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
@@ -132,13 +182,14 @@ pub async fn apply_batch(
         .map(|(i, m)| ((m.topic.as_str(), m.partition, m.offset), i))
         .collect();
     accepted.sort_by_key(|m| order[&(m.topic.as_str(), m.partition, m.offset)]);
+    out.phases.checkpoint = lap();
 
     // 2. Parse; dead-letter what fails.
     let mut events: Vec<Event> = Vec::with_capacity(accepted.len());
     let mut origin: Vec<&LogMessage> = Vec::with_capacity(accepted.len());
     let mut dead: Vec<(&LogMessage, ContractError)> = vec![];
-    for m in &accepted {
-        match parse(m.payload.as_deref().unwrap_or_default()) {
+    for (m, parsed) in accepted.iter().zip(parse_all(&accepted)) {
+        match parsed {
             Ok(e) => {
                 events.push(e);
                 origin.push(m);
@@ -148,53 +199,48 @@ pub async fn apply_batch(
     }
     out.dead_letters = dead.len();
     write_dead_letters(conn, &dead).await?;
+    out.phases.parse = lap();
 
-    // 3. Deduplicate by event id.
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let seen: BTreeSet<Uuid> =
-        sqlx::query_scalar("SELECT event_id FROM processed_events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-    let new = fresh(&events, &seen);
+    // 3. Deduplicate by event id: record every id; those already recorded (or repeated earlier
+    // in the batch) are duplicates. A concurrent worker inserting the same id makes this insert
+    // wait for its transaction: if that commits, the event is ours no more; never both.
+    let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
+    for (e, m) in events.iter().zip(&origin) {
+        eid.push(e.id);
+        top.push(m.topic.as_str());
+        par.push(m.partition);
+        off.push(m.offset);
+    }
+    let recorded: BTreeSet<Uuid> = sqlx::query_scalar(
+        "INSERT INTO processed_events (event_id, topic, partition, \"offset\")
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(&eid)
+    .bind(&top)
+    .bind(&par)
+    .bind(&off)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let mut taken = BTreeSet::new();
+    let new: Vec<&Event> = events
+        .iter()
+        .filter(|e| recorded.contains(&e.id) && taken.insert(e.id))
+        .collect();
     out.duplicates = events.len() - new.len();
     out.projected = new.len();
+    out.phases.dedupe = lap();
 
     if !new.is_empty() {
-        // Plain INSERT: a concurrent worker projecting the same id makes one transaction fail
-        // and retry, never both succeed.
-        let position: BTreeMap<Uuid, &LogMessage> = events
-            .iter()
-            .zip(&origin)
-            .rev()
-            .map(|(e, m)| (e.id, *m))
-            .collect();
-        let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
-        for e in &new {
-            let m = position[&e.id];
-            eid.push(e.id);
-            top.push(m.topic.clone());
-            par.push(m.partition);
-            off.push(m.offset);
-        }
-        sqlx::query(
-            "INSERT INTO processed_events (event_id, topic, partition, \"offset\")
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])",
-        )
-        .bind(&eid)
-        .bind(&top)
-        .bind(&par)
-        .bind(&off)
-        .execute(&mut *conn)
-        .await?;
-
         // 4. Load, fold, write.
         let needs = Needs::of(&new, rules);
         let state = load_state(conn, &needs).await?;
+        out.phases.load = lap();
         let changes = fold_batch(rules, state, &new);
         out.security_events = changes.security_events.iter().map(|e| e.id).collect();
+        out.phases.fold = lap();
         write_changes(conn, &changes).await?;
     }
 
@@ -221,7 +267,119 @@ pub async fn apply_batch(
         .execute(&mut *conn)
         .await?;
     }
+    out.phases.write = lap();
     Ok(out)
+}
+
+/// Whether PostgreSQL refused a batch for what it holds rather than for a passing condition:
+/// a data exception (SQLSTATE class 22), a constraint violation (23), a program limit such as an
+/// over-long index entry (54), or rows the sink could not encode. Retrying such a batch as it is
+/// would fail forever; the worker isolates the message instead ([`dead_letter_rejected`]).
+pub fn is_rejection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        sqlx::Error::Protocol(m) => m.starts_with(super::copy::ENCODING_ERROR),
+        _ => false,
+    }
+}
+
+/// Sets one message aside that the database refused (it passed the contract, but its rows
+/// did not go in): a `dead_letters` row naming the database's reason, and the checkpoint moves
+/// past it, in one transaction. The same checkpoint rules as [`apply_batch`] apply: a message
+/// below the checkpoint was applied before; one beyond it is a gap.
+pub async fn dead_letter_rejected(
+    tx: &mut Transaction<'_, Postgres>,
+    projection: &str,
+    m: &LogMessage,
+    error: &sqlx::Error,
+    floors: &BTreeMap<(String, i32), i64>,
+) -> Result<Outcome, sqlx::Error> {
+    let conn: &mut PgConnection = tx;
+    let mut out = Outcome::default();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, topic, partition, next_offset)
+         VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .bind(&m.topic)
+    .bind(m.partition)
+    .execute(&mut *conn)
+    .await?;
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT next_offset FROM projection_checkpoints
+         WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+    )
+    .bind(projection)
+    .bind(&m.topic)
+    .bind(m.partition)
+    .fetch_one(&mut *conn)
+    .await?;
+    let next = checkpoint.max(
+        floors
+            .get(&(m.topic.clone(), m.partition))
+            .copied()
+            .unwrap_or(0),
+    );
+    if m.offset < checkpoint {
+        out.already_applied = 1;
+        return Ok(out);
+    }
+    if m.offset > next {
+        out.gaps
+            .push((m.topic.clone(), m.partition, next, m.offset));
+        return Ok(out);
+    }
+    // The database's message names the constraint or limit, never the row's values (those are
+    // in its DETAIL, which is not kept).
+    let reason = match error {
+        sqlx::Error::Database(d) => format!(
+            "the database refused the event's rows ({}): {}",
+            d.code().unwrap_or_default(),
+            d.message()
+        ),
+        other => format!("the event's rows could not be written: {other}"),
+    };
+    let refusal = ContractError::new("(database)", reason);
+    write_dead_letters(conn, &[(m, refusal)]).await?;
+    sqlx::query(
+        "UPDATE projection_checkpoints SET next_offset = $4, updated_at = now()
+         WHERE projection = $1 AND topic = $2 AND partition = $3",
+    )
+    .bind(projection)
+    .bind(&m.topic)
+    .bind(m.partition)
+    .bind(m.offset + 1)
+    .execute(&mut *conn)
+    .await?;
+    out.dead_letters = 1;
+    out.advanced
+        .push((m.topic.clone(), m.partition, m.offset + 1));
+    Ok(out)
+}
+
+/// Parses messages in order, on up to `available_parallelism` threads for large batches
+/// (parsing is pure and the largest CPU cost after the database's own work).
+fn parse_all(messages: &[&LogMessage]) -> Vec<Result<Event, ContractError>> {
+    let one = |m: &&LogMessage| parse(m.payload.as_deref().unwrap_or_default());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || messages.len() < 256 {
+        return messages.iter().map(one).collect();
+    }
+    let chunk = messages.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = messages
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("parsing never panics"))
+            .collect()
+    })
 }
 
 async fn write_dead_letters(
@@ -339,19 +497,18 @@ pub async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State,
     Ok(state)
 }
 
-/// A table the sink writes rows of, as `json_populate_recordset` of the table's row type.
-struct Table {
+/// A table the sink upserts final row images into.
+struct Upsert {
     name: &'static str,
     key: &'static str,
-    /// `SET` clause on conflict; `None` for append-only tables.
-    on_conflict: Option<&'static str>,
+    /// `SET` clause on conflict.
+    set: &'static str,
 }
 
-const SESSIONS: Table = Table {
+const SESSIONS: Upsert = Upsert {
     name: "sessions",
     key: "session_id",
-    on_conflict: Some(
-        "login_method = EXCLUDED.login_method, identifier = EXCLUDED.identifier, \
+    set: "login_method = EXCLUDED.login_method, identifier = EXCLUDED.identifier, \
          device_id = EXCLUDED.device_id, device_name = EXCLUDED.device_name, \
          device_type = EXCLUDED.device_type, browser = EXCLUDED.browser, os = EXCLUDED.os, \
          ip = EXCLUDED.ip, user_agent = EXCLUDED.user_agent, country_code = EXCLUDED.country_code, \
@@ -368,111 +525,104 @@ const SESSIONS: Table = Table {
          suspicious_reason = EXCLUDED.suspicious_reason, metadata = EXCLUDED.metadata, \
          user_id = EXCLUDED.user_id, first_event_id = EXCLUDED.first_event_id, \
          last_event_id = EXCLUDED.last_event_id",
-    ),
 };
-const LOGIN_HISTORY: Table = Table {
-    name: "login_history",
-    key: "id",
-    on_conflict: None,
-};
-const SECURITY_EVENTS: Table = Table {
-    name: "security_events",
-    key: "id",
-    on_conflict: None,
-};
-const DEVICES: Table = Table {
+const DEVICES: Upsert = Upsert {
     name: "trusted_devices",
     key: "user_id, device_id",
-    on_conflict: Some(
-        "device_name = EXCLUDED.device_name, trusted = EXCLUDED.trusted, \
+    set: "device_name = EXCLUDED.device_name, trusted = EXCLUDED.trusted, \
          trusted_at = EXCLUDED.trusted_at, untrusted_at = EXCLUDED.untrusted_at, \
          updated_at = EXCLUDED.updated_at",
-    ),
 };
-const PROFILES: Table = Table {
+const PROFILES: Upsert = Upsert {
     name: "user_profiles",
     key: "user_id",
-    on_conflict: Some(
-        "first_login_at = EXCLUDED.first_login_at, last_login_at = EXCLUDED.last_login_at, \
+    set: "first_login_at = EXCLUDED.first_login_at, last_login_at = EXCLUDED.last_login_at, \
          successful_logins = EXCLUDED.successful_logins, failed_logins = EXCLUDED.failed_logins, \
          locked = EXCLUDED.locked, locked_reason = EXCLUDED.locked_reason, \
          locked_until = EXCLUDED.locked_until, password_changed_at = EXCLUDED.password_changed_at",
-    ),
 };
-const REVIEWS: Table = Table {
+/// The earliest review wins, whichever batch brings it.
+const REVIEWS: Upsert = Upsert {
     name: "security_event_reviews",
     key: "security_event_id",
-    on_conflict: Some(
-        "reviewer = EXCLUDED.reviewer, reviewed_at = EXCLUDED.reviewed_at, \
+    set: "reviewer = EXCLUDED.reviewer, reviewed_at = EXCLUDED.reviewed_at, \
          review_event_id = EXCLUDED.review_event_id \
          WHERE (EXCLUDED.reviewed_at, EXCLUDED.review_event_id) \
              < (security_event_reviews.reviewed_at, security_event_reviews.review_event_id)",
-    ),
+};
+/// Statistics add up.
+const STATS: Upsert = Upsert {
+    name: "daily_login_stats",
+    key: "day, country_code, device_type",
+    set: "successes = daily_login_stats.successes + EXCLUDED.successes, \
+         failures = daily_login_stats.failures + EXCLUDED.failures, \
+         suspicious = daily_login_stats.suspicious + EXCLUDED.suspicious",
 };
 
-async fn write_rows<T: Serialize>(
+/// `COPY` into a per-connection staging table shaped like the target, then one
+/// `INSERT ... SELECT ... ON CONFLICT DO UPDATE`.
+async fn upsert<T: Serialize>(
     conn: &mut PgConnection,
-    table: &Table,
+    table: &Upsert,
     rows: impl ExactSizeIterator<Item = T>,
 ) -> Result<(), sqlx::Error> {
     if rows.len() == 0 {
         return Ok(());
     }
-    let rows: Vec<T> = rows.collect();
-    let json = serde_json::to_string(&rows).expect("rows serialise");
-    let conflict = match table.on_conflict {
-        Some(set) => format!("ON CONFLICT ({}) DO UPDATE SET {set}", table.key),
-        None => String::new(),
-    };
-    let sql = format!(
-        "INSERT INTO {name} SELECT * FROM json_populate_recordset(NULL::{name}, $1::json) {conflict}",
-        name = table.name
-    );
-    sqlx::query(&sql).bind(json).execute(conn).await?;
+    let stage = format!("authtrail_stage_{}", table.name);
+    if !staged(conn, &stage).await? {
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE {stage} (LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            name = table.name
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    copy_rows(conn, &format!("pg_temp.{stage}"), rows).await?;
+    sqlx::query(&format!(
+        "INSERT INTO {name} SELECT * FROM pg_temp.{stage} ON CONFLICT ({key}) DO UPDATE SET {set}",
+        name = table.name,
+        key = table.key,
+        set = table.set
+    ))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-/// Writes a batch's changes: upserts of final images, appends, additive statistics.
+/// Whether this connection already has the temporary table `stage`.
+async fn staged(conn: &mut PgConnection, stage: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("pg_temp.{stage}"))
+        .fetch_one(conn)
+        .await
+}
+
+/// Writes a batch's changes: upserts of final images, appends (`COPY`), additive statistics.
 pub async fn write_changes(conn: &mut PgConnection, c: &Changes) -> Result<(), sqlx::Error> {
-    write_rows(conn, &SESSIONS, c.sessions.values()).await?;
-    write_rows(conn, &LOGIN_HISTORY, c.login_history.iter()).await?;
-    write_rows(conn, &SECURITY_EVENTS, c.security_events.iter()).await?;
-    write_rows(conn, &REVIEWS, c.reviews.values()).await?;
-    write_rows(conn, &DEVICES, c.devices.values()).await?;
-    write_rows(conn, &PROFILES, c.profiles.values()).await?;
-    if !c.stats.is_empty() {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            day: chrono::NaiveDate,
-            country_code: &'a str,
-            device_type: &'a str,
-            successes: i64,
-            failures: i64,
-            suspicious: i64,
-        }
-        let rows: Vec<Row> = c
-            .stats
-            .iter()
-            .map(|(k, v)| Row {
-                day: k.day,
-                country_code: &k.country_code,
-                device_type: &k.device_type,
-                successes: v.successes,
-                failures: v.failures,
-                suspicious: v.suspicious,
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO daily_login_stats
-             SELECT * FROM json_populate_recordset(NULL::daily_login_stats, $1::json)
-             ON CONFLICT (day, country_code, device_type) DO UPDATE SET
-               successes = daily_login_stats.successes + EXCLUDED.successes,
-               failures = daily_login_stats.failures + EXCLUDED.failures,
-               suspicious = daily_login_stats.suspicious + EXCLUDED.suspicious",
-        )
-        .bind(serde_json::to_string(&rows).expect("rows serialise"))
-        .execute(conn)
-        .await?;
+    upsert(conn, &SESSIONS, c.sessions.values()).await?;
+    copy_rows(conn, "login_history", c.login_history.iter()).await?;
+    copy_rows(conn, "security_events", c.security_events.iter()).await?;
+    upsert(conn, &REVIEWS, c.reviews.values()).await?;
+    upsert(conn, &DEVICES, c.devices.values()).await?;
+    upsert(conn, &PROFILES, c.profiles.values()).await?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        day: chrono::NaiveDate,
+        country_code: &'a str,
+        device_type: &'a str,
+        successes: i64,
+        failures: i64,
+        suspicious: i64,
     }
+    let stats = c.stats.iter().map(|(k, v)| Row {
+        day: k.day,
+        country_code: &k.country_code,
+        device_type: &k.device_type,
+        successes: v.successes,
+        failures: v.failures,
+        suspicious: v.suspicious,
+    });
+    upsert(conn, &STATS, stats).await?;
     Ok(())
 }
