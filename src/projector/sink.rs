@@ -439,7 +439,8 @@ pub async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State,
             .await?;
     let open: Vec<sqlx::types::Json<Session>> = sqlx::query_scalar(
         "SELECT row_to_json(s) FROM sessions s
-         WHERE s.user_id = ANY($1) AND (s.ended_at IS NULL OR s.ended_at > $2)
+         WHERE s.user_id = ANY($1) AND s.absolute_expires_at > $2
+           AND (s.ended_at IS NULL OR s.ended_at > $2)
            AND least(s.expires_at, s.absolute_expires_at, s.idle_expires_at) > $2",
     )
     .bind(&users)
