@@ -443,3 +443,82 @@ macro_rules! impl_dispatch {
 }
 
 by_type!(impl_dispatch);
+
+/// Where and on what an event happened: the client members shared by the events that carry a
+/// client (`login.succeeded`, `login.failed`, `token.refreshed`, `session.activity`), read in
+/// one shape so that enrichment, normalisation and the projections need no per-type code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientRef<'a> {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    /// Only logins name the device by id.
+    pub device_id: Option<&'a OpaqueId>,
+    /// The publisher's name for the device (`login.succeeded` only), else the parsed one.
+    pub device_name: Option<&'a str>,
+    pub geo: Option<&'a Geo>,
+    pub device: Option<&'a Device>,
+    pub enrichment: Option<&'a Enrichment>,
+}
+
+/// The same members, writable (for enrichment at the intake).
+#[derive(Debug)]
+pub struct ClientMut<'a> {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    /// `None` for types without a device id.
+    pub device_id: Option<&'a mut Option<OpaqueId>>,
+    pub geo: &'a mut Option<Geo>,
+    pub device: &'a mut Option<Device>,
+    pub enrichment: &'a mut Option<Enrichment>,
+}
+
+impl EventData {
+    /// The client members, for the types that carry them.
+    pub fn client(&self) -> Option<ClientRef<'_>> {
+        macro_rules! view {
+            ($d:ident, $device_id:expr, $device_name:expr) => {
+                ClientRef {
+                    ip: $d.ip,
+                    user_agent: $d.user_agent.as_deref(),
+                    device_id: $device_id,
+                    device_name: $device_name.or_else(|| $d.device.as_ref()?.name.as_deref()),
+                    geo: $d.geo.as_ref(),
+                    device: $d.device.as_ref(),
+                    enrichment: $d.enrichment.as_ref(),
+                }
+            };
+        }
+        Some(match self {
+            EventData::LoginSucceeded(d) => {
+                view!(d, d.device_id.as_ref(), d.device_name.as_deref())
+            }
+            EventData::LoginFailed(d) => view!(d, d.device_id.as_ref(), None),
+            EventData::TokenRefreshed(d) => view!(d, None, None),
+            EventData::SessionActivity(d) => view!(d, None, None),
+            _ => return None,
+        })
+    }
+
+    /// The client members, writable, for the types that carry them.
+    pub fn client_mut(&mut self) -> Option<ClientMut<'_>> {
+        macro_rules! slots {
+            ($d:ident, $device_id:expr) => {
+                ClientMut {
+                    ip: $d.ip,
+                    user_agent: $d.user_agent.as_deref(),
+                    device_id: $device_id,
+                    geo: &mut $d.geo,
+                    device: &mut $d.device,
+                    enrichment: &mut $d.enrichment,
+                }
+            };
+        }
+        Some(match self {
+            EventData::LoginSucceeded(d) => slots!(d, Some(&mut d.device_id)),
+            EventData::LoginFailed(d) => slots!(d, Some(&mut d.device_id)),
+            EventData::TokenRefreshed(d) => slots!(d, None),
+            EventData::SessionActivity(d) => slots!(d, None),
+            _ => return None,
+        })
+    }
+}

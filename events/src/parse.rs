@@ -315,14 +315,7 @@ fn normalise_times(event: &mut Event) {
         }
         _ => {}
     }
-    let enrichment = match &mut event.data {
-        EventData::LoginSucceeded(d) => d.enrichment.as_mut(),
-        EventData::LoginFailed(d) => d.enrichment.as_mut(),
-        EventData::TokenRefreshed(d) => d.enrichment.as_mut(),
-        EventData::SessionActivity(d) => d.enrichment.as_mut(),
-        _ => None,
-    };
-    if let Some(e) = enrichment {
+    if let Some(e) = event.data.client_mut().and_then(|c| c.enrichment.as_mut()) {
         e.geoip_build = e.geoip_build.map(|b| b.trunc_subsecs(6));
     }
 }

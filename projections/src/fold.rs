@@ -10,7 +10,7 @@ use crate::rows::{
 use crate::state::{Changes, State};
 use crate::Rules;
 use authtrail_events::data::{
-    AccountLock, AdminAction, Device, DeviceTrust, EventData, Geo, LoginFailed, LoginSucceeded,
+    AccountLock, AdminAction, ClientRef, DeviceTrust, EventData, LoginFailed, LoginSucceeded,
     PasswordChanged, SecurityEventReviewed, SessionActivity, SessionLoggedOut, SessionRevoked,
     TokenRefreshed,
 };
@@ -77,19 +77,15 @@ const WARNING: &str = "warning";
 const CRITICAL: &str = "critical";
 
 /// Where and on what an event happened, as far as it says.
-#[derive(Default)]
-struct Context<'a> {
-    ip: Option<String>,
-    device_id: Option<String>,
-    user_agent: Option<&'a str>,
-    geo: Option<&'a Geo>,
-    device: Option<&'a Device>,
-    device_name: Option<String>,
-}
+#[derive(Default, Clone, Copy)]
+struct Context<'a>(ClientRef<'a>);
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    fn of(event: &'a Event) -> Self {
+        Context(event.data.client().unwrap_or_default())
+    }
     fn location(&self) -> Option<String> {
-        let g = self.geo?;
+        let g = self.0.geo?;
         match (&g.city, &g.country) {
             (Some(city), Some(country)) => Some(format!("{city}, {country}")),
             (None, Some(country)) => Some(country.clone()),
@@ -98,31 +94,39 @@ impl Context<'_> {
         }
     }
     fn country_code(&self) -> Option<String> {
-        self.geo.and_then(|g| g.country_code.clone())
+        self.0.geo.and_then(|g| g.country_code.clone())
     }
     fn country_label(&self) -> Option<String> {
-        self.geo
+        self.0
+            .geo
             .and_then(|g| g.country.clone().or_else(|| g.country_code.clone()))
     }
     fn device_type(&self) -> Option<String> {
-        self.device.map(|d| d.device_type.as_str().to_owned())
+        self.0.device.map(|d| d.device_type.as_str().to_owned())
+    }
+    fn ip(&self) -> Option<String> {
+        self.0.ip.map(|ip| ip.to_string())
+    }
+    fn device_name(&self) -> Option<String> {
+        self.0.device_name.map(str::to_owned)
     }
 
     /// The row columns of where and on what.
     fn client(&self) -> Client {
+        let c = &self.0;
         Client {
-            device_id: self.device_id.clone(),
-            device_name: self.device_name.clone(),
+            device_id: c.device_id.map(|x| x.as_str().to_owned()),
+            device_name: self.device_name(),
             device_type: self.device_type(),
-            browser: self.device.and_then(|x| x.browser.clone()),
-            os: self.device.and_then(|x| x.os.clone()),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.map(str::to_owned),
+            browser: c.device.and_then(|x| x.browser.clone()),
+            os: c.device.and_then(|x| x.os.clone()),
+            ip: self.ip(),
+            user_agent: c.user_agent.map(str::to_owned),
             country_code: self.country_code(),
-            country: self.geo.and_then(|g| g.country.clone()),
-            city: self.geo.and_then(|g| g.city.clone()),
-            latitude: self.geo.and_then(|g| g.latitude),
-            longitude: self.geo.and_then(|g| g.longitude),
+            country: c.geo.and_then(|g| g.country.clone()),
+            city: c.geo.and_then(|g| g.city.clone()),
+            latitude: c.geo.and_then(|g| g.latitude),
+            longitude: c.geo.and_then(|g| g.longitude),
         }
     }
 
@@ -234,17 +238,7 @@ impl<'r> Fold<'r> {
             .clone()
             .expect("login.succeeded has a subject");
         let key = event.partition_key();
-        let ctx = Context {
-            ip: d.ip.map(|ip| ip.to_string()),
-            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
-            user_agent: d.user_agent.as_deref(),
-            geo: d.geo.as_ref(),
-            device: d.device.as_ref(),
-            device_name: d
-                .device_name
-                .clone()
-                .or_else(|| d.device.as_ref().and_then(|x| x.name.clone())),
-        };
+        let ctx = Context::of(event);
         let who = d.identifier.clone().unwrap_or_else(|| user.clone());
 
         // Rule 1: recent failures of this key.
@@ -437,14 +431,7 @@ impl<'r> Fold<'r> {
     fn login_failed(&mut self, event: &Event, d: &LoginFailed) {
         let t = event.time;
         let key = event.partition_key();
-        let ctx = Context {
-            ip: d.ip.map(|ip| ip.to_string()),
-            device_id: d.device_id.as_ref().map(|x| x.as_str().to_owned()),
-            user_agent: d.user_agent.as_deref(),
-            geo: d.geo.as_ref(),
-            device: d.device.as_ref(),
-            device_name: d.device.as_ref().and_then(|x| x.name.clone()),
-        };
+        let ctx = Context::of(event);
         let failures = self.recent_failures(&key, t);
         let suspicious = failures >= self.rules.failed_attempts_threshold;
         let reason = suspicious.then(|| format!("Multiple failed login attempts ({failures})"));
@@ -574,14 +561,7 @@ impl<'r> Fold<'r> {
             s.suspicious = true;
             s.suspicious_reason = Some("refresh_token_reuse".into());
             self.revoke(&sid, event, "refresh_token_reuse", "system");
-            let ctx = Context {
-                ip: d.ip.map(|ip| ip.to_string()),
-                device_id: None,
-                user_agent: d.user_agent.as_deref(),
-                geo: d.geo.as_ref(),
-                device: d.device.as_ref(),
-                device_name: None,
-            };
+            let ctx = Context::of(event);
             let description = format!("Refresh token reuse — session {sid} revoked");
             self.security_event(event, "suspicious_activity", "suspicious_activity", CRITICAL, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
             return;
@@ -750,10 +730,10 @@ impl<'r> Fold<'r> {
         } else {
             ("device_revoked", format!("Device trust revoked — {name}"))
         };
-        let ctx = Context {
-            device_name: Some(name),
-            ..Context::default()
-        };
+        let ctx = Context(ClientRef {
+            device_name: Some(&name),
+            ..ClientRef::default()
+        });
         self.security_event(
             event,
             kind,
@@ -893,9 +873,9 @@ impl<'r> Fold<'r> {
             event_type: event_type.to_owned(),
             severity: severity.to_owned(),
             description,
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.map(str::to_owned),
-            device_name: ctx.device_name.clone(),
+            ip: ctx.ip(),
+            user_agent: ctx.0.user_agent.map(str::to_owned),
+            device_name: ctx.device_name(),
             location: ctx.location(),
             metadata,
             source_event_id: event.id,

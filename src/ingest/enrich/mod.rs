@@ -19,10 +19,9 @@ pub mod geo;
 pub mod ua;
 
 use crate::config::IngestConfig;
-use authtrail_events::data::{Device, Enrichment, Geo, OpaqueId};
-use authtrail_events::{Event, EventData};
+use authtrail_events::data::{Enrichment, OpaqueId};
+use authtrail_events::Event;
 use sha2::{Digest, Sha256};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,54 +75,6 @@ pub fn device_fingerprint(account: &str, parsed: &ParsedUa) -> OpaqueId {
     OpaqueId::try_from(id).expect("hex with a prefix is a valid opaque id")
 }
 
-/// The enrichable members of one event's data, borrowed apart.
-struct Slots<'a> {
-    ip: Option<IpAddr>,
-    user_agent: Option<&'a str>,
-    geo: &'a mut Option<Geo>,
-    device: &'a mut Option<Device>,
-    enrichment: &'a mut Option<Enrichment>,
-    device_id: Option<&'a mut Option<OpaqueId>>,
-}
-
-fn slots(data: &mut EventData) -> Option<Slots<'_>> {
-    Some(match data {
-        EventData::LoginSucceeded(d) => Slots {
-            ip: d.ip,
-            user_agent: d.user_agent.as_deref(),
-            geo: &mut d.geo,
-            device: &mut d.device,
-            enrichment: &mut d.enrichment,
-            device_id: Some(&mut d.device_id),
-        },
-        EventData::LoginFailed(d) => Slots {
-            ip: d.ip,
-            user_agent: d.user_agent.as_deref(),
-            geo: &mut d.geo,
-            device: &mut d.device,
-            enrichment: &mut d.enrichment,
-            device_id: Some(&mut d.device_id),
-        },
-        EventData::TokenRefreshed(d) => Slots {
-            ip: d.ip,
-            user_agent: d.user_agent.as_deref(),
-            geo: &mut d.geo,
-            device: &mut d.device,
-            enrichment: &mut d.enrichment,
-            device_id: None,
-        },
-        EventData::SessionActivity(d) => Slots {
-            ip: d.ip,
-            user_agent: d.user_agent.as_deref(),
-            geo: &mut d.geo,
-            device: &mut d.device,
-            enrichment: &mut d.enrichment,
-            device_id: None,
-        },
-        _ => return None,
-    })
-}
-
 impl Enricher {
     /// GeoIP databases and user-agent rules from configuration.
     pub fn from_config(cfg: &IngestConfig) -> Result<Self, EnrichError> {
@@ -164,7 +115,7 @@ impl Enricher {
     /// Enriches one event in place (see the module docs for what is added).
     pub fn enrich(&self, event: &mut Event) {
         let account = event.partition_key();
-        let Some(s) = slots(&mut event.data) else {
+        let Some(s) = event.data.client_mut() else {
             return;
         };
         let mut added = Enrichment {
