@@ -124,6 +124,7 @@ async fn list(
 #[into_params(parameter_in = Query)]
 pub struct MineQuery {
     /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -134,7 +135,7 @@ pub struct MineQuery {
     params(MineQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of my login attempts", body = inline(Page<LoginAttemptView>)),
+        (status = 200, description = "A page of my login attempts", body = Page<LoginAttemptView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -173,6 +174,7 @@ pub struct AdminQuery {
     pub since: Option<DateTime<Utc>>,
     /// Before this instant (RFC 3339).
     pub until: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
     #[serde(skip_serializing)]
     pub limit: Option<u32>,
     #[serde(skip_serializing)]
@@ -184,7 +186,7 @@ pub struct AdminQuery {
     params(AdminQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of login attempts", body = inline(Page<LoginAttemptView>)),
+        (status = 200, description = "A page of login attempts", body = Page<LoginAttemptView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -234,6 +236,7 @@ async fn admin_list(
 pub struct SuspiciousQuery {
     /// At or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -243,7 +246,7 @@ pub struct SuspiciousQuery {
     params(SuspiciousQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of suspicious login attempts", body = inline(Page<LoginAttemptView>)),
+        (status = 200, description = "A page of suspicious login attempts", body = Page<LoginAttemptView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),

@@ -94,6 +94,7 @@ pub struct ListQuery {
     pub unreviewed_only: bool,
     /// At or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
     #[serde(skip_serializing)]
     pub limit: Option<u32>,
     #[serde(skip_serializing)]
@@ -135,7 +136,7 @@ async fn list(
     params(ListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of security events", body = inline(Page<SecurityEventView>)),
+        (status = 200, description = "A page of security events", body = Page<SecurityEventView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),

@@ -225,6 +225,7 @@ pub struct MineQuery {
     #[param(inline)]
     pub status: StatusFilter,
     /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -235,7 +236,7 @@ pub struct MineQuery {
     params(MineQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of my sessions", body = inline(Page<SessionView>)),
+        (status = 200, description = "A page of my sessions", body = Page<SessionView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -392,6 +393,7 @@ pub struct AdminQuery {
     pub device_type: Option<String>,
     /// Only sessions created at or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -418,7 +420,7 @@ fn check_admin_filters(q: &AdminQuery) -> Result<(), Problem> {
     params(AdminQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of sessions", body = inline(Page<SessionView>)),
+        (status = 200, description = "A page of sessions", body = Page<SessionView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -454,7 +456,9 @@ async fn admin_list(
 #[into_params(parameter_in = Query)]
 pub struct AdminUserQuery {
     /// `all` (default here), `active`, or one status.
+    #[param(inline)]
     pub status: Option<StatusFilter>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -464,7 +468,7 @@ pub struct AdminUserQuery {
     params(("id" = String, Path, description = "User id"), AdminUserQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of the user's sessions", body = inline(Page<SessionView>)),
+        (status = 200, description = "A page of the user's sessions", body = Page<SessionView>),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
