@@ -1245,3 +1245,206 @@ fn the_token_command_mints_a_token_the_server_accepts_and_says_dev_only() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Walks every page of `path` (which has no query string yet) and returns the `key` of each row.
+async fn walk(app: &ApiApp, path: &str, token: &str, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit=37&cursor={c}"),
+            None => format!("{path}{sep}limit=37"),
+        };
+        let page = app.get(&url, token).await;
+        assert_eq!(page.status, StatusCode::OK, "{url}: {:#}", page.body);
+        out.extend(ids(&page, key));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+async fn column(app: &ApiApp, sql: &str) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>(sql)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_traffic_reads_back_completely_through_every_list() {
+    use authtrail_projections::gen::StreamGen;
+    let app = spawn_api().await;
+    let start = chrono::Utc::now() - chrono::Duration::hours(5);
+    let events = StreamGen::new(7, 25, start).take(400);
+    app.intake.submit(events).await.unwrap();
+    app.settle().await;
+    let admin = admin_token();
+
+    // Each admin list, walked page by page, returns exactly the table (once each).
+    let sessions = walk(
+        &app,
+        "/api/v1/admin/sessions?status=all",
+        &admin,
+        "session_id",
+    )
+    .await;
+    let want = column(&app, "SELECT session_id FROM sessions").await;
+    assert!(
+        want.len() > 20,
+        "the simulation made only {} sessions",
+        want.len()
+    );
+    assert_eq!(
+        sessions.len(),
+        want.len(),
+        "a session was returned twice or not at all"
+    );
+    assert_eq!(sessions.iter().cloned().collect::<BTreeSet<_>>(), want);
+    let history = walk(&app, "/api/v1/admin/login-history", &admin, "id").await;
+    let want = column(&app, "SELECT id::text FROM login_history").await;
+    assert_eq!(history.len(), want.len());
+    assert_eq!(history.iter().cloned().collect::<BTreeSet<_>>(), want);
+    // Security events grow while we read (each admin read is recorded): compare the rest.
+    let before = column(
+        &app,
+        "SELECT id::text FROM security_events WHERE event_type <> 'admin_action'",
+    )
+    .await;
+    let events = walk(&app, "/api/v1/admin/security-events", &admin, "id").await;
+    let unique: BTreeSet<String> = events.iter().cloned().collect();
+    assert_eq!(unique.len(), events.len());
+    assert!(before.is_subset(&unique));
+    let suspicious = walk(&app, "/api/v1/admin/security/suspicious", &admin, "id").await;
+    let want = column(&app, "SELECT id::text FROM login_history WHERE suspicious").await;
+    assert!(!want.is_empty(), "the simulation flagged nothing");
+    assert_eq!(suspicious.iter().cloned().collect::<BTreeSet<_>>(), want);
+
+    // A user's own views agree with the admin's view of that user.
+    let user: String = sqlx::query_scalar(
+        "SELECT user_id FROM sessions GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let token = user_token(&user, None);
+    let mine = walk(
+        &app,
+        "/api/v1/auth/sessions?status=all",
+        &token,
+        "session_id",
+    )
+    .await;
+    let theirs = walk(
+        &app,
+        &format!("/api/v1/admin/users/{user}/sessions"),
+        &admin,
+        "session_id",
+    )
+    .await;
+    assert_eq!(mine, theirs);
+    let active_sql = column(
+        &app,
+        &format!("SELECT session_id FROM sessions s WHERE user_id = '{user}' AND session_status(s, now()) = 'active'"),
+    )
+    .await;
+    let active = walk(&app, "/api/v1/auth/sessions", &token, "session_id").await;
+    assert_eq!(active.into_iter().collect::<BTreeSet<_>>(), active_sql);
+    let my_history = walk(&app, "/api/v1/auth/login-history", &token, "id").await;
+    let want = column(
+        &app,
+        &format!("SELECT id::text FROM login_history WHERE user_id = '{user}'"),
+    )
+    .await;
+    assert_eq!(my_history.into_iter().collect::<BTreeSet<_>>(), want);
+
+    // Stats agree with the rows they summarise.
+    let s = app.get("/api/v1/admin/stats/logins?days=2", &admin).await;
+    let (total, failed, suspicious): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE suspicious)
+         FROM login_history
+         WHERE (attempted_at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(total > 0);
+    assert_eq!(s.body["total"], total, "{:#}", s.body);
+    assert_eq!(s.body["failed"], failed);
+    assert_eq!(s.body["suspicious"], suspicious);
+    let geo = app.get("/api/v1/admin/stats/geo?days=2", &admin).await;
+    let geo_total: i64 = geo.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["total"].as_i64().unwrap())
+        .sum();
+    assert_eq!(geo_total, total);
+    let dev = app.get("/api/v1/admin/stats/devices?days=2", &admin).await;
+    let dev_total: i64 = dev.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["total"].as_i64().unwrap())
+        .sum();
+    assert_eq!(dev_total, total);
+    let top = app
+        .get("/api/v1/admin/stats/top-failing-ips?days=2&limit=3", &admin)
+        .await;
+    let want: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT ip, count(*) FROM login_history
+         WHERE NOT success AND ip IS NOT NULL
+           AND (attempted_at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - 1
+         GROUP BY ip ORDER BY count(*) DESC, ip LIMIT 3",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let got: Vec<(String, i64)> = top.body["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["ip"].as_str().unwrap().to_owned(),
+                i["failures"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_failures_answer_without_internals() {
+    let app = spawn_api().await;
+    let admin = admin_token();
+    assert_eq!(
+        app.get("/api/v1/admin/security-events", &admin)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    sqlx::query("DROP VIEW security_events_reviewed")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let a = app.get("/api/v1/admin/security-events", &admin).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.header("content-type"), Some("application/problem+json"));
+    assert_eq!(a.body["type"], "urn:authtrail:problem:internal");
+    let text = a.body.to_string();
+    for leak in [
+        "security_events_reviewed",
+        "relation",
+        "SELECT",
+        "postgres",
+        "sqlx",
+    ] {
+        assert!(!text.contains(leak), "500 body leaks {leak:?}: {text}");
+    }
+}

@@ -146,10 +146,11 @@ async fn stream(
             if let Some(e) = st.pending.pop_front() {
                 return Some((Ok(sse(&e)), st));
             }
-            match tokio::time::timeout(Duration::from_secs(1), st.projected.changed()).await {
+            // A projected batch, or a re-check after a second (a lost notification).
+            let woke = tokio::time::timeout(Duration::from_secs(1), st.projected.changed()).await;
+            if let Ok(Err(_)) = woke {
                 // The API is shutting down.
-                Ok(Err(_)) => return None,
-                Ok(Ok(())) | Err(_) => {}
+                return None;
             }
             st.projected.borrow_and_update();
             let now = match positions(&st.api).await {
