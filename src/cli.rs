@@ -29,7 +29,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ensure the topic and database schema, then serve HTTP (health, readiness, metrics).
+    /// Ensure the topic and database schema, then serve HTTP: health, readiness, metrics, the
+    /// intake (`POST /v1/events`) and the query API (`/api/v1/...`, OpenAPI at
+    /// `/api/v1/openapi.json`); runs the projector too unless `projector.enabled = false`.
     Serve,
     /// Validate NDJSON events (one per line) and append the valid ones to the events topic.
     ///
