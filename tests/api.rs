@@ -65,6 +65,7 @@ async fn my_sessions_history_revocation_and_introspection() {
     // One session; someone else's is 404 (not 403), as is one that does not exist.
     let one = app.get("/api/v1/auth/sessions/s-a2", &alice).await;
     assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.header("cache-control"), Some("no-store"));
     assert_eq!(one.body["session_id"], "s-a2");
     for (path, token) in [
         ("/api/v1/auth/sessions/s-b1", &alice),
@@ -963,6 +964,74 @@ async fn cursor_pagination_returns_every_row_once_under_concurrent_inserts() {
         not_reached.is_empty(),
         "rows inserted ahead of the walk were skipped: {not_reached:?}"
     );
+    // Second walk, with a writer publishing (and the projector inserting) all the while.
+    let snapshot: BTreeSet<String> =
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM login_history WHERE user_id = 'pat'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.to_string())
+            .collect();
+    let app = std::sync::Arc::new(app);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (app, stop) = (app.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Spread over the whole range the walk covers, before and behind its position.
+                let at = base + chrono::Duration::seconds((n * 37) % 400);
+                app.publish(vec![
+                    login_failed("pat", at, IP_SE),
+                    login_failed("pat", ago(0), IP_SE),
+                ])
+                .await;
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("/api/v1/auth/login-history?limit=11&cursor={c}"),
+            None => "/api/v1/auth/login-history?limit=11".to_owned(),
+        };
+        let page = app.get(&url, &pat).await;
+        assert_eq!(page.status, StatusCode::OK);
+        walked.extend(ids(&page, "id"));
+        pages += 1;
+        let Some(c) = page.body["next_cursor"].as_str() else {
+            break;
+        };
+        cursor = Some(c.to_owned());
+        // Let at least one more of the writer's batches land in the table before the next page.
+        let done = common::projection::checkpoint_total(&app.pool, app.topic.name()).await;
+        common::projection::wait_beyond(&app.pool, app.topic.name(), done, Duration::from_secs(60))
+            .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches = writer.await.unwrap();
+    // Each wait saw at least one new event projected; a batch holds two.
+    assert!(
+        pages >= 10 && 2 * batches >= pages,
+        "{pages} pages, {batches} batches written meanwhile"
+    );
+    let unique: BTreeSet<String> = walked.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        walked.len(),
+        "a row was returned twice under concurrent inserts"
+    );
+    let missing: Vec<_> = snapshot.difference(&unique).collect();
+    assert!(
+        missing.is_empty(),
+        "rows present before the walk were skipped: {missing:?}"
+    );
+
     // Bad cursors are refused with a problem, as is a cursor of another list.
     let other = app
         .get("/api/v1/auth/sessions?limit=1&status=all", &pat)

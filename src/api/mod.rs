@@ -198,7 +198,8 @@ pub fn router(swagger_ui: bool) -> Router<AppState> {
     routes.merge(docs)
 }
 
-/// Per-route Prometheus metrics: requests by route, method and status; latency by route.
+/// Per-route Prometheus metrics (requests by route, method and status; latency by route), and
+/// `Cache-Control: no-store` on every answer.
 async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -207,7 +208,12 @@ async fn track(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // Sessions, addresses and audit data: never kept by shared caches.
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     let status = response.status().as_u16().to_string();
     metrics::histogram!("authtrail_api_request_seconds", "route" => route.clone(), "method" => method.clone())
         .record(started.elapsed().as_secs_f64());
