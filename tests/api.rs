@@ -1126,6 +1126,19 @@ async fn bad_parameters_are_problem_details() {
         assert_eq!(a.body["status"], status, "{path}");
         assert!(a.body["detail"].as_str().unwrap().len() > 3, "{path}");
     }
+    // Values that would make the appended audit event break the contract are the caller's 400.
+    let long = "x".repeat(1000);
+    for path in [
+        format!("/api/v1/admin/users/{long}/sessions"),
+        format!("/api/v1/admin/sessions?user={long}"),
+    ] {
+        let a = app.get(&path, &admin).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:#}", a.body);
+    }
+    let a = app
+        .delete(&format!("/api/v1/admin/users/{long}/sessions"), &admin)
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:#}", a.body);
     // A cursor from one list is refused by another.
     let page_cursor = authtrail::api::pagination::Cursor {
         list: "security_events".into(),

@@ -141,6 +141,23 @@ pub fn admin_action(admin: &Caller, action: &str, target: Option<&str>, details:
     )
 }
 
+/// The API builds its events directly; they must still pass the contract's parser, or the
+/// projector would set them aside as dead letters. A value from the request that breaks the
+/// contract (an over-long user id, say) is the caller's 400, named by field.
+fn check_contract(event: &Event) -> Result<(), Problem> {
+    authtrail_events::parse(&event.to_json_bytes())
+        .map(|_| ())
+        .map_err(|e| {
+            super::extract::bad_param(
+                "request",
+                format!(
+                    "the resulting {} event would be invalid: {e}",
+                    event.event_type()
+                ),
+            )
+        })
+}
+
 impl Api {
     /// Appends `events` in order (one `subject` keeps them in one partition, in order); the
     /// answer names the first. With `wait`, waits for the projection to pass all of them.
@@ -149,6 +166,9 @@ impl Api {
         events: Vec<Event>,
         wait: bool,
     ) -> Result<CommandAccepted, Problem> {
+        for e in &events {
+            check_contract(e)?;
+        }
         let first_type = events[0].event_type().as_str().to_owned();
         let appended = self
             .publisher
@@ -196,10 +216,9 @@ impl Api {
         target: Option<&str>,
         details: Value,
     ) -> Result<Appended, Problem> {
-        self.publisher
-            .publish(&admin_action(admin, action, target, details))
-            .await
-            .map_err(unavailable)
+        let event = admin_action(admin, action, target, details);
+        check_contract(&event)?;
+        self.publisher.publish(&event).await.map_err(unavailable)
     }
 
     /// Whether the projection has passed every appended position.
