@@ -109,6 +109,14 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "http server listening (/healthz, /readyz, /metrics)");
+    // Open event streams never end by themselves: close them when shutdown begins.
+    let api = state.api().cloned();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(api) = api {
+            api.close();
+        }
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

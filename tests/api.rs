@@ -1289,6 +1289,17 @@ async fn the_stream_sends_security_events_as_they_are_projected() {
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len());
+    // Shutting the server down ends the stream (graceful shutdown does not wait forever).
+    drop(app);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived the server's shutdown");
 }
 
 #[test]

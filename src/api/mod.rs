@@ -60,6 +60,8 @@ pub struct Api {
     limits: limit::Limits,
     /// Bumped on every projector `NOTIFY`: waiters and streams re-check when it changes.
     projected: Arc<watch::Sender<u64>>,
+    /// Set when the server shuts down: open streams end, so graceful shutdown can finish.
+    closing: std::sync::atomic::AtomicBool,
     /// Dropped with the `Api`: stops the listener task.
     _stop: oneshot::Sender<()>,
 }
@@ -93,6 +95,7 @@ impl Api {
             topic: config.kafka.topic.clone(),
             limits,
             projected,
+            closing: std::sync::atomic::AtomicBool::new(false),
             _stop: stop,
         }))
     }
@@ -105,9 +108,21 @@ impl Api {
         &self.config
     }
 
-    /// A receiver that changes after every projected batch.
+    /// A receiver that changes after every projected batch (and on [`Api::close`]).
     pub fn projected(&self) -> watch::Receiver<u64> {
         self.projected.subscribe()
+    }
+
+    /// Ends the open event streams (called when the server begins its graceful shutdown, which
+    /// would otherwise wait for them forever).
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.projected.send_modify(|n| *n += 1);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -148,8 +148,8 @@ async fn stream(
             }
             // A projected batch, or a re-check after a second (a lost notification).
             let woke = tokio::time::timeout(Duration::from_secs(1), st.projected.changed()).await;
-            if let Ok(Err(_)) = woke {
-                // The API is shutting down.
+            if matches!(woke, Ok(Err(_))) || st.api.is_closing() {
+                // The server is shutting down.
                 return None;
             }
             st.projected.borrow_and_update();
