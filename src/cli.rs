@@ -208,7 +208,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     );
     if !verifier.enabled() {
         tracing::warn!(
-            "no JWT key and no API key configured: every POST /v1/events is refused (401)"
+            "no JWT key and no API key configured: every POST /v1/events and /api/v1 request is refused (401)"
         );
     }
     let api = if config.api.enabled {
