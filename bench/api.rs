@@ -29,7 +29,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-only-hs256-secret-at-least-32-bytes!";
+/// Closed-loop load: 16 connections saturate the 2-core host (throughput), 2 show latency
+/// under light load.
 const CONNECTIONS: usize = 16;
+const LIGHT: usize = 2;
 const DURATION: &str = "20s";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -155,11 +158,11 @@ fn parse_wrk(out: &str) -> (f64, f64, f64) {
     (rps, p50, p99)
 }
 
-fn wrk(url: &str, script: &std::path::Path) -> (f64, f64, f64) {
+fn wrk(url: &str, script: &std::path::Path, connections: usize) -> (f64, f64, f64) {
     let out = Command::new("wrk")
         .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
+            &format!("-t{}", connections.min(2)),
+            &format!("-c{connections}"),
             &format!("-d{DURATION}"),
             "--latency",
             "-s",
@@ -175,7 +178,13 @@ fn wrk(url: &str, script: &std::path::Path) -> (f64, f64, f64) {
 }
 
 /// `(transactions/s, p50 ms, p99 ms)` of a pgbench script, from its per-transaction log.
-fn pgbench(url: &str, script: &str, dir: &std::path::Path, name: &str) -> (f64, f64, f64) {
+fn pgbench(
+    url: &str,
+    script: &str,
+    dir: &std::path::Path,
+    name: &str,
+    connections: usize,
+) -> (f64, f64, f64) {
     let file = dir.join(format!("{name}.sql"));
     std::fs::write(&file, script).unwrap();
     let prefix = dir.join(format!("{name}-log"));
@@ -185,9 +194,9 @@ fn pgbench(url: &str, script: &str, dir: &std::path::Path, name: &str) -> (f64, 
             "-M",
             "prepared",
             "-c",
-            &CONNECTIONS.to_string(),
+            &connections.to_string(),
             "-j",
-            "2",
+            &connections.min(2).to_string(),
             "-T",
             "20",
             "-f",
@@ -243,7 +252,7 @@ async fn event_to_visible(
     pool: &PgPool,
     rate: usize,
     seconds: usize,
-) -> (usize, f64, f64) {
+) -> (usize, f64, f64, f64, f64) {
     authtrail::kafka::ensure_topic(&config.kafka).await.unwrap();
     let projector = authtrail::projector::Projector::new(config.clone(), pool.clone()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -258,8 +267,10 @@ async fn event_to_visible(
 
     let total = rate * seconds;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, i32, i64)>();
+    let acks = Arc::new(std::sync::Mutex::new(Vec::<f64>::with_capacity(total)));
     let pacer = {
         let publisher = publisher.clone();
+        let acks = acks.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let mut inflight = Vec::new();
@@ -269,9 +280,13 @@ async fn event_to_visible(
                 let event = authtrail_events::parse_value(login(i + 1)).unwrap();
                 let publisher = publisher.clone();
                 let tx = tx.clone();
+                let acks = acks.clone();
                 inflight.push(tokio::spawn(async move {
                     let sent = Instant::now();
                     let a = publisher.publish(&event).await.unwrap();
+                    acks.lock()
+                        .unwrap()
+                        .push(sent.elapsed().as_secs_f64() * 1000.0);
                     let _ = tx.send((sent, a.partition, a.offset));
                 }));
             }
@@ -317,10 +332,14 @@ async fn event_to_visible(
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
     latencies.sort_by(f64::total_cmp);
+    let mut acks = acks.lock().unwrap().clone();
+    acks.sort_by(f64::total_cmp);
     (
         latencies.len(),
         pct(&latencies, 0.50),
         pct(&latencies, 0.99),
+        pct(&acks, 0.50),
+        pct(&acks, 0.99),
     )
 }
 
@@ -442,39 +461,55 @@ async fn main() {
         .len();
     eprintln!("user 0 has {active} active sessions");
 
-    let api_sessions = wrk(&format!("http://{addr}"), &sessions_lua);
-    let api_introspect = wrk(&format!("http://{addr}"), &introspect_lua);
-    let sql_sessions = pgbench(
-        &url,
-        &format!(
+    let sessions_sql = format!(
             "\\set u random(0, {})\n\\set k random(0, 999)\nSELECT s.session_id, s.user_id, session_status(s, now()) AS status, s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, coalesce(td.trusted, s.trusted_device) AS trusted_device, s.otp_required, s.otp_verified, s.suspicious, s.suspicious_reason FROM sessions s LEFT JOIN trusted_devices td ON td.user_id = s.user_id AND td.device_id = s.device_id WHERE true AND s.user_id = 'u-' || ((:k * 7919) % {users}) AND s.ended_at IS NULL AND session_status(s, now()) = 'active' ORDER BY s.created_at DESC, s.session_id ASC LIMIT 51;\n",
             users - 1
-        ),
-        dir.path(),
-        "sessions",
-    );
-    let sql_introspect = pgbench(
-        &url,
-        &format!(
+        );
+    let introspect_sql = format!(
             "\\set i random(1, {sessions})\nSELECT session_id, user_id AS user, least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at, created_at, last_activity_at, login_method, roles, trusted_device, suspicious FROM sessions s WHERE session_id = 's-' || :i AND session_status(s, now()) = 'active';\n"
-        ),
-        dir.path(),
-        "introspect",
-    );
-    let (n, v50, v99) = event_to_visible(&config, &pool, rate, seconds).await;
+        );
+    let mut rows = Vec::new();
+    for c in [CONNECTIONS, LIGHT] {
+        rows.push((
+            format!("`GET /api/v1/auth/sessions` (HTTP, wrk, {c} connections)"),
+            wrk(&format!("http://{addr}"), &sessions_lua, c),
+        ));
+        rows.push((
+            format!("same SQL (pgbench, prepared, {c} connections)"),
+            pgbench(&url, &sessions_sql, dir.path(), "sessions", c),
+        ));
+        rows.push((
+            format!("`POST /api/v1/sessions/introspect` (HTTP, wrk, {c} connections)"),
+            wrk(&format!("http://{addr}"), &introspect_lua, c),
+        ));
+        rows.push((
+            format!("same SQL (pgbench, prepared, {c} connections)"),
+            pgbench(&url, &introspect_sql, dir.path(), "introspect", c),
+        ));
+    }
+    let default_run = event_to_visible(&config, &pool, rate, seconds).await;
+    // The same with the consumer's fetch long-poll shortened (librdkafka waits up to 500 ms for
+    // `fetch.min.bytes` by default; a broker may hold the fetch that long).
+    let mut tuned = config.clone();
+    tuned.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+    tuned.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+    tuned
+        .kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), "10".into());
+    let tuned_run = event_to_visible(&tuned, &pool, rate, seconds).await;
 
-    println!("\n| what | requests/s | p50 | p99 |\n|---|---|---|---|");
-    let row = |what: &str, (r, p50, p99): (f64, f64, f64)| {
-        println!("| {what} | {r:.0} | {p50:.2} ms | {p99:.2} ms |")
-    };
-    row("`GET /api/v1/auth/sessions` (HTTP, wrk)", api_sessions);
-    row("same SQL (pgbench, prepared)", sql_sessions);
-    row(
-        "`POST /api/v1/sessions/introspect` (HTTP, wrk)",
-        api_introspect,
-    );
-    row("same SQL (pgbench, prepared)", sql_introspect);
-    println!("\nevent → visible at {rate} events/s for {seconds} s: {n} events, p50 {v50:.1} ms, p99 {v99:.1} ms");
+    println!("\n{sessions} sessions, {history} login attempts, {users} users\n");
+    println!("| what | requests/s | p50 | p99 |\n|---|---|---|---|");
+    for (what, (r, p50, p99)) in rows {
+        println!("| {what} | {r:.0} | {p50:.2} ms | {p99:.2} ms |");
+    }
+    for (what, (n, v50, v99, a50, a99)) in [
+        ("defaults", default_run),
+        ("fetch.wait.max.ms=10", tuned_run),
+    ] {
+        println!("\nevent → visible at {rate} events/s for {seconds} s ({what}): {n} events, p50 {v50:.1} ms, p99 {v99:.1} ms (publish → broker ack: p50 {a50:.1} ms, p99 {a99:.1} ms)");
+    }
     let mut c = PgConnection::connect(&admin).await.unwrap();
     pool.close().await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
