@@ -17,7 +17,8 @@
 //!    publish-start → visible.
 //!
 //! Needs `wrk` and `pgbench` on PATH. Run: `./dev with cargo bench --bench api`
-//! (`BENCH_ONLY_LATENCY=1`: step 4 only).
+//! (`BENCH_ONLY_LATENCY=1`: step 4 only). On the development broker (Tansu 0.6) step 4 at
+//! 2 000/s for 20 s crashed the broker; see BENCHMARKS.md (`BENCH_RATE=500` works there).
 
 use authtrail::config::Config;
 use chrono::Utc;
