@@ -29,7 +29,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ensure the topic and database schema, then serve HTTP (health, readiness, metrics).
+    /// Ensure the topic and database schema, then serve HTTP: health, readiness, metrics, the
+    /// intake (`POST /v1/events`) and the query API (`/api/v1/...`, OpenAPI at
+    /// `/api/v1/openapi.json`); runs the projector too unless `projector.enabled = false`.
     Serve,
     /// Validate NDJSON events (one per line) and append the valid ones to the events topic.
     ///
@@ -55,6 +57,28 @@ pub enum Command {
     Project,
     /// Delete ended sessions and old login history from the read tables (never the log).
     Cleanup,
+    /// DEV/TEST ONLY: mint an HS256 JWT signed with the configured `auth.jwt_hs256_secret`.
+    ///
+    /// For demos and tests against a local server. Production tokens come from the auth
+    /// service; a deployment that shares its HS256 secret with this command is misconfigured.
+    Token(TokenArgs),
+}
+
+/// `authtrail token` (dev/test only).
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// `sub`: the user (or service) id.
+    #[arg(long)]
+    pub sub: String,
+    /// `role`: user, admin, super_admin or service.
+    #[arg(long, default_value = "user")]
+    pub role: String,
+    /// `sid`: the caller's current session id.
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// Lifetime in seconds (`exp` = now + ttl).
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
 }
 
 /// Parses the command line and runs the command.
@@ -120,7 +144,46 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!("deleted {sessions} session(s) and {history} login attempt(s)");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token(args) => {
+            let token = mint_dev_token(&config.auth, &args)?;
+            eprintln!("authtrail token: DEV/TEST ONLY - signed with the configured HS256 secret");
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Mints a dev/test HS256 JWT with `sub`, `role`, optional `sid`, `iat`, `nbf`, `exp`, and the
+/// configured `iss`/`aud`. Refuses roles the verifier would not accept and a missing secret.
+pub fn mint_dev_token(
+    auth: &crate::config::AuthConfig,
+    args: &TokenArgs,
+) -> anyhow::Result<String> {
+    use crate::auth::Role;
+    if auth.jwt_hs256_secret.len() < 32 {
+        anyhow::bail!("auth.jwt_hs256_secret is not set (at least 32 bytes): nothing to sign with");
+    }
+    if !auth.jwt_algorithms.iter().any(|a| a == "HS256") {
+        anyhow::bail!("HS256 is not in auth.jwt_algorithms: the server would refuse the token");
+    }
+    let role: Role = serde_json::from_value(serde_json::Value::String(args.role.clone()))
+        .map_err(|_| anyhow::anyhow!("--role: use user, admin, super_admin or service"))?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = crate::auth::Claims {
+        sub: args.sub.clone(),
+        sid: args.sid.clone(),
+        role,
+        exp: now + args.ttl,
+        nbf: Some(now),
+        iat: Some(now),
+        iss: auth.jwt_issuer.clone(),
+        aud: auth.jwt_audience.clone().map(serde_json::Value::String),
+    };
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(auth.jwt_hs256_secret.as_bytes()),
+    )?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
@@ -145,12 +208,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     );
     if !verifier.enabled() {
         tracing::warn!(
-            "no JWT key and no API key configured: every POST /v1/events is refused (401)"
+            "no JWT key and no API key configured: every POST /v1/events and /api/v1 request is refused (401)"
         );
     }
-    let state = http::AppState::new(config, pool)
+    let api = if config.api.enabled {
+        Some(crate::api::Api::new(&config, intake.publisher().clone())?)
+    } else {
+        None
+    };
+    let mut state = http::AppState::new(config, pool)
         .with_verifier(verifier)
         .with_intake(intake);
+    if let Some(api) = api {
+        state = state.with_api(api);
+    }
     // One shutdown signal for the server and the projector.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

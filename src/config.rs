@@ -23,6 +23,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub projector: ProjectorConfig,
     pub retention: RetentionConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +309,44 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The query API (`/api/v1/...`, served by `authtrail serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the query API (and its OpenAPI document and Swagger UI).
+    pub enabled: bool,
+    /// Serve Swagger UI at `/api/v1/docs` (the OpenAPI document is always served).
+    pub swagger_ui: bool,
+    /// Longest a `?wait=true` command waits for the projection before answering 504 (ms).
+    pub wait_timeout_ms: u64,
+    /// Per-caller rate of list and read requests (steady rate per minute, and burst).
+    pub read_per_minute: u32,
+    pub read_burst: u32,
+    /// Per-caller rate of commands (revocations, reviews): steady rate per minute, and burst.
+    pub command_per_minute: u32,
+    pub command_burst: u32,
+    /// Seconds between SSE keep-alive comments on the security-event stream.
+    pub stream_keepalive_secs: u64,
+    /// Longest any one API query may run before PostgreSQL cancels it (ms; 503).
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            swagger_ui: true,
+            wait_timeout_ms: 5_000,
+            read_per_minute: 600,
+            read_burst: 60,
+            command_per_minute: 60,
+            command_burst: 10,
+            stream_keepalive_secs: 15,
+            statement_timeout_ms: 5_000,
+        }
+    }
+}
+
 /// Why the configuration could not be read; names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -387,6 +426,19 @@ impl Config {
                 "projector.batch_max_messages, idle/absolute timeouts and max_concurrent_sessions must be positive".into(),
             ));
         }
+        let a = &self.api;
+        if a.read_per_minute == 0
+            || a.read_burst == 0
+            || a.command_per_minute == 0
+            || a.command_burst == 0
+            || a.wait_timeout_ms == 0
+            || a.stream_keepalive_secs == 0
+        {
+            return Err(ConfigError(
+                "api rates, bursts, wait_timeout_ms and stream_keepalive_secs must be positive"
+                    .into(),
+            ));
+        }
         if self.auth.jwt_leeway_secs > 30 {
             return Err(ConfigError(
                 "auth.jwt_leeway_secs must be at most 30".into(),
@@ -431,6 +483,7 @@ fn env_provider() -> Env {
                 "auth",
                 "projector",
                 "retention",
+                "api",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })

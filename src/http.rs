@@ -1,8 +1,8 @@
 //! The HTTP server behind `authtrail serve`: one state type, one router per feature.
 //!
 //! This module holds the operational routes every deployment needs — `/healthz` (the process
-//! runs), `/readyz` (broker and database answer) and `/metrics` (Prometheus). The intake and
-//! the query API add their routers to [`router`].
+//! runs), `/readyz` (broker and database answer) and `/metrics` (Prometheus). The intake
+//! ([`crate::ingest::http`]) and the query API ([`crate::api`]) add their routers to [`router`].
 
 use crate::config::Config;
 use crate::kafka;
@@ -31,6 +31,8 @@ struct Inner {
     verifier: Arc<crate::auth::Verifier>,
     /// The event intake (`POST /v1/events`); 503 without it.
     intake: Option<Arc<crate::ingest::Intake>>,
+    /// The query API (`/api/v1/...`); 503 without it.
+    api: Option<Arc<crate::api::Api>>,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
                 pool,
                 verifier: Arc::new(crate::auth::Verifier::disabled()),
                 intake: None,
+                api: None,
             }),
         }
     }
@@ -52,12 +55,17 @@ impl AppState {
     pub fn with_intake(self, intake: Arc<crate::ingest::Intake>) -> Self {
         self.rebuild(|i| i.intake = Some(intake))
     }
+    /// The same state with the query API.
+    pub fn with_api(self, api: Arc<crate::api::Api>) -> Self {
+        self.rebuild(|i| i.api = Some(api))
+    }
     fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Inner {
             config: self.inner.config.clone(),
             pool: self.inner.pool.clone(),
             verifier: self.inner.verifier.clone(),
             intake: self.inner.intake.clone(),
+            api: self.inner.api.clone(),
         };
         change(&mut inner);
         AppState {
@@ -70,6 +78,9 @@ impl AppState {
     pub fn intake(&self) -> Option<&Arc<crate::ingest::Intake>> {
         self.inner.intake.as_ref()
     }
+    pub fn api(&self) -> Option<&Arc<crate::api::Api>> {
+        self.inner.api.as_ref()
+    }
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -80,11 +91,13 @@ impl AppState {
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
+    let swagger_ui = state.config().api.swagger_ui;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::ingest::http::router())
+        .merge(crate::api::router(swagger_ui))
         .with_state(state)
 }
 
@@ -96,6 +109,14 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "http server listening (/healthz, /readyz, /metrics)");
+    // Open event streams never end by themselves: close them when shutdown begins.
+    let api = state.api().cloned();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(api) = api {
+            api.close();
+        }
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

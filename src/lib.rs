@@ -13,6 +13,8 @@
 //! - [`ingest`]: the intake (`POST /v1/events`, `authtrail publish`): validate, enrich (GeoIP,
 //!   user agent, device fingerprint), append; [`auth`]: JWT/API-key callers and extractors;
 //!   [`problem`]: RFC 9457 error bodies; [`simulate`]: realistic traffic with injected attacks.
+//! - [`api`]: the query API (`/api/v1/...`): users' sessions and history, admin monitoring,
+//!   revocation appended to the log, introspection, SSE, OpenAPI document.
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
 //!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
@@ -20,6 +22,7 @@
 //!
 //! `src/main.rs` only calls [`cli::main`].
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -53,6 +53,12 @@ impl Problem {
         self
     }
 
+    /// Adds a header with a computed value (e.g. `Retry-After`).
+    pub fn with_header_value(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// The `type` URI.
     pub fn type_uri(&self) -> String {
         format!("urn:authtrail:problem:{}", self.slug)

@@ -7,7 +7,9 @@
 //!   not shaped like a JWT is tried as an API key, for clients that can only send bearer tokens.
 //!
 //! Extractors: [`ServiceCaller`] (role `service` or an API key: the intake and introspection),
-//! [`AuthUser`] (any valid JWT), [`AdminUser`] (`admin` or `super_admin`). A missing or invalid
+//! [`AuthUser`] (any valid JWT), [`Person`] (a JWT of a person: `user`, `admin` or
+//! `super_admin`, for routes about the caller's own sessions), [`AdminUser`] (`admin` or
+//! `super_admin`). A missing or invalid
 //! credential is 401 with a generic problem body that never echoes what was sent; a valid
 //! credential with the wrong role is 403.
 
@@ -255,6 +257,26 @@ where
             return Err(unauthorized());
         }
         Ok(AuthUser(caller))
+    }
+}
+
+/// A caller with a valid JWT of a person (`user`, `admin` or `super_admin`): the routes about
+/// "my" sessions and history. A service token has no sessions of its own and gets 403.
+#[derive(Debug, Clone)]
+pub struct Person(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Person
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if caller.role == Role::Service {
+            return Err(forbidden("user, admin or super_admin"));
+        }
+        Ok(Person(caller))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (own database per test). Addresses come from the environment that `./dev test` sets.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod app;
 pub mod projection;
 

@@ -1,0 +1,550 @@
+//! Query API latency, beside the same SQL run directly with `pgbench` in the same run, and
+//! event→visible latency at a steady publish rate.
+//!
+//! 1. A fresh database `authtrail_bench_api` is loaded with synthetic read-table rows
+//!    (`BENCH_SESSIONS`, default 1 000 000 sessions of `BENCH_SESSIONS / 10` users, a fifth of
+//!    them active; `BENCH_HISTORY`, default 10 000 000 login attempts). Loaded with SQL, not
+//!    through the projector: projector throughput is `bench/project.rs`'s subject.
+//! 2. The API (release build, in this process) serves it; `wrk` loads `GET /api/v1/auth/sessions`
+//!    (a random one of 1 000 users' tokens per request) and `POST /api/v1/sessions/introspect`
+//!    (a random session id) — requests/s and p50/p99.
+//! 3. `pgbench` runs the handlers' SQL with the same connection count: transactions/s and
+//!    p50/p99 from its per-transaction log.
+//! 4. Event→visible: `login.succeeded` events are published at a steady `BENCH_RATE` (default
+//!    2 000/s) for `BENCH_SECONDS` (default 20) to a fresh topic while a projector (in this
+//!    process, default settings) folds them; an event is visible when the checkpoint of its
+//!    partition has passed its offset (rows and checkpoint commit together). p50/p99 of
+//!    publish-start → visible.
+//!
+//! Needs `wrk` and `pgbench` on PATH. Run: `./dev with cargo bench --bench api`
+//! (`BENCH_ONLY_LATENCY=1`: step 4 only). On the development broker (Tansu 0.6) step 4 at
+//! 2 000/s for 20 s crashed the broker; see BENCHMARKS.md (`BENCH_RATE=500` works there).
+
+use authtrail::config::Config;
+use chrono::Utc;
+use serde_json::json;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-only-hs256-secret-at-least-32-bytes!";
+/// Closed-loop load: 16 connections saturate the 2-core host (throughput), 2 show latency
+/// under light load.
+const CONNECTIONS: usize = 16;
+const LIGHT: usize = 2;
+const DURATION: &str = "20s";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn token(sub: &str, role: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "role": role, "exp": now + 3600, "iat": now}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn load(pool: &PgPool, sessions: usize, history: usize) {
+    let users = (sessions / 10).max(1) as i64;
+    let started = Instant::now();
+    // Each user has 10 sessions, 2 of them active now (opened in the last 20 minutes); the rest
+    // opened over the last 30 days and expired or were revoked.
+    sqlx::query(
+        "INSERT INTO sessions (session_id, user_id, login_method, identifier, device_id, device_name,
+            device_type, browser, os, ip, user_agent, country_code, country, city, latitude, longitude,
+            created_at, last_activity_at, expires_at, absolute_expires_at, idle_expires_at,
+            refresh_count, revoked_at, revoked_reason, revoked_by, ended_at, trusted_device,
+            first_event_id, last_event_id)
+         SELECT 's-' || i, 'u-' || (i % $2), 'password', 'u-' || (i % $2) || '@example.com',
+            'dev-' || (i % 7), 'Chrome on Windows', 'desktop', 'Chrome', 'Windows',
+            '81.2.69.' || (i % 250), 'Mozilla/5.0', 'GB', 'United Kingdom', 'London', 51.5, -0.1,
+            t, t, t + interval '12 hours', t + interval '12 hours', t + interval '30 minutes',
+            0, r, CASE WHEN r IS NULL THEN NULL ELSE 'user_request' END,
+            CASE WHEN r IS NULL THEN NULL ELSE 'u-' || (i % $2) END, r, i % 3 = 0,
+            gen_random_uuid(), gen_random_uuid()
+         FROM (SELECT i,
+                 CASE WHEN (i / $2) % 5 = 0 THEN now() - (i % 1200) * interval '1 second'
+                      ELSE now() - interval '1 day' - (i % 2592000) * interval '1 second' END AS t
+               FROM generate_series(1, $1::bigint) AS i) g,
+              LATERAL (SELECT CASE WHEN (i / $2) % 5 <> 0 AND i % 2 = 0 THEN t + interval '1 hour' END AS r) x",
+    )
+    .bind(sessions as i64)
+    .bind(users)
+    .execute(pool)
+    .await
+    .unwrap();
+    eprintln!("loaded {sessions} sessions in {:.0?}", started.elapsed());
+    let started = Instant::now();
+    let chunk = 1_000_000usize;
+    let mut done = 0usize;
+    while done < history {
+        let n = chunk.min(history - done);
+        sqlx::query(
+            "INSERT INTO login_history (id, user_id, subject_key, identifier, success, login_method,
+                failure_reason, device_id, device_name, device_type, browser, os, ip, user_agent,
+                country_code, country, city, latitude, longitude, suspicious, session_id, attempted_at)
+             SELECT gen_random_uuid(), 'u-' || (i % $3), 'u-' || (i % $3),
+                'u-' || (i % $3) || '@example.com', i % 5 <> 0, 'password',
+                CASE WHEN i % 5 = 0 THEN 'bad_password' END, 'dev-' || (i % 7), 'Chrome on Windows',
+                'desktop', 'Chrome', 'Windows', '81.2.69.' || (i % 250), 'Mozilla/5.0', 'GB',
+                'United Kingdom', 'London', 51.5, -0.1, i % 97 = 0,
+                CASE WHEN i % 5 <> 0 THEN 's-' || (i % $4 + 1) END,
+                now() - (i % 7776000) * interval '1 second'
+             FROM generate_series($1::bigint, $2::bigint) AS i",
+        )
+        .bind(done as i64 + 1)
+        .bind((done + n) as i64)
+        .bind(users)
+        .bind(sessions as i64)
+        .execute(pool)
+        .await
+        .unwrap();
+        done += n;
+        eprintln!("  login history {done}/{history}");
+    }
+    eprintln!(
+        "loaded {history} login attempts in {:.0?}",
+        started.elapsed()
+    );
+    sqlx::query("VACUUM ANALYZE sessions")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM ANALYZE login_history")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM ANALYZE trusted_devices")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// `(requests/s, p50 ms, p99 ms)` from wrk's `--latency` output.
+fn parse_wrk(out: &str) -> (f64, f64, f64) {
+    let ms = |s: &str| -> f64 {
+        let s = s.trim();
+        if let Some(v) = s.strip_suffix("us") {
+            v.parse::<f64>().unwrap() / 1000.0
+        } else if let Some(v) = s.strip_suffix("ms") {
+            v.parse().unwrap()
+        } else if let Some(v) = s.strip_suffix('s') {
+            v.parse::<f64>().unwrap() * 1000.0
+        } else {
+            f64::NAN
+        }
+    };
+    let mut rps = f64::NAN;
+    let mut p50 = f64::NAN;
+    let mut p99 = f64::NAN;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = l.strip_prefix("50%") {
+            p50 = ms(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = ms(v);
+        }
+    }
+    (rps, p50, p99)
+}
+
+fn wrk(url: &str, script: &std::path::Path, connections: usize) -> (f64, f64, f64) {
+    let out = Command::new("wrk")
+        .args([
+            &format!("-t{}", connections.min(2)),
+            &format!("-c{connections}"),
+            &format!("-d{DURATION}"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk on PATH");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(!text.contains("Non-2xx"), "wrk saw error answers: {text}");
+    parse_wrk(&text)
+}
+
+/// `(transactions/s, p50 ms, p99 ms)` of a pgbench script, from its per-transaction log.
+fn pgbench(
+    url: &str,
+    script: &str,
+    dir: &std::path::Path,
+    name: &str,
+    connections: usize,
+) -> (f64, f64, f64) {
+    let file = dir.join(format!("{name}.sql"));
+    std::fs::write(&file, script).unwrap();
+    let prefix = dir.join(format!("{name}-log"));
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &connections.to_string(),
+            "-j",
+            &connections.min(2).to_string(),
+            "-T",
+            "20",
+            "-f",
+        ])
+        .arg(&file)
+        .arg("-l")
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg(url)
+        .current_dir(dir)
+        .output()
+        .expect("pgbench on PATH");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    let tps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let mut lat: Vec<f64> = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("{name}-log"))
+        {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                if let Some(us) = line
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    lat.push(us / 1000.0);
+                }
+            }
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    eprintln!(
+        "pgbench {name}, {connections} connections: {tps:.0} tps, p50 {:.2} ms, p99 {:.2} ms",
+        pct(&lat, 0.50),
+        pct(&lat, 0.99)
+    );
+    (tps, pct(&lat, 0.50), pct(&lat, 0.99))
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+async fn event_to_visible(
+    config: &Config,
+    pool: &PgPool,
+    rate: usize,
+    seconds: usize,
+) -> (usize, f64, f64, f64, f64) {
+    authtrail::kafka::ensure_topic(&config.kafka).await.unwrap();
+    let projector = authtrail::projector::Projector::new(config.clone(), pool.clone()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    let publisher = Arc::new(authtrail::kafka::Publisher::new(&config.kafka).unwrap());
+    // Warm up: the group joins and the first batch lands before measuring.
+    let warm = authtrail_events::parse_value(login(0)).unwrap();
+    let w = publisher.publish(&warm).await.unwrap();
+    wait_offset(pool, &config.kafka.topic, w.partition, w.offset).await;
+
+    let total = rate * seconds;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, i32, i64)>();
+    let acks = Arc::new(std::sync::Mutex::new(Vec::<f64>::with_capacity(total)));
+    let pacer = {
+        let publisher = publisher.clone();
+        let acks = acks.clone();
+        tokio::spawn(async move {
+            // Every 5 ms the events that fell due go out in one `publish_all` (at 2 000/s: 10).
+            // One call per event, thousands in flight, made Tansu 0.6's idempotence check panic.
+            let tick = Duration::from_millis(5);
+            let started = Instant::now();
+            let mut inflight = Vec::new();
+            let mut next = 0usize;
+            let mut k = 1u32;
+            while next < total {
+                tokio::time::sleep_until((started + tick * k).into()).await;
+                let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
+                k += 1;
+                if due <= next {
+                    continue;
+                }
+                let events: Vec<_> = (next..due)
+                    .map(|i| authtrail_events::parse_value(login(i + 1)).unwrap())
+                    .collect();
+                next = due;
+                let publisher = publisher.clone();
+                let tx = tx.clone();
+                let acks = acks.clone();
+                inflight.push(tokio::spawn(async move {
+                    let sent = Instant::now();
+                    let appended = publisher.publish_all(&events).await.unwrap();
+                    let ack = sent.elapsed().as_secs_f64() * 1000.0;
+                    acks.lock()
+                        .unwrap()
+                        .extend(std::iter::repeat_n(ack, appended.len()));
+                    for a in appended {
+                        let _ = tx.send((sent, a.partition, a.offset));
+                    }
+                }));
+            }
+            for f in inflight {
+                f.await.unwrap();
+            }
+        })
+    };
+    // Visibility: after each NOTIFY, read the checkpoints; every event below them is visible.
+    let mut listener = PgListener::connect_with(pool).await.unwrap();
+    listener
+        .listen(authtrail::projector::NOTIFY_CHANNEL)
+        .await
+        .unwrap();
+    let mut waiting: Vec<(Instant, i32, i64)> = Vec::new();
+    let mut latencies: Vec<f64> = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64 + 120);
+    while latencies.len() < total && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await;
+        let now = Instant::now();
+        while let Ok(x) = rx.try_recv() {
+            waiting.push(x);
+        }
+        let cps: BTreeMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
+            "SELECT partition, next_offset FROM projection_checkpoints WHERE topic = $1",
+        )
+        .bind(&config.kafka.topic)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        waiting.retain(|(sent, p, o)| {
+            if cps.get(p).is_some_and(|next| next > o) {
+                latencies.push((now - *sent).as_secs_f64() * 1000.0);
+                false
+            } else {
+                true
+            }
+        });
+    }
+    pacer.await.unwrap();
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    latencies.sort_by(f64::total_cmp);
+    let mut acks = acks.lock().unwrap().clone();
+    acks.sort_by(f64::total_cmp);
+    (
+        latencies.len(),
+        pct(&latencies, 0.50),
+        pct(&latencies, 0.99),
+        pct(&acks, 0.50),
+        pct(&acks, 0.99),
+    )
+}
+
+/// Event→visible with the default consumer settings, then with the fetch long-poll shortened
+/// (librdkafka waits up to `fetch.wait.max.ms` = 500 ms for `fetch.min.bytes`; a broker may hold
+/// the fetch that long). Each run on a fresh topic and consumer group.
+async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usize) {
+    for (what, fetch_wait) in [("defaults", None), ("fetch.wait.max.ms=10", Some("10"))] {
+        let mut c = config.clone();
+        c.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+        c.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+        if let Some(w) = fetch_wait {
+            c.kafka
+                .properties
+                .insert("fetch.wait.max.ms".into(), w.into());
+        }
+        let (n, v50, v99, a50, a99) = event_to_visible(&c, pool, rate, seconds).await;
+        println!("\nevent → visible at {rate} events/s for {seconds} s ({what}): {n} events, p50 {v50:.1} ms, p99 {v99:.1} ms (publish → broker ack: p50 {a50:.1} ms, p99 {a99:.1} ms)");
+    }
+}
+
+async fn wait_offset(pool: &PgPool, topic: &str, partition: i32, offset: i64) {
+    loop {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM projection_checkpoints WHERE topic = $1 AND partition = $2",
+        )
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if next.is_some_and(|n| n > offset) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn login(i: usize) -> serde_json::Value {
+    let now = Utc::now();
+    json!({
+        "specversion": "1.0", "id": uuid::Uuid::new_v4(), "source": "/bench", "type": "login.succeeded",
+        "time": now.to_rfc3339(), "subject": format!("lat-{}", i % 5000), "datacontenttype": "application/json",
+        "schemaversion": 1,
+        "data": {"session_id": format!("lat-s-{i}"), "login_method": "password",
+                 "expires_at": (now + chrono::Duration::hours(12)).to_rfc3339(), "ip": "81.2.69.142"}
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
+        .expect("AUTHTRAIL_TEST_DATABASE_URL: run via ./dev with cargo bench --bench api");
+    let brokers = std::env::var("AUTHTRAIL_KAFKA_BROKERS").expect("AUTHTRAIL_KAFKA_BROKERS");
+    let sessions = env_usize("BENCH_SESSIONS", 1_000_000);
+    let history = env_usize("BENCH_HISTORY", 10_000_000);
+    let rate = env_usize("BENCH_RATE", 2_000);
+    let seconds = env_usize("BENCH_SECONDS", 20);
+    let name = "authtrail_bench_api";
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    {
+        let mut c = PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut config = Config::default();
+    config.database.url = url.clone();
+    config.database.max_connections = CONNECTIONS as u32;
+    config.kafka.brokers = brokers;
+    config.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+    config.kafka.partitions = 12;
+    config.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
+    config.auth.jwt_hs256_secret = SECRET.into();
+    config.api.read_per_minute = 100_000_000;
+    config.api.read_burst = 1_000_000;
+    let pool = authtrail::db::migrate(&config.database).await.unwrap();
+    if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
+        latency_runs(&config, &pool, rate, seconds).await;
+        pool.close().await;
+        let mut c = PgConnection::connect(&admin).await.unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+        return;
+    }
+    load(&pool, sessions, history).await;
+
+    // The API in this process.
+    let intake = Arc::new(authtrail::ingest::Intake::from_config(&config).unwrap());
+    let verifier = Arc::new(authtrail::auth::Verifier::from_config(&config.auth).unwrap());
+    let api = authtrail::api::Api::new(&config, intake.publisher().clone()).unwrap();
+    let state = authtrail::http::AppState::new(config.clone(), pool.clone())
+        .with_verifier(verifier)
+        .with_intake(intake)
+        .with_api(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(authtrail::http::run(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let users = (sessions / 10).max(1);
+    let tokens: Vec<String> = (0..1000)
+        .map(|i| token(&format!("u-{}", (i * 7919) % users), "user"))
+        .collect();
+    let lua_tokens = tokens
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    let sessions_lua = dir.path().join("sessions.lua");
+    std::fs::write(
+        &sessions_lua,
+        format!(
+            "tokens = {{\n{lua_tokens}\n}}\nrequest = function()\n  return wrk.format(\"GET\", \"/api/v1/auth/sessions\", {{[\"Authorization\"] = \"Bearer \" .. tokens[math.random(#tokens)]}})\nend\n"
+        ),
+    )
+    .unwrap();
+    let introspect_lua = dir.path().join("introspect.lua");
+    std::fs::write(
+        &introspect_lua,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer {}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nrequest = function()\n  return wrk.format(nil, \"/api/v1/sessions/introspect\", nil, '{{\"session_id\":\"s-' .. math.random({sessions}) .. '\"}}')\nend\n",
+            token("svc", "service")
+        ),
+    )
+    .unwrap();
+    // Sanity: a request of each kind answers 200 with data.
+    let client = reqwest::Client::new();
+    let probe = client
+        .get(format!("http://{addr}/api/v1/auth/sessions"))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    let active = probe.json::<serde_json::Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    eprintln!("user 0 has {active} active sessions");
+
+    let sessions_sql = format!(
+            "\\set u random(0, {})\n\\set k random(0, 999)\nSELECT s.session_id, s.user_id, session_status(s, now()) AS status, s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, coalesce(td.trusted, s.trusted_device) AS trusted_device, s.otp_required, s.otp_verified, s.suspicious, s.suspicious_reason FROM sessions s LEFT JOIN trusted_devices td ON td.user_id = s.user_id AND td.device_id = s.device_id WHERE true AND s.user_id = 'u-' || ((:k * 7919) % {users}) AND s.ended_at IS NULL AND session_status(s, now()) = 'active' ORDER BY s.created_at DESC, s.session_id ASC LIMIT 51;\n",
+            users - 1
+        );
+    let introspect_sql = format!(
+            "\\set i random(1, {sessions})\nSELECT session_id, user_id AS user, least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at, created_at, last_activity_at, login_method, roles, trusted_device, suspicious FROM sessions s WHERE session_id = 's-' || :i AND session_status(s, now()) = 'active';\n"
+        );
+    let mut rows = Vec::new();
+    for c in [CONNECTIONS, LIGHT] {
+        rows.push((
+            format!("`GET /api/v1/auth/sessions` (HTTP, wrk, {c} connections)"),
+            wrk(&format!("http://{addr}"), &sessions_lua, c),
+        ));
+        rows.push((
+            format!("same SQL (pgbench, prepared, {c} connections)"),
+            pgbench(&url, &sessions_sql, dir.path(), "sessions", c),
+        ));
+        rows.push((
+            format!("`POST /api/v1/sessions/introspect` (HTTP, wrk, {c} connections)"),
+            wrk(&format!("http://{addr}"), &introspect_lua, c),
+        ));
+        rows.push((
+            format!("same SQL (pgbench, prepared, {c} connections)"),
+            pgbench(&url, &introspect_sql, dir.path(), "introspect", c),
+        ));
+    }
+    println!("\n{sessions} sessions, {history} login attempts, {users} users\n");
+    println!("| what | requests/s | p50 | p99 |\n|---|---|---|---|");
+    for (what, (r, p50, p99)) in rows {
+        println!("| {what} | {r:.0} | {p50:.2} ms | {p99:.2} ms |");
+    }
+    latency_runs(&config, &pool, rate, seconds).await;
+    let mut c = PgConnection::connect(&admin).await.unwrap();
+    pool.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await;
+}

@@ -1,0 +1,267 @@
+//! Commands go to the log, not the tables: append the event(s), answer where they landed, and —
+//! with `?wait=true` — wait until the projection's checkpoint has passed them (read-your-writes).
+//!
+//! Waiting is exact: the projector writes `projection_checkpoints.next_offset` in the same
+//! transaction as the rows a batch produced, so `next_offset > offset` of every appended event
+//! means their effects are visible. Wake-ups come from the projector's `NOTIFY`; the waiter
+//! re-checks at least every second in case a notification was lost.
+
+use super::{db_error, Api};
+use crate::auth::Caller;
+use crate::kafka::Appended;
+use crate::problem::Problem;
+use authtrail_events::data::{
+    AdminAction, NonEmpty, OpaqueId, SecurityEventReviewed, SessionRevoked,
+};
+use authtrail_events::kind::RevokeScope;
+use authtrail_events::{Event, EventData};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// The `source` of every event the API appends.
+pub const SOURCE: &str = "/authtrail/api";
+
+/// `?wait=true`: answer only once the projection shows the command's effect.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitParam {
+    /// Wait (bounded by `api.wait_timeout_ms`) until the projection has applied the appended
+    /// event: 200 then, 504 on timeout. Without it the answer is 202 at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// Where a command's event landed in the log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CommandAccepted {
+    /// The appended event's id.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// True when the answer waited for the projection (`?wait=true`) and it has applied the event.
+    pub projected: bool,
+}
+
+impl IntoResponse for CommandAccepted {
+    fn into_response(self) -> Response {
+        let status = if self.projected {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        (status, axum::Json(self)).into_response()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, "api: appending to the log failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "log-unavailable",
+        "Event log unavailable",
+        "the command could not be appended to the event log; retry",
+    )
+    .with_header(axum::http::header::RETRY_AFTER, "1")
+}
+
+fn event(subject: &str, data: EventData) -> Event {
+    Event {
+        id: Uuid::new_v4(),
+        source: SOURCE.to_owned(),
+        time: Utc::now(),
+        subject: Some(subject.to_owned()),
+        data,
+    }
+}
+
+fn non_empty(s: &str) -> NonEmpty {
+    NonEmpty::try_from(s.to_owned()).unwrap_or_else(|_| {
+        NonEmpty::try_from("unknown".to_owned()).expect("a literal is not empty")
+    })
+}
+
+/// A `session.revoked` event about `user`'s sessions.
+pub fn revoke(
+    user: &str,
+    scope: RevokeScope,
+    session_id: Option<&str>,
+    reason: &str,
+    by: &str,
+) -> Result<Event, Problem> {
+    let session_id = session_id
+        .map(|s| {
+            OpaqueId::try_from(s.to_owned()).map_err(|e| super::extract::bad_param("session_id", e))
+        })
+        .transpose()?;
+    Ok(event(
+        user,
+        EventData::SessionRevoked(SessionRevoked {
+            scope,
+            session_id,
+            reason: non_empty(reason),
+            revoked_by: non_empty(by),
+        }),
+    ))
+}
+
+/// A `security_event.reviewed` event.
+pub fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -> Event {
+    event(
+        subject,
+        EventData::SecurityEventReviewed(SecurityEventReviewed {
+            security_event_id,
+            reviewer: non_empty(reviewer),
+        }),
+    )
+}
+
+/// An `admin.action` event: `admin` did `action` (about `target`, when one user is concerned).
+/// Its subject is the target user, else the admin.
+pub fn admin_action(admin: &Caller, action: &str, target: Option<&str>, details: Value) -> Event {
+    let details: Option<Map<String, Value>> = match details {
+        Value::Object(m) if !m.is_empty() => Some(m),
+        _ => None,
+    };
+    event(
+        target.unwrap_or(&admin.subject),
+        EventData::AdminAction(AdminAction {
+            action: non_empty(action),
+            actor: non_empty(&admin.subject),
+            target_user: target.map(str::to_owned),
+            details,
+        }),
+    )
+}
+
+/// The API builds its events directly; they must still pass the contract's parser, or the
+/// projector would set them aside as dead letters. A value from the request that breaks the
+/// contract (an over-long user id, say) is the caller's 400, named by field.
+fn check_contract(event: &Event) -> Result<(), Problem> {
+    authtrail_events::parse(&event.to_json_bytes())
+        .map(|_| ())
+        .map_err(|e| {
+            super::extract::bad_param(
+                "request",
+                format!(
+                    "the resulting {} event would be invalid: {e}",
+                    event.event_type()
+                ),
+            )
+        })
+}
+
+impl Api {
+    /// Appends `events` in order (one `subject` keeps them in one partition, in order); the
+    /// answer names the first. With `wait`, waits for the projection to pass all of them.
+    pub async fn command(
+        &self,
+        events: Vec<Event>,
+        wait: bool,
+    ) -> Result<CommandAccepted, Problem> {
+        for e in &events {
+            check_contract(e)?;
+        }
+        let first_type = events[0].event_type().as_str().to_owned();
+        let appended = self
+            .publisher
+            .publish_all(&events)
+            .await
+            .map_err(unavailable)?;
+        let head = appended[0];
+        tracing::info!(event_id = %head.id, event_type = %first_type, partition = head.partition, offset = head.offset, "api: command appended");
+        let mut accepted = CommandAccepted {
+            event_id: head.id,
+            event_type: first_type,
+            partition: head.partition,
+            offset: head.offset,
+            projected: false,
+        };
+        if wait {
+            let timeout = Duration::from_millis(self.config.wait_timeout_ms);
+            if self.wait_projected(&appended, timeout).await? {
+                accepted.projected = true;
+            } else {
+                metrics::counter!("authtrail_api_wait_timeouts_total").increment(1);
+                return Err(Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "projection-timeout",
+                    "Projection did not catch up in time",
+                    format!(
+                        "the event was appended but not projected within {} ms; it will be",
+                        timeout.as_millis()
+                    ),
+                )
+                .with("event_id", head.id.to_string())
+                .with("partition", head.partition)
+                .with("offset", head.offset));
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Appends the audit record of an admin read (the read's answer waits for it: no audit, no
+    /// data).
+    pub async fn audit(
+        &self,
+        admin: &Caller,
+        action: &str,
+        target: Option<&str>,
+        details: Value,
+    ) -> Result<Appended, Problem> {
+        let event = admin_action(admin, action, target, details);
+        check_contract(&event)?;
+        self.publisher.publish(&event).await.map_err(unavailable)
+    }
+
+    /// Whether the projection has passed every appended position.
+    pub async fn projected_past(&self, appended: &[Appended]) -> Result<bool, Problem> {
+        let partitions: Vec<i32> = appended.iter().map(|a| a.partition).collect();
+        let offsets: Vec<i64> = appended.iter().map(|a| a.offset).collect();
+        let passed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM unnest($3::int[], $4::bigint[]) AS w(p, o)
+             JOIN projection_checkpoints c
+               ON c.projection = $1 AND c.topic = $2 AND c.partition = w.p AND c.next_offset > w.o",
+        )
+        .bind(&self.projection)
+        .bind(&self.topic)
+        .bind(&partitions)
+        .bind(&offsets)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(passed as usize == appended.len())
+    }
+
+    /// Waits until the projection has passed every appended position; false on timeout.
+    pub async fn wait_projected(
+        &self,
+        appended: &[Appended],
+        timeout: Duration,
+    ) -> Result<bool, Problem> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut projected = self.projected();
+        loop {
+            projected.borrow_and_update();
+            if self.projected_past(appended).await? {
+                metrics::histogram!("authtrail_api_wait_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_secs(1)), projected.changed()).await;
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Login history: my attempts, everyone's for admins (filtered), and the suspicious ones.
+//! Newest first by `attempted_at` (event time), ties broken by id.
+
+use super::extract::{bad_param, Query};
+use super::limit::Budget;
+use super::pagination::{Page, PageRequest};
+use super::{db_error, Api, Ctx};
+use crate::auth::{AdminUser, Person};
+use crate::http::AppState;
+use crate::problem::Problem;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_mine))
+        .routes(routes!(admin_list))
+        .routes(routes!(suspicious))
+}
+
+/// One login attempt.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct LoginAttemptView {
+    pub id: Uuid,
+    /// The account, when known (a failed login of an unknown identifier has none).
+    pub user_id: Option<String>,
+    pub identifier: Option<String>,
+    pub success: bool,
+    pub login_method: Option<String>,
+    pub failure_reason: Option<String>,
+    pub device_id: Option<String>,
+    pub device_name: Option<String>,
+    pub device_type: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub country_code: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub otp_required: bool,
+    pub otp_verified: bool,
+    pub suspicious: bool,
+    pub suspicious_reason: Option<String>,
+    /// The session a successful login opened.
+    pub session_id: Option<String>,
+    pub attempted_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT id, user_id, identifier, success, login_method, failure_reason, \
+     device_id, device_name, device_type, browser, os, ip, user_agent, country_code, country, \
+     city, latitude, longitude, otp_required, otp_verified, suspicious, suspicious_reason, \
+     session_id, attempted_at FROM login_history WHERE true";
+
+const LIST: &str = "login_history";
+
+#[derive(Debug, Default)]
+struct Filter<'a> {
+    user: Option<&'a str>,
+    identifier: Option<&'a str>,
+    success: Option<bool>,
+    ip: Option<&'a str>,
+    suspicious: Option<bool>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+async fn list(
+    api: &Api,
+    f: &Filter<'_>,
+    page: &PageRequest,
+) -> Result<Page<LoginAttemptView>, Problem> {
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    if let Some(u) = f.user {
+        q.push(" AND user_id = ").push_bind(u.to_owned());
+    }
+    if let Some(i) = f.identifier {
+        q.push(" AND lower(identifier) = ")
+            .push_bind(i.to_lowercase());
+    }
+    if let Some(s) = f.success {
+        q.push(" AND success = ").push_bind(s);
+    }
+    if let Some(ip) = f.ip {
+        q.push(" AND ip = ").push_bind(ip.to_owned());
+    }
+    match f.suspicious {
+        // A literal predicate, so the partial index on suspicious attempts matches.
+        Some(true) => {
+            q.push(" AND suspicious");
+        }
+        Some(false) => {
+            q.push(" AND NOT suspicious");
+        }
+        None => {}
+    }
+    if let Some(t) = f.since {
+        q.push(" AND attempted_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND attempted_at < ").push_bind(t);
+    }
+    page.push_order(&mut q, "attempted_at", "id", "::uuid");
+    let rows: Vec<LoginAttemptView> = q
+        .build_query_as()
+        .fetch_all(api.pool())
+        .await
+        .map_err(db_error)?;
+    Ok(page.page(LIST, rows, |r| (r.attempted_at, r.id.to_string())))
+}
+
+/// Query of my login history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MineQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// My login attempts (successful and failed), newest first.
+#[utoipa::path(get, path = "/api/v1/auth/login-history", tag = "me",
+    params(MineQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of my login attempts", body = Page<LoginAttemptView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn list_mine(
+    Ctx(api): Ctx,
+    Person(caller): Person,
+    Query(q): Query<MineQuery>,
+) -> Result<Json<Page<LoginAttemptView>>, Problem> {
+    api.limits.check(Budget::Read, &caller)?;
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        user: Some(&caller.subject),
+        ..Filter::default()
+    };
+    Ok(Json(list(&api, &f, &page).await?))
+}
+
+/// Filters of the admin login history.
+#[derive(Debug, Deserialize, IntoParams, Serialize)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AdminQuery {
+    /// Only this user's attempts.
+    pub user: Option<String>,
+    /// Only attempts with this identifier (case-insensitive), e.g. an email.
+    pub identifier: Option<String>,
+    /// Only successful (`true`) or failed (`false`) attempts.
+    pub success: Option<bool>,
+    /// Only attempts from this IP address.
+    pub ip: Option<String>,
+    /// Only suspicious (`true`) or unsuspicious (`false`) attempts.
+    pub suspicious: Option<bool>,
+    /// At or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(skip_serializing)]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+/// Login attempts of every user, filtered (admin).
+#[utoipa::path(get, path = "/api/v1/admin/login-history", tag = "admin",
+    params(AdminQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of login attempts", body = Page<LoginAttemptView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn admin_list(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<AdminQuery>,
+) -> Result<Json<Page<LoginAttemptView>>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    if let Some(ip) = &q.ip {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| bad_param("ip", "not an IP address"))?;
+    }
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if s >= u {
+            return Err(bad_param("until", "must be after since"));
+        }
+    }
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        user: q.user.as_deref(),
+        identifier: q.identifier.as_deref(),
+        success: q.success,
+        ip: q.ip.as_deref(),
+        suspicious: q.suspicious,
+        since: q.since,
+        until: q.until,
+    };
+    let (_, page) = tokio::try_join!(
+        api.audit(
+            &admin,
+            "login_history.list",
+            q.user.as_deref(),
+            json!({ "filters": q })
+        ),
+        list(&api, &f, &page)
+    )?;
+    Ok(Json(page))
+}
+
+/// Query of the suspicious attempts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SuspiciousQuery {
+    /// At or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Login attempts flagged suspicious (repeated failures, new country), newest first (admin).
+#[utoipa::path(get, path = "/api/v1/admin/security/suspicious", tag = "admin",
+    params(SuspiciousQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of suspicious login attempts", body = Page<LoginAttemptView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn suspicious(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<SuspiciousQuery>,
+) -> Result<Json<Page<LoginAttemptView>>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        suspicious: Some(true),
+        since: q.since,
+        ..Filter::default()
+    };
+    let (_, page) = tokio::try_join!(
+        api.audit(
+            &admin,
+            "security.suspicious",
+            None,
+            json!({"since": q.since})
+        ),
+        list(&api, &f, &page)
+    )?;
+    Ok(Json(page))
+}

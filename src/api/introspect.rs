@@ -1,0 +1,98 @@
+//! `POST /api/v1/sessions/introspect`: the auth service's `validateSession` (RFC 7662 style).
+//!
+//! One primary-key lookup and the status function: `{"active": true, ...}` for a session active
+//! now, and exactly `{"active": false}` for anything else — unknown, expired, idle, revoked,
+//! logged out — so the answer reveals nothing about sessions that do not grant access.
+
+use super::extract::Json as JsonBody;
+use super::{db_error, Ctx};
+use crate::auth::ServiceCaller;
+use crate::http::AppState;
+use crate::problem::Problem;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(introspect))
+}
+
+/// The session to check.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub session_id: String,
+}
+
+/// The answer: `active` and, only when active, the session's facts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(flatten)]
+    pub session: Option<ActiveSession>,
+}
+
+/// What the auth service needs to know about an active session.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct ActiveSession {
+    pub session_id: String,
+    /// The user (`sub`).
+    pub user: String,
+    /// When the session stops being active without further events: the earliest of the
+    /// credentials' expiry, the absolute and the idle expiry.
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub login_method: Option<String>,
+    pub roles: Vec<String>,
+    pub trusted_device: bool,
+    pub suspicious: bool,
+}
+
+/// Check whether a session is active now (role `service`).
+#[utoipa::path(post, path = "/api/v1/sessions/introspect", tag = "service",
+    request_body = IntrospectRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "`{\"active\": false}` exactly, or the active session", body = Introspection),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a service", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Bad body", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn introspect(
+    Ctx(api): Ctx,
+    ServiceCaller(_caller): ServiceCaller,
+    JsonBody(req): JsonBody<IntrospectRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    if req.session_id.is_empty() || req.session_id.len() > authtrail_events::data::MAX_ID_LEN {
+        return Ok(Json(serde_json::json!({ "active": false })));
+    }
+    let row: Option<ActiveSession> = sqlx::query_as(
+        "SELECT session_id, user_id AS user,
+                least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at,
+                created_at, last_activity_at, login_method, roles, trusted_device, suspicious
+         FROM sessions s
+         WHERE session_id = $1 AND session_status(s, now()) = 'active'",
+    )
+    .bind(&req.session_id)
+    .fetch_optional(api.pool())
+    .await
+    .map_err(db_error)?;
+    metrics::counter!("authtrail_api_introspections_total", "active" => if row.is_some() { "true" } else { "false" })
+        .increment(1);
+    Ok(Json(match row {
+        Some(s) => {
+            let mut v = serde_json::to_value(&s).expect("serialises");
+            v.as_object_mut()
+                .expect("an object")
+                .insert("active".into(), true.into());
+            v
+        }
+        None => serde_json::json!({ "active": false }),
+    }))
+}

@@ -1,0 +1,221 @@
+//! Security events for admins: the filtered list (with review state, from the view
+//! `security_events_reviewed`) and the review command (`security_event.reviewed`).
+
+use super::commands::{self, CommandAccepted, WaitParam};
+use super::extract::{bad_param, Query};
+use super::limit::Budget;
+use super::pagination::{Page, PageRequest};
+use super::{db_error, not_found, Api, Ctx};
+use crate::auth::AdminUser;
+use crate::http::AppState;
+use crate::problem::Problem;
+use axum::extract::Path;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(review))
+}
+
+/// The taxonomy of security events.
+pub const EVENT_TYPES: &[&str] = &[
+    "login_success",
+    "login_failure",
+    "otp_sent",
+    "otp_verified",
+    "otp_failed",
+    "session_revoked",
+    "device_trusted",
+    "device_revoked",
+    "password_changed",
+    "account_locked",
+    "account_unlocked",
+    "suspicious_activity",
+    "admin_action",
+];
+
+/// Severities, least to most severe.
+pub const SEVERITIES: &[&str] = &["info", "warning", "error", "critical"];
+
+/// One security event with its review state.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct SecurityEventView {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    /// One of the taxonomy (`login_failure`, `suspicious_activity`, `admin_action`, ...).
+    pub event_type: String,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: String,
+    pub description: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_name: Option<String>,
+    pub location: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// The log event this security event was derived from.
+    pub source_event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub reviewed: bool,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const SELECT: &str = "SELECT id, user_id, event_type, severity, description, ip, \
+     user_agent, device_name, location, metadata, source_event_id, occurred_at, reviewed, \
+     reviewed_by, reviewed_at FROM security_events_reviewed WHERE true";
+
+const LIST: &str = "security_events";
+
+/// Filters of the security-event list.
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: Option<String>,
+    /// One event type of the taxonomy.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only this user's events.
+    pub user: Option<String>,
+    /// Only events not yet reviewed.
+    #[serde(default)]
+    pub unreviewed_only: bool,
+    /// At or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(skip_serializing)]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+async fn list(
+    api: &Api,
+    f: &ListQuery,
+    page: &PageRequest,
+) -> Result<Page<SecurityEventView>, Problem> {
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    if let Some(s) = &f.severity {
+        q.push(" AND severity = ").push_bind(s.clone());
+    }
+    if let Some(t) = &f.event_type {
+        q.push(" AND event_type = ").push_bind(t.clone());
+    }
+    if let Some(u) = &f.user {
+        q.push(" AND user_id = ").push_bind(u.clone());
+    }
+    if f.unreviewed_only {
+        q.push(" AND NOT reviewed");
+    }
+    if let Some(t) = f.since {
+        q.push(" AND occurred_at >= ").push_bind(t);
+    }
+    page.push_order(&mut q, "occurred_at", "id", "::uuid");
+    let rows: Vec<SecurityEventView> = q
+        .build_query_as()
+        .fetch_all(api.pool())
+        .await
+        .map_err(db_error)?;
+    Ok(page.page(LIST, rows, |r| (r.occurred_at, r.id.to_string())))
+}
+
+/// Security events, newest first, filtered (admin).
+#[utoipa::path(get, path = "/api/v1/admin/security-events", tag = "admin",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of security events", body = Page<SecurityEventView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn list_events(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page<SecurityEventView>>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    if let Some(s) = &q.severity {
+        if !SEVERITIES.contains(&s.as_str()) {
+            return Err(bad_param(
+                "severity",
+                format!("use one of {}", SEVERITIES.join(", ")),
+            ));
+        }
+    }
+    if let Some(t) = &q.event_type {
+        if !EVENT_TYPES.contains(&t.as_str()) {
+            return Err(bad_param(
+                "type",
+                format!("use one of {}", EVENT_TYPES.join(", ")),
+            ));
+        }
+    }
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let (_, page) = tokio::try_join!(
+        api.audit(
+            &admin,
+            "security_events.list",
+            q.user.as_deref(),
+            json!({ "filters": q })
+        ),
+        list(&api, &q, &page)
+    )?;
+    Ok(Json(page))
+}
+
+/// Mark a security event reviewed (admin): appends `security_event.reviewed` (subject the
+/// event's user) and the `admin.action` record. The earliest review stands.
+#[utoipa::path(post, path = "/api/v1/admin/security-events/{id}/review", tag = "admin",
+    params(("id" = Uuid, Path, description = "Security event id"), WaitParam),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Review recorded and projected (`wait=true`)", body = CommandAccepted),
+        (status = 202, description = "Review appended to the log", body = CommandAccepted),
+        (status = 400, description = "Bad id", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such security event", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn review(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    Query(w): Query<WaitParam>,
+) -> Result<CommandAccepted, Problem> {
+    api.limits.check(Budget::Command, &admin)?;
+    let id: Uuid = id.parse().map_err(|_| bad_param("id", "not a UUID"))?;
+    let found: Option<(Option<String>, bool)> =
+        sqlx::query_as("SELECT user_id, reviewed FROM security_events_reviewed WHERE id = $1")
+            .bind(id)
+            .fetch_optional(api.pool())
+            .await
+            .map_err(db_error)?;
+    let Some((user, already)) = found else {
+        return Err(not_found("security event"));
+    };
+    let subject = user.clone().unwrap_or_else(|| admin.subject.clone());
+    let reviewed = commands::reviewed(&subject, id, &admin.subject);
+    let audit = commands::admin_action(
+        &admin,
+        "security_events.review",
+        Some(&subject),
+        json!({"security_event_id": id, "already_reviewed": already}),
+    );
+    api.command(vec![reviewed, audit], w.wait).await
+}

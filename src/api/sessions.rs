@@ -1,0 +1,578 @@
+//! Sessions: mine (`/api/v1/auth/sessions`) and everyone's for admins (`/api/v1/admin/...`).
+//!
+//! Status is evaluated against "now" in the query (`session_status(s, now())`, the SQL twin of
+//! the fold's `Session::status_at`), from the facts the projection recorded and the idle and
+//! absolute expiries it computed with the configured timeouts. Lists are newest first by
+//! `created_at` (see [`super::pagination`]). Revocations are appended as `session.revoked`
+//! events ([`super::commands`]).
+
+use super::commands::{self, CommandAccepted, WaitParam};
+use super::extract::{bad_param, Query};
+use super::limit::Budget;
+use super::pagination::{Page, PageRequest};
+use super::{db_error, not_found, Api, Ctx};
+use crate::auth::{AdminUser, Caller, Person};
+use crate::http::AppState;
+use crate::problem::Problem;
+use authtrail_events::kind::RevokeScope;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_mine, revoke_mine))
+        .routes(routes!(get_mine, revoke_one_of_mine))
+        .routes(routes!(admin_list))
+        .routes(routes!(admin_list_user, admin_force_logout))
+        .routes(routes!(admin_revoke))
+}
+
+/// A session's status now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Active,
+    Expired,
+    IdleExpired,
+    Revoked,
+    LoggedOut,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Expired => "expired",
+            SessionStatus::IdleExpired => "idle_expired",
+            SessionStatus::Revoked => "revoked",
+            SessionStatus::LoggedOut => "logged_out",
+        }
+    }
+}
+
+/// Which sessions a list shows: one status, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    #[default]
+    Active,
+    All,
+    Expired,
+    IdleExpired,
+    Revoked,
+    LoggedOut,
+}
+
+/// One session as the API shows it.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct SessionView {
+    pub session_id: String,
+    pub user_id: String,
+    /// Status now: `active`, `expired`, `idle_expired`, `revoked` or `logged_out`.
+    pub status: String,
+    /// True for the session the caller's token belongs to (`sid`).
+    #[sqlx(skip)]
+    pub current: bool,
+    pub login_method: Option<String>,
+    pub identifier: Option<String>,
+    pub device_id: Option<String>,
+    pub device_name: Option<String>,
+    pub device_type: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub country_code: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    /// When the current credentials expire (each refresh extends it).
+    pub expires_at: DateTime<Utc>,
+    /// No refresh extends the session past this (absolute timeout).
+    pub absolute_expires_at: DateTime<Utc>,
+    /// Without activity the session ends here (idle timeout).
+    pub idle_expires_at: DateTime<Utc>,
+    pub refresh_count: i32,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub revoked_by: Option<String>,
+    pub logged_out_at: Option<DateTime<Utc>>,
+    /// Whether the device is trusted now (falls back to the flag recorded at login).
+    pub trusted_device: bool,
+    pub otp_required: bool,
+    pub otp_verified: bool,
+    pub suspicious: bool,
+    pub suspicious_reason: Option<String>,
+}
+
+const SELECT: &str = "SELECT s.session_id, s.user_id, session_status(s, now()) AS status, \
+     s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, \
+     s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, \
+     s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, \
+     s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, \
+     coalesce(td.trusted, s.trusted_device) AS trusted_device, s.otp_required, s.otp_verified, \
+     s.suspicious, s.suspicious_reason \
+     FROM sessions s LEFT JOIN trusted_devices td \
+       ON td.user_id = s.user_id AND td.device_id = s.device_id \
+     WHERE true";
+
+const LIST: &str = "sessions";
+
+/// Filters of the session lists (all optional).
+#[derive(Debug, Default)]
+struct Filter<'a> {
+    user: Option<&'a str>,
+    status: StatusFilter,
+    ip: Option<&'a str>,
+    country: Option<&'a str>,
+    device_type: Option<&'a str>,
+    since: Option<DateTime<Utc>>,
+}
+
+fn push_status(q: &mut QueryBuilder<'_, Postgres>, status: StatusFilter) {
+    let s = match status {
+        StatusFilter::All => return,
+        // `ended_at IS NULL` lets the partial index on open sessions help.
+        StatusFilter::Active => {
+            q.push(" AND s.ended_at IS NULL AND session_status(s, now()) = 'active'");
+            return;
+        }
+        StatusFilter::Expired => SessionStatus::Expired,
+        StatusFilter::IdleExpired => SessionStatus::IdleExpired,
+        StatusFilter::Revoked => SessionStatus::Revoked,
+        StatusFilter::LoggedOut => SessionStatus::LoggedOut,
+    };
+    q.push(" AND session_status(s, now()) = ")
+        .push_bind(s.as_str());
+}
+
+async fn list(api: &Api, f: &Filter<'_>, page: &PageRequest) -> Result<Page<SessionView>, Problem> {
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    if let Some(u) = f.user {
+        q.push(" AND s.user_id = ").push_bind(u.to_owned());
+    }
+    push_status(&mut q, f.status);
+    if let Some(ip) = f.ip {
+        q.push(" AND s.ip = ").push_bind(ip.to_owned());
+    }
+    if let Some(c) = f.country {
+        q.push(" AND s.country_code = ")
+            .push_bind(c.to_ascii_uppercase());
+    }
+    if let Some(d) = f.device_type {
+        q.push(" AND s.device_type = ").push_bind(d.to_owned());
+    }
+    if let Some(t) = f.since {
+        q.push(" AND s.created_at >= ").push_bind(t);
+    }
+    page.push_order(&mut q, "s.created_at", "s.session_id", "");
+    let rows: Vec<SessionView> = q
+        .build_query_as()
+        .fetch_all(api.pool())
+        .await
+        .map_err(db_error)?;
+    Ok(page.page(LIST, rows, |s| (s.created_at, s.session_id.clone())))
+}
+
+/// One session, if it exists (and belongs to `user`, when given).
+async fn one(api: &Api, id: &str, user: Option<&str>) -> Result<Option<SessionView>, Problem> {
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    q.push(" AND s.session_id = ").push_bind(id.to_owned());
+    if let Some(u) = user {
+        q.push(" AND s.user_id = ").push_bind(u.to_owned());
+    }
+    q.build_query_as()
+        .fetch_optional(api.pool())
+        .await
+        .map_err(db_error)
+}
+
+fn mark_current(mut page: Page<SessionView>, caller: &Caller) -> Page<SessionView> {
+    for s in &mut page.items {
+        s.current = caller.session_id.as_deref() == Some(s.session_id.as_str());
+    }
+    page
+}
+
+fn not_active(s: &SessionView) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "session-not-active",
+        "Session not active",
+        format!("the session is already {}", s.status),
+    )
+    .with("status", s.status.clone())
+}
+
+/// Query of "my sessions".
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MineQuery {
+    /// `active` (default), `all`, or one status.
+    #[serde(default)]
+    #[param(inline)]
+    pub status: StatusFilter,
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// My sessions, newest first; `current` marks the one my token belongs to.
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "me",
+    params(MineQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of my sessions", body = Page<SessionView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn list_mine(
+    Ctx(api): Ctx,
+    Person(caller): Person,
+    Query(q): Query<MineQuery>,
+) -> Result<Json<Page<SessionView>>, Problem> {
+    api.limits.check(Budget::Read, &caller)?;
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        user: Some(&caller.subject),
+        status: q.status,
+        ..Filter::default()
+    };
+    Ok(Json(mark_current(list(&api, &f, &page).await?, &caller)))
+}
+
+/// One of my sessions (404 for any session that is not mine).
+#[utoipa::path(get, path = "/api/v1/auth/sessions/{id}", tag = "me",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of mine", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn get_mine(
+    Ctx(api): Ctx,
+    Person(caller): Person,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, Problem> {
+    api.limits.check(Budget::Read, &caller)?;
+    let mut s = one(&api, &id, Some(&caller.subject))
+        .await?
+        .ok_or_else(|| not_found("session"))?;
+    s.current = caller.session_id.as_deref() == Some(s.session_id.as_str());
+    Ok(Json(s))
+}
+
+/// Revoke one of my sessions: appends `session.revoked` (scope `one`).
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "me",
+    params(("id" = String, Path, description = "Session id"), WaitParam),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
+        (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of mine", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The session has already ended", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn revoke_one_of_mine(
+    Ctx(api): Ctx,
+    Person(caller): Person,
+    Path(id): Path<String>,
+    Query(w): Query<WaitParam>,
+) -> Result<CommandAccepted, Problem> {
+    api.limits.check(Budget::Command, &caller)?;
+    let s = one(&api, &id, Some(&caller.subject))
+        .await?
+        .ok_or_else(|| not_found("session"))?;
+    if s.status != SessionStatus::Active.as_str() {
+        return Err(not_active(&s));
+    }
+    let e = commands::revoke(
+        &caller.subject,
+        RevokeScope::One,
+        Some(&s.session_id),
+        "user_request",
+        &caller.subject,
+    )?;
+    api.command(vec![e], w.wait).await
+}
+
+/// Query of "log out everywhere".
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevokeMineQuery {
+    /// Also end the session this token belongs to (default: keep it).
+    #[serde(default)]
+    pub include_current: bool,
+    /// See `wait` on the other commands.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// Revoke all my sessions except the current one (`sid`), or all with `include_current=true`:
+/// appends `session.revoked` (scope `all_except` or `all`).
+#[utoipa::path(delete, path = "/api/v1/auth/sessions", tag = "me",
+    params(RevokeMineQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
+        (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
+        (status = 400, description = "The token has no `sid` to keep; use include_current=true", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn revoke_mine(
+    Ctx(api): Ctx,
+    Person(caller): Person,
+    Query(q): Query<RevokeMineQuery>,
+) -> Result<CommandAccepted, Problem> {
+    api.limits.check(Budget::Command, &caller)?;
+    let e = if q.include_current {
+        commands::revoke(
+            &caller.subject,
+            RevokeScope::All,
+            None,
+            "user_request",
+            &caller.subject,
+        )?
+    } else {
+        let Some(sid) = caller.session_id.as_deref() else {
+            return Err(bad_param(
+                "include_current",
+                "the token carries no sid, so there is no current session to keep; pass include_current=true",
+            ));
+        };
+        commands::revoke(
+            &caller.subject,
+            RevokeScope::AllExcept,
+            Some(sid),
+            "user_request",
+            &caller.subject,
+        )?
+    };
+    api.command(vec![e], q.wait).await
+}
+
+/// Filters of the admin session list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AdminQuery {
+    /// Only this user's sessions.
+    pub user: Option<String>,
+    /// `active` (default), `all`, or one status.
+    #[serde(default)]
+    #[param(inline)]
+    pub status: StatusFilter,
+    /// Only sessions from this IP address.
+    pub ip: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    pub device_type: Option<String>,
+    /// Only sessions created at or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn check_admin_filters(q: &AdminQuery) -> Result<(), Problem> {
+    if let Some(ip) = &q.ip {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| bad_param("ip", "not an IP address"))?;
+    }
+    if let Some(c) = &q.country {
+        if c.len() != 2 || !c.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(bad_param("country", "use a two-letter ISO 3166-1 code"));
+        }
+    }
+    if let Some(d) = &q.device_type {
+        d.parse::<authtrail_events::kind::DeviceType>()
+            .map_err(|e| bad_param("device_type", e))?;
+    }
+    Ok(())
+}
+
+/// All sessions, filtered (admin).
+#[utoipa::path(get, path = "/api/v1/admin/sessions", tag = "admin",
+    params(AdminQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of sessions", body = Page<SessionView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn admin_list(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<AdminQuery>,
+) -> Result<Json<Page<SessionView>>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    check_admin_filters(&q)?;
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        user: q.user.as_deref(),
+        status: q.status,
+        ip: q.ip.as_deref(),
+        country: q.country.as_deref(),
+        device_type: q.device_type.as_deref(),
+        since: q.since,
+    };
+    let details = json!({"filters": {"user": q.user, "status": format!("{:?}", q.status).to_lowercase(), "ip": q.ip, "country": q.country, "device_type": q.device_type, "since": q.since}});
+    let (_, page) = tokio::try_join!(
+        api.audit(&admin, "sessions.list", q.user.as_deref(), details),
+        list(&api, &f, &page)
+    )?;
+    Ok(Json(page))
+}
+
+/// Query of one user's sessions (admin).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AdminUserQuery {
+    /// `all` (default here), `active`, or one status.
+    #[param(inline)]
+    pub status: Option<StatusFilter>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One user's sessions, every status by default (admin).
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
+    params(("id" = String, Path, description = "User id"), AdminUserQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the user's sessions", body = Page<SessionView>),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn admin_list_user(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Path(user): Path<String>,
+    Query(q): Query<AdminUserQuery>,
+) -> Result<Json<Page<SessionView>>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
+    let f = Filter {
+        user: Some(&user),
+        status: q.status.unwrap_or(StatusFilter::All),
+        ..Filter::default()
+    };
+    let (_, page) = tokio::try_join!(
+        api.audit(&admin, "sessions.list_user", Some(&user), json!({})),
+        list(&api, &f, &page)
+    )?;
+    Ok(Json(page))
+}
+
+/// Revoke any session (admin): appends `session.revoked` (scope `one`, subject the session's
+/// user) and the `admin.action` record.
+#[utoipa::path(delete, path = "/api/v1/admin/sessions/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Session id"), WaitParam),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
+        (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The session has already ended", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn admin_revoke(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    Query(w): Query<WaitParam>,
+) -> Result<CommandAccepted, Problem> {
+    api.limits.check(Budget::Command, &admin)?;
+    let s = one(&api, &id, None)
+        .await?
+        .ok_or_else(|| not_found("session"))?;
+    if s.status != SessionStatus::Active.as_str() {
+        return Err(not_active(&s));
+    }
+    let revoke = commands::revoke(
+        &s.user_id,
+        RevokeScope::One,
+        Some(&s.session_id),
+        "admin_revoke",
+        &admin.subject,
+    )?;
+    let audit = commands::admin_action(
+        &admin,
+        "sessions.revoke",
+        Some(&s.user_id),
+        json!({"session_id": s.session_id, "revoke_event_id": revoke.id}),
+    );
+    api.command(vec![revoke, audit], w.wait).await
+}
+
+/// Log a user out everywhere (admin): appends `session.revoked` (scope `all`) and the
+/// `admin.action` record.
+#[utoipa::path(delete, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
+    params(("id" = String, Path, description = "User id"), WaitParam),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
+        (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn admin_force_logout(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Path(user): Path<String>,
+    Query(w): Query<WaitParam>,
+) -> Result<CommandAccepted, Problem> {
+    api.limits.check(Budget::Command, &admin)?;
+    if user.trim().is_empty() || user.len() > 200 {
+        return Err(bad_param("id", "not a user id"));
+    }
+    let revoke = commands::revoke(
+        &user,
+        RevokeScope::All,
+        None,
+        "admin_force_logout",
+        &admin.subject,
+    )?;
+    let audit = commands::admin_action(
+        &admin,
+        "sessions.force_logout",
+        Some(&user),
+        json!({"revoke_event_id": revoke.id}),
+    );
+    api.command(vec![revoke, audit], w.wait).await
+}

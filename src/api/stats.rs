@@ -1,0 +1,284 @@
+//! Dashboards for admins: login counts per day, by country, by device type (from the
+//! incrementally maintained `daily_login_stats`), and the addresses with the most failed logins
+//! (from `login_history`). Windows are whole UTC days ending today.
+
+use super::extract::{bad_param, Query};
+use super::limit::Budget;
+use super::{db_error, Ctx};
+use crate::auth::AdminUser;
+use crate::http::AppState;
+use crate::problem::Problem;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::FromRow;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(logins))
+        .routes(routes!(geo))
+        .routes(routes!(devices))
+        .routes(routes!(top_failing_ips))
+}
+
+/// Longest window (days).
+pub const MAX_DAYS: u32 = 366;
+
+/// The window of a statistic.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DaysQuery {
+    /// Whole UTC days ending today, 1 to 366 (default 7).
+    pub days: Option<u32>,
+}
+
+fn days(d: Option<u32>) -> Result<i32, Problem> {
+    let d = d.unwrap_or(7);
+    if !(1..=MAX_DAYS).contains(&d) {
+        return Err(bad_param(
+            "days",
+            format!("must be between 1 and {MAX_DAYS}"),
+        ));
+    }
+    Ok(d as i32)
+}
+
+/// The first day of a window of `days` days ending today (UTC), as SQL.
+const WINDOW_START: &str = "((now() AT TIME ZONE 'UTC')::date - ($1::int - 1))";
+
+/// Counts of one day.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct DayCounts {
+    pub day: NaiveDate,
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    pub suspicious: i64,
+}
+
+/// Login statistics over a window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginStats {
+    pub days: i32,
+    pub since: NaiveDate,
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    pub suspicious: i64,
+    /// Every day of the window, oldest first (days without logins count zero).
+    pub per_day: Vec<DayCounts>,
+}
+
+/// Logins per day: total, successful, failed, suspicious (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats/logins", tag = "stats",
+    params(DaysQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Login counts", body = LoginStats),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn logins(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json<LoginStats>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    let days = days(q.days)?;
+    let sql = format!(
+        "SELECT d::date AS day,
+                coalesce(sum(s.successes + s.failures), 0)::bigint AS total,
+                coalesce(sum(s.successes), 0)::bigint AS successful,
+                coalesce(sum(s.failures), 0)::bigint AS failed,
+                coalesce(sum(s.suspicious), 0)::bigint AS suspicious
+         FROM generate_series({WINDOW_START}, (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
+         LEFT JOIN daily_login_stats s ON s.day = d::date
+         GROUP BY d ORDER BY d"
+    );
+    let query = sqlx::query_as::<_, DayCounts>(&sql)
+        .bind(days)
+        .fetch_all(api.pool());
+    let (_, per_day) = tokio::try_join!(
+        api.audit(&admin, "stats.logins", None, json!({ "days": days })),
+        async { query.await.map_err(db_error) }
+    )?;
+    let sum = |f: fn(&DayCounts) -> i64| per_day.iter().map(f).sum::<i64>();
+    Ok(Json(LoginStats {
+        days,
+        since: per_day.first().map(|d| d.day).unwrap_or_default(),
+        total: sum(|d| d.total),
+        successful: sum(|d| d.successful),
+        failed: sum(|d| d.failed),
+        suspicious: sum(|d| d.suspicious),
+        per_day,
+    }))
+}
+
+/// Counts of one group (a country or a device type) over the window.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct GroupCounts {
+    /// The country code or device type; absent when unknown.
+    pub key: Option<String>,
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    pub suspicious: i64,
+}
+
+/// Counts per group, most logins first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupStats {
+    pub days: i32,
+    /// `country_code` or `device_type`.
+    pub group_by: String,
+    pub groups: Vec<GroupCounts>,
+}
+
+async fn grouped(
+    api: &super::Api,
+    admin: &crate::auth::Caller,
+    column: &'static str,
+    action: &'static str,
+    q: DaysQuery,
+) -> Result<Json<GroupStats>, Problem> {
+    api.limits.check(Budget::Read, admin)?;
+    let days = days(q.days)?;
+    let sql = format!(
+        "SELECT NULLIF({column}, '') AS key,
+                sum(successes + failures)::bigint AS total, sum(successes)::bigint AS successful,
+                sum(failures)::bigint AS failed, sum(suspicious)::bigint AS suspicious
+         FROM daily_login_stats WHERE day >= {WINDOW_START}
+         GROUP BY {column} ORDER BY total DESC, key NULLS LAST"
+    );
+    let query = sqlx::query_as::<_, GroupCounts>(&sql)
+        .bind(days)
+        .fetch_all(api.pool());
+    let (_, groups) = tokio::try_join!(
+        api.audit(admin, action, None, json!({ "days": days })),
+        async { query.await.map_err(db_error) }
+    )?;
+    Ok(Json(GroupStats {
+        days,
+        group_by: column.to_owned(),
+        groups,
+    }))
+}
+
+/// Logins by country (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats/geo", tag = "stats",
+    params(DaysQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Login counts per country", body = GroupStats),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn geo(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json<GroupStats>, Problem> {
+    grouped(&api, &admin, "country_code", "stats.geo", q).await
+}
+
+/// Logins by device type (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats/devices", tag = "stats",
+    params(DaysQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Login counts per device type", body = GroupStats),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn devices(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json<GroupStats>, Problem> {
+    grouped(&api, &admin, "device_type", "stats.devices", q).await
+}
+
+/// Window and size of the failing-address ranking.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TopQuery {
+    /// Whole UTC days ending today, 1 to 366 (default 7).
+    pub days: Option<u32>,
+    /// How many addresses, 1 to 500 (default 10).
+    pub limit: Option<u32>,
+}
+
+/// One address and its failed logins.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct FailingIp {
+    pub ip: String,
+    pub failures: i64,
+    /// Distinct accounts (or identifiers, for unknown users) tried from it.
+    pub accounts: i64,
+    pub last_failure_at: DateTime<Utc>,
+}
+
+/// The ranking.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopFailingIps {
+    pub days: i32,
+    pub ips: Vec<FailingIp>,
+}
+
+/// Addresses with the most failed logins in the window, most first (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats/top-failing-ips", tag = "stats",
+    params(TopQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Failing addresses", body = TopFailingIps),
+        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn top_failing_ips(
+    Ctx(api): Ctx,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<TopQuery>,
+) -> Result<Json<TopFailingIps>, Problem> {
+    api.limits.check(Budget::Read, &admin)?;
+    let days = days(q.days)?;
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=super::pagination::MAX_LIMIT).contains(&limit) {
+        return Err(bad_param("limit", "must be between 1 and 500"));
+    }
+    let sql = format!(
+        "SELECT ip, count(*)::bigint AS failures,
+                count(DISTINCT coalesce(user_id, lower(identifier)))::bigint AS accounts,
+                max(attempted_at) AS last_failure_at
+         FROM login_history
+         WHERE NOT success AND ip IS NOT NULL AND attempted_at >= ({WINDOW_START})::timestamp AT TIME ZONE 'UTC'
+         GROUP BY ip ORDER BY failures DESC, ip LIMIT $2"
+    );
+    let query = sqlx::query_as::<_, FailingIp>(&sql)
+        .bind(days)
+        .bind(i64::from(limit))
+        .fetch_all(api.pool());
+    let (_, ips) = tokio::try_join!(
+        api.audit(
+            &admin,
+            "stats.top_failing_ips",
+            None,
+            json!({ "days": days, "limit": limit })
+        ),
+        async { query.await.map_err(db_error) }
+    )?;
+    Ok(Json(TopFailingIps { days, ips }))
+}
