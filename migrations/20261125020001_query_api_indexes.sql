@@ -2,8 +2,8 @@
 
 -- "My sessions" and an admin's view of one user's sessions, newest first: keyset pagination
 -- over (created_at DESC, session_id), the one order of every session list (created_at never
--- changes, so a page boundary never moves under a reader).
-CREATE INDEX sessions_user_created ON sessions (user_id, created_at DESC, session_id);
+-- changes, so a page boundary never moves under a reader). Served by sessions_user_created
+-- (migration 20261125010001).
 
 -- The security-event stream: a projected batch is found as the offsets it advanced over; the
 -- events it recorded are found by their source event.
