@@ -55,6 +55,14 @@ pub enum Command {
     Project,
     /// Delete ended sessions and old login history from the read tables (never the log).
     Cleanup,
+    /// Write a slice of the log (offsets or times, filters) as NDJSON or CSV, merged across
+    /// partitions in event time; a summary goes to stderr.
+    Replay(crate::replay::export::ReplayArgs),
+    /// Rebuild every projection from offset 0 into a fresh schema while the live workers run,
+    /// then swap it in atomically and compare old and new (resumable: run it again).
+    Rebuild(crate::replay::rebuild::RebuildArgs),
+    /// Build the projections as they were at TIME (event time) into a schema of their own.
+    AsOf(crate::replay::asof::AsOfArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -118,6 +126,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let (sessions, history) = crate::projector::cleanup(&pool, &config.retention).await?;
             tracing::info!(sessions, login_history = history, "cleanup done");
             println!("deleted {sessions} session(s) and {history} login attempt(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            crate::replay::export::run(config, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild(args) => {
+            crate::replay::rebuild::run(config, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AsOf(args) => {
+            crate::replay::asof::run(config, args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::ingest::http::router())
+        .merge(crate::replay::http::router())
         .with_state(state)
 }
 

@@ -15,6 +15,9 @@
 //!   [`problem`]: RFC 9457 error bodies; [`simulate`]: realistic traffic with injected attacks.
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
 //!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
+//! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
+//!   (projections rebuilt into a fresh schema and swapped in), `as-of` and the admin time-travel
+//!   route.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
 //!   [`telemetry`]: logging and metrics set-up.
 //!
@@ -29,6 +32,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod problem;
 pub mod projector;
+pub mod replay;
 pub mod simulate;
 pub mod telemetry;
 
