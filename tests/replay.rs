@@ -78,6 +78,7 @@ fn args() -> ReplayArgs {
         output: None,
         follow: false,
         no_progress: true,
+        reorder_window: 10_000,
     }
 }
 

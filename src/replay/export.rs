@@ -5,12 +5,15 @@
 //! exclusive and captured once at start, so the output is a consistent snapshot; `--follow`
 //! keeps reading past it.
 //!
-//! Partitions are merged by event time with the tie-break `(partition, offset)`: the output is
-//! the merge of the per-partition sequences (always the next event with the smallest
-//! `(time, partition, offset)` among the partitions' next events), which is a pure function of
-//! the log, so two replays of the same slice are byte-identical. Producers append in event time,
-//! so each partition is (close to) time-ordered and the merge is a global time order. After the
-//! snapshot, `--follow` writes events as they arrive.
+//! Output order: by event time, ties broken by `(partition, offset)`. A partition is mostly but
+//! not strictly in event time (late events are appended when they arrive), so each partition's
+//! sequence first passes a sliding sort window of `--reorder-window` events (a heap: the smallest
+//! comes out once the window is full), then the partitions are merged (always the smallest
+//! `(time, partition, offset)` among their next events). Memory stays bounded by the window, and
+//! the result is a pure function of the log: two replays of the same slice are byte-identical.
+//! When no event is later than the window's worth of its partition's events, the output is
+//! exactly sorted by `(time, partition, offset)`. After the snapshot, `--follow` writes events
+//! as they arrive.
 
 use super::log::{self, Chunk, Range};
 use crate::config::Config;
@@ -19,7 +22,8 @@ use authtrail_events::{Event, EventType};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -75,6 +79,9 @@ pub struct ReplayArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Events per partition held to sort late arrivals into event-time order.
+    #[arg(long, default_value_t = 10_000)]
+    pub reorder_window: usize,
 }
 
 /// Which events to write.
@@ -222,6 +229,49 @@ struct Item {
     payload: Vec<u8>,
     event: Event,
     data: Option<Value>,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+impl Item {
+    fn key(&self) -> (DateTime<Utc>, i32, i64) {
+        (self.time, self.partition, self.offset)
+    }
+}
+
+/// One partition's sort window and what has left it, in order.
+#[derive(Default)]
+struct Part {
+    window: BinaryHeap<Reverse<Item>>,
+    ready: VecDeque<Item>,
+}
+
+impl Part {
+    fn push(&mut self, item: Item, window: usize) {
+        self.window.push(Reverse(item));
+        while self.window.len() > window {
+            self.ready.extend(self.window.pop().map(|r| r.0));
+        }
+    }
+    fn finish(&mut self) {
+        while let Some(Reverse(i)) = self.window.pop() {
+            self.ready.push_back(i);
+        }
+    }
 }
 
 enum Out {
@@ -381,11 +431,12 @@ pub async fn replay(
     let mut summary = Summary::default();
     // The merge: a queue per partition still being read; emit while every open partition has
     // a head (or is finished).
-    let mut queues: BTreeMap<i32, VecDeque<Item>> = ranges
+    let mut queues: BTreeMap<i32, Part> = ranges
         .iter()
         .filter(|r| r.end.is_some_and(|e| e > r.start))
-        .map(|r| (r.partition, VecDeque::new()))
+        .map(|r| (r.partition, Part::default()))
         .collect();
+    let window = args.reorder_window;
     let mut remaining: BTreeMap<i32, i64> = ranges
         .iter()
         .filter(|r| r.end.is_some_and(|e| e > r.start))
@@ -397,16 +448,20 @@ pub async fn replay(
             Chunk::Messages(msgs) => {
                 for m in msgs {
                     summary.read += 1;
-                    if let Some(end) = remaining.get(&m.partition) {
-                        if m.offset + 1 >= *end {
-                            remaining.remove(&m.partition);
-                        }
+                    let last = remaining
+                        .get(&m.partition)
+                        .is_some_and(|end| m.offset + 1 >= *end);
+                    if last {
+                        remaining.remove(&m.partition);
                     }
                     let payload = m.payload.unwrap_or_default();
                     let event = match authtrail_events::parse(&payload) {
                         Ok(e) => e,
                         Err(_) => {
                             summary.invalid += 1;
+                            if last {
+                                queues.entry(m.partition).or_default().finish();
+                            }
                             continue;
                         }
                     };
@@ -415,18 +470,23 @@ pub async fn replay(
                     } else {
                         None
                     };
-                    if !filter.accepts(&event, data.as_ref()) {
-                        continue;
-                    }
                     if let Some(q) = queues.get_mut(&m.partition) {
-                        q.push_back(Item {
-                            time: event.time,
-                            partition: m.partition,
-                            offset: m.offset,
-                            payload,
-                            event,
-                            data,
-                        });
+                        if filter.accepts(&event, data.as_ref()) {
+                            q.push(
+                                Item {
+                                    time: event.time,
+                                    partition: m.partition,
+                                    offset: m.offset,
+                                    payload,
+                                    event,
+                                    data,
+                                },
+                                window,
+                            );
+                        }
+                        if last {
+                            q.finish();
+                        }
                     }
                 }
                 if let Some(b) = &bar {
@@ -438,6 +498,7 @@ pub async fn replay(
         };
         if done {
             remaining.clear();
+            queues.values_mut().for_each(Part::finish);
         }
         emit(&mut queues, &remaining, &mut out, &mut summary)?;
         if done {
@@ -450,6 +511,7 @@ pub async fn replay(
         Err(_) => bail!("log reader panicked"),
     }
     remaining.clear();
+    queues.values_mut().for_each(Part::finish);
     emit(&mut queues, &remaining, &mut out, &mut summary)?;
     out.flush()?;
     if let Some(b) = &bar {
@@ -515,10 +577,10 @@ fn count(summary: &mut Summary, item: &Item) {
         .or_default() += 1;
 }
 
-/// Writes the merge as far as it is decided: while every partition still being read has a
-/// head, the smallest `(time, partition, offset)` head goes next.
+/// Writes the merge as far as it is decided: while every partition still being read has an
+/// event out of its window, the smallest `(time, partition, offset)` of those goes next.
 fn emit(
-    queues: &mut BTreeMap<i32, VecDeque<Item>>,
+    queues: &mut BTreeMap<i32, Part>,
     open: &BTreeMap<i32, i64>,
     out: &mut Out,
     summary: &mut Summary,
@@ -526,20 +588,20 @@ fn emit(
     loop {
         if open
             .keys()
-            .any(|p| queues.get(p).is_some_and(VecDeque::is_empty))
+            .any(|p| queues.get(p).is_some_and(|q| q.ready.is_empty()))
         {
             return Ok(());
         }
         let next = queues
             .iter()
-            .filter_map(|(p, q)| q.front().map(|i| (i.time, *p, i.offset)))
+            .filter_map(|(p, q)| q.ready.front().map(|i| (i.time, *p, i.offset)))
             .min();
         let Some((_, p, _)) = next else {
             return Ok(());
         };
         let item = queues
             .get_mut(&p)
-            .and_then(VecDeque::pop_front)
+            .and_then(|q| q.ready.pop_front())
             .expect("head exists");
         count(summary, &item);
         out.write(&item)?;
