@@ -385,35 +385,73 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
     let live = Live::start(&cfg, &pool);
     wait_caught_up(&pool, topic.name(), 3000, Duration::from_secs(120)).await;
 
-    // Keep publishing while the rebuild runs.
+    // Keep publishing while the rebuild runs, and a little after its swap.
+    let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publisher = {
         let topic_cfg = topic.config.clone();
         let rest = events[3000..].to_vec();
+        let swapped = swapped.clone();
         tokio::spawn(async move {
             let p = authtrail::kafka::Publisher::new(&topic_cfg).unwrap();
-            for chunk in rest.chunks(150) {
+            let (mut published, mut after) = (0, 0);
+            for chunk in rest.chunks(100) {
                 p.publish_all(chunk).await.unwrap();
+                published += chunk.len();
+                if swapped.load(std::sync::atomic::Ordering::SeqCst) {
+                    after += 1;
+                    if after == 5 {
+                        break;
+                    }
+                }
             }
+            published
         })
     };
     let report = rebuild::rebuild(&cfg, &pool, &options(None, true), None)
         .await
         .unwrap();
+    swapped.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(report.old_schema.is_some());
     for c in &report.comparison {
         assert!(c.equal(), "{} differs at the swap: {c:?}", c.table);
     }
     let swapped_at: i64 = report.checkpoints.values().sum();
-    assert!(swapped_at >= 3000, "{report:?}");
-    publisher.await.unwrap();
+    let published = 3000 + publisher.await.unwrap();
+    assert!(
+        swapped_at >= 3000 && (swapped_at as usize) < published,
+        "swapped at {swapped_at} of {published}: events were published before and after the swap"
+    );
 
     // The live workers continue on the swapped-in tables and end where a clean fold ends.
-    wait_caught_up(&pool, topic.name(), 6000, Duration::from_secs(120)).await;
+    wait_caught_up(
+        &pool,
+        topic.name(),
+        published as i64,
+        Duration::from_secs(120),
+    )
+    .await;
     assert!(
-        export_tables(&pool).await == reference(&events, &cfg),
+        export_tables(&pool).await == reference(&events[..published], &cfg),
         "live tables after the swap differ from the fold of the log"
     );
+    // Same indexes as the tables they replaced (the deferred ones were built).
     let old = report.old_schema.clone().unwrap();
+    let defs = |schema: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT replace(indexdef, schemaname || '.', '') FROM pg_indexes
+                 WHERE schemaname = $1 AND tablename <> '_sqlx_migrations' ORDER BY indexname",
+            )
+            .bind(schema)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (new_defs, old_defs) = (defs("public".into()).await, defs(old.clone()).await);
+    assert!(new_defs.len() > 20, "{new_defs:?}");
+    assert_eq!(new_defs, old_defs);
     let old_sessions: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {old}.sessions"))
         .fetch_one(&pool)
         .await

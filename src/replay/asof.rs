@@ -123,7 +123,7 @@ pub async fn build(
                 .entry((m.topic.clone(), m.partition))
                 .or_insert(m.offset);
         }
-        let o = schema::apply(&spool, &projection, &rules, &kept, &floors).await?;
+        let o = schema::apply(&spool, &projection, &rules, &kept, &floors, true).await?;
         summary.projected += o.projected as u64;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -85,14 +85,103 @@ pub async fn checkpoints(
     Ok(rows.into_iter().collect())
 }
 
+/// Indexes the sink's own lookups use (state loads, deduplication, upserts); every other
+/// secondary index of the projection tables only serves readers and can be built once at the
+/// end of a bulk build instead of maintained row by row. Indexes backing constraints and unique
+/// indexes are never deferred. If the sink's lookups change, a missing index here only slows a
+/// rebuild; it never changes a result.
+const SINK_INDEXES: &[&str] = &[
+    "sessions_user_activity",
+    "sessions_open",
+    "login_history_user",
+    "login_history_failures",
+];
+
+/// Drops the reader-only indexes of the projection tables in `schema`, remembering their
+/// definitions in `schema._authtrail_deferred_indexes` (so a resumed build still restores them).
+pub async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+    check_name(schema)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}._authtrail_deferred_indexes (name text PRIMARY KEY, def text NOT NULL)"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         WHERE t.relnamespace = $1::text::regnamespace AND t.relname = ANY($2)
+           AND NOT x.indisunique AND NOT x.indisprimary AND i.relname <> ALL($3)
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)",
+    )
+    .bind(schema)
+    .bind(PROJECTION_TABLES)
+    .bind(SINK_INDEXES)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, def) in &defs {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}._authtrail_deferred_indexes VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ))
+        .bind(name)
+        .bind(def)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DROP INDEX {schema}.{name}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(defs.len())
+}
+
+/// Builds the indexes [`defer_indexes`] dropped.
+pub async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+    check_name(schema)?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{schema}._authtrail_deferred_indexes"))
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    let defs: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT name, def FROM {schema}._authtrail_deferred_indexes ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (name, def) in &defs {
+        let mut tx = pool.begin().await?;
+        let def = def.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+        sqlx::query(&def)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| def.clone())?;
+        sqlx::query(&format!(
+            "DELETE FROM {schema}._authtrail_deferred_indexes WHERE name = $1"
+        ))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(defs.len())
+}
+
 /// Applies one batch through the live sink in its own transaction, retrying transient errors
-/// with backoff (at most `attempts` times).
+/// with backoff (at most 8 attempts).
+///
+/// `relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`): for a
+/// build whose checkpoints live with its rows, a server crash loses at most the last commits
+/// as a whole, and the build resumes from the checkpoints that survived.
 pub async fn apply(
     pool: &PgPool,
     projection: &str,
     rules: &Rules,
     batch: &[LogMessage],
     floors: &BTreeMap<(String, i32), i64>,
+    relaxed: bool,
 ) -> anyhow::Result<Outcome> {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
@@ -100,6 +189,11 @@ pub async fn apply(
         attempt += 1;
         let r: Result<Outcome, sqlx::Error> = async {
             let mut tx = pool.begin().await?;
+            if relaxed {
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let o = apply_batch(&mut tx, projection, rules, batch, floors).await?;
             tx.commit().await?;
             Ok(o)
