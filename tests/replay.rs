@@ -366,6 +366,7 @@ fn options(schema: Option<&str>, swap: bool) -> Options {
         batch: 400,
         progress_bar: false,
         lock_distance: 1000,
+        fast: true,
     }
 }
 
@@ -646,12 +647,15 @@ fn story() -> Vec<Event> {
     ]
 }
 
-/// What Alice's sessions were at each instant: `(session, status, refresh count)`.
-fn expected_story() -> Vec<(
+/// An instant, Alice's sessions then as `(session, status, refresh count)`, her trusted devices.
+type Instant = (
     DateTime<Utc>,
     Vec<(&'static str, &'static str, i64)>,
     Vec<&'static str>,
-)> {
+);
+
+/// What Alice's sessions were at each instant.
+fn expected_story() -> Vec<Instant> {
     vec![
         (at(5), vec![("s_laptop", "active", 0)], vec![]),
         (at(12), vec![("s_laptop", "active", 1)], vec![]),

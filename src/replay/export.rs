@@ -276,7 +276,7 @@ impl Part {
 
 enum Out {
     Ndjson(Box<dyn Write>),
-    Csv(csv::Writer<Box<dyn Write>>),
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
 }
 
 impl Out {
@@ -406,7 +406,7 @@ pub async fn replay(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_HEADER)?;
-            Out::Csv(w)
+            Out::Csv(Box::new(w))
         }
     };
     let keep_data = filter.needs_data() || args.format == Format::Csv;

@@ -110,6 +110,8 @@ pub struct Options {
     pub progress_bar: bool,
     /// Outside the lock, chase the live checkpoints until at most this many messages remain.
     pub lock_distance: u64,
+    /// Defer reader-only indexes and commit without waiting for the WAL flush while building.
+    pub fast: bool,
 }
 
 impl Options {
@@ -124,6 +126,7 @@ impl Options {
                 .max(1),
             progress_bar: !a.no_progress && std::io::stderr().is_terminal(),
             lock_distance: 20_000,
+            fast: true,
         }
     }
 }
@@ -227,6 +230,7 @@ struct Builder<'a> {
     rules: Rules,
     topic: String,
     batch: usize,
+    relaxed: bool,
     floors: BTreeMap<(String, i32), i64>,
     positions: BTreeMap<i32, i64>,
     pending: BTreeMap<i32, VecDeque<LogMessage>>,
@@ -273,7 +277,7 @@ impl Builder<'_> {
                     &self.rules,
                     &batch,
                     &self.floors,
-                    true,
+                    self.relaxed,
                 )
                 .await?;
                 for (_, p, next) in &o.advanced {
@@ -323,7 +327,11 @@ pub async fn rebuild(
         bail!("cannot rebuild into the live schema {live}");
     }
     let spool = schema::prepare(&config.database, pool, &target_schema).await?;
-    let deferred = schema::defer_indexes(pool, &target_schema).await?;
+    let deferred = if opts.fast {
+        schema::defer_indexes(pool, &target_schema).await?
+    } else {
+        0
+    };
     tracing::info!(schema = %target_schema, deferred, "building; reader-only indexes deferred");
     let (projection, rules) = schema::projection_of(config);
     let topic = config.kafka.topic.clone();
@@ -360,6 +368,7 @@ pub async fn rebuild(
         rules,
         topic: topic.clone(),
         batch: opts.batch,
+        relaxed: opts.fast,
         // Offsets below the log start are gone (retention): the rebuild starts at the log start.
         floors: marks
             .iter()
@@ -595,8 +604,8 @@ async fn swap(
         bail!("rebuild did not reach the live checkpoints: {behind:?}");
     }
 
-    let old_hashes = schema::table_hashes(&mut *tx, live).await?;
-    let new_hashes = schema::table_hashes(&mut *tx, rebuilt).await?;
+    let old_hashes = schema::table_hashes(&mut tx, live).await?;
+    let new_hashes = schema::table_hashes(&mut tx, rebuilt).await?;
     let comparison = old_hashes
         .iter()
         .map(|(t, (or, oh))| {
