@@ -286,6 +286,74 @@ async fn replay_slices_and_filters_equal_the_published_events() {
     );
 }
 
+/// Lines in `path` (0 when it does not exist yet).
+fn lines(path: &std::path::Path) -> Vec<Vec<u8>> {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Waits until `path` holds `n` lines (re-reading it every 50 ms).
+async fn wait_lines(path: &std::path::Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lines(path).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} holds {} of {n} lines",
+            path.display(),
+            lines(path).len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_keeps_writing_past_the_snapshot_until_interrupted() {
+    let topic = TestTopic::new(2).await;
+    let events = stream(66, 10, 150);
+    publish(&topic, &events[..100]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("follow.ndjson");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authtrail"))
+        .args(["replay", "--follow", "--no-progress", "--output"])
+        .arg(&file)
+        .env("AUTHTRAIL_KAFKA_BROKERS", &topic.config.brokers)
+        .env("AUTHTRAIL_KAFKA_TOPIC", &topic.config.topic)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&file, 100).await;
+    publish(&topic, &events[100..]).await;
+    wait_lines(&file, 150).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(out.0.success(), "{}", out.1);
+    assert!(out.1.contains("wrote 150 event(s)"), "{}", out.1);
+    let got = lines(&file);
+    let mut tail: Vec<Vec<u8>> = got[100..].to_vec();
+    let mut want: Vec<Vec<u8>> = events[100..].iter().map(Event::to_json_bytes).collect();
+    tail.sort();
+    want.sort();
+    assert!(
+        tail == want,
+        "the followed events are the ones published after the snapshot"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_past_the_end_resolve_to_the_end() {
     let topic = TestTopic::new(3).await;

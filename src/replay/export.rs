@@ -607,3 +607,101 @@ fn emit(
         out.write(&item)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(time: i64, partition: i32, offset: i64) -> Item {
+        let t = DateTime::<Utc>::from_timestamp(1_800_000_000 + time, 0).unwrap();
+        let event = authtrail_events::parse(
+            serde_json::json!({
+                "specversion": "1.0", "id": uuid::Uuid::from_u128(offset as u128 + 1).to_string(),
+                "source": "/t", "type": "session.logged_out", "time": t.to_rfc3339(),
+                "subject": "u", "datacontenttype": "application/json", "schemaversion": 1,
+                "data": {"session_id": "s"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        Item {
+            time: t,
+            partition,
+            offset,
+            payload: vec![],
+            event,
+            data: None,
+        }
+    }
+
+    #[test]
+    fn the_window_sorts_late_events_and_the_merge_breaks_ties_by_partition_then_offset() {
+        let mut p = Part::default();
+        for (i, t) in [5, 1, 3, 2, 9, 4].into_iter().enumerate() {
+            p.push(item(t, 0, i as i64), 3);
+        }
+        // Window 3: 5,1,3,2 -> 1 out; 9 -> 2 out; 4 -> 3 out.
+        let out: Vec<i64> = p
+            .ready
+            .iter()
+            .map(|i| i.time.timestamp() - 1_800_000_000)
+            .collect();
+        assert_eq!(out, [1, 2, 3]);
+        p.finish();
+        let out: Vec<i64> = p
+            .ready
+            .iter()
+            .map(|i| i.time.timestamp() - 1_800_000_000)
+            .collect();
+        assert_eq!(out, [1, 2, 3, 4, 5, 9]);
+
+        let mut queues: BTreeMap<i32, Part> = BTreeMap::new();
+        for (t, part, off) in [(1, 1, 0), (1, 0, 7), (2, 1, 1), (1, 0, 3)] {
+            queues.entry(part).or_default().push(item(t, part, off), 10);
+        }
+        queues.values_mut().for_each(Part::finish);
+        let mut summary = Summary::default();
+        let buf = std::rc::Rc::new(std::cell::RefCell::new(Vec::<u8>::new()));
+        struct W(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Out::Csv(Box::new(csv::Writer::from_writer(
+            Box::new(W(buf.clone())) as Box<dyn Write>
+        )));
+        emit(&mut queues, &BTreeMap::new(), &mut out, &mut summary).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let text = String::from_utf8(buf.borrow().clone()).unwrap();
+        let order: Vec<(String, String)> = text
+            .lines()
+            .map(|l| {
+                let mut c = l.split(',');
+                (c.next().unwrap().to_owned(), c.next().unwrap().to_owned())
+            })
+            .collect();
+        let want = [("0", "3"), ("0", "7"), ("1", "0"), ("1", "1")];
+        assert_eq!(
+            order,
+            want.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
+        );
+        assert_eq!(summary.written, 4);
+    }
+
+    #[test]
+    fn offset_bounds_parse_for_every_partition_or_per_partition() {
+        assert_eq!(parse_offsets("5", &[0, 1]), Some([(0, 5), (1, 5)].into()));
+        assert_eq!(
+            parse_offsets("0:10, 2:3", &[0, 1, 2]),
+            Some([(0, 10), (2, 3)].into())
+        );
+        assert_eq!(parse_offsets("2026-11-25T00:00:00Z", &[0]), None);
+    }
+}

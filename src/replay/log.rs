@@ -91,6 +91,7 @@ pub async fn offsets_for_time(
             .context("offsets for times")?;
         let mut out = BTreeMap::new();
         for e in got.elements() {
+            tracing::debug!(partition = e.partition(), answer = ?e.offset(), %time, "offsets for times");
             let (low, high) = marks[&e.partition()];
             let answered = match e.offset() {
                 Offset::Offset(o) if o >= 0 => Some(o),
