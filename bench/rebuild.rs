@@ -185,6 +185,10 @@ async fn main() {
         report.identical()
     );
     println!(
+        "  of which the swap (live workers paused): {:.1} s",
+        report.swap_seconds
+    );
+    println!(
         "ratio rebuild/live: {:.2}x; rebuild/read ceiling: {:.2}",
         live_s / rebuild_s,
         read_s / rebuild_s

@@ -93,31 +93,40 @@ pub async fn offsets_for_time(
         for e in got.elements() {
             tracing::debug!(partition = e.partition(), answer = ?e.offset(), %time, "offsets for times");
             let (low, high) = marks[&e.partition()];
-            let answered = match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some(o),
-                Offset::End | Offset::Invalid => None,
-                Offset::Offset(_) => None,
-                other => bail!(
-                    "offsets for times: unexpected answer {other:?} for partition {}",
-                    e.partition()
-                ),
-            };
-            let resolved = match answered {
-                None => high,
-                Some(o) if o <= low && high > low => {
-                    // Tansu answers 0 for "after the last message": check the last one.
-                    match last_timestamp(&c, &cfg.topic, e.partition(), high - 1)? {
-                        Some(ts) if ts < time.timestamp_millis() => high,
-                        _ => o.max(low),
-                    }
-                }
-                Some(o) => o.clamp(low, high),
-            };
+            let resolved = resolve_answer(e.offset(), low, high, time.timestamp_millis(), || {
+                last_timestamp(&c, &cfg.topic, e.partition(), high - 1)
+            })
+            .with_context(|| format!("offsets for times, partition {}", e.partition()))?;
             out.insert(e.partition(), resolved);
         }
         Ok(out)
     })
     .await?
+}
+
+/// Turns a broker's offsets-for-times answer into an offset in `[low, high]`.
+///
+/// - Apache Kafka: the first offset with timestamp `>= time`, or -1 (`End`) when none.
+/// - Tansu 0.6: the same, except that "none" comes back as offset 0. An answer at or below the
+///   low watermark of a non-empty partition is therefore checked against the timestamp of the
+///   partition's last message (`last_ts`): older than `time` means none, i.e. the high watermark.
+pub fn resolve_answer(
+    answer: Offset,
+    low: i64,
+    high: i64,
+    time_ms: i64,
+    last_ts: impl FnOnce() -> anyhow::Result<Option<i64>>,
+) -> anyhow::Result<i64> {
+    Ok(match answer {
+        Offset::End | Offset::Invalid => high,
+        Offset::Offset(o) if o < 0 => high,
+        Offset::Offset(o) if o <= low && high > low => match last_ts()? {
+            Some(ts) if ts < time_ms => high,
+            _ => low,
+        },
+        Offset::Offset(o) => o.clamp(low, high),
+        other => bail!("unexpected answer {other:?}"),
+    })
 }
 
 /// The broker timestamp (ms) of the message at `offset`.
@@ -312,4 +321,47 @@ pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
     h = h.wrapping_mul(M);
     h ^= h >> 15;
     ((h & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_brokers_answers_for_a_time_after_the_last_message_mean_the_end() {
+        let never = || -> anyhow::Result<Option<i64>> { panic!("not needed") };
+        // Apache Kafka: -1.
+        assert_eq!(
+            resolve_answer(Offset::End, 0, 40, 1_000, never).unwrap(),
+            40
+        );
+        assert_eq!(
+            resolve_answer(Offset::Offset(-1), 0, 40, 1_000, never).unwrap(),
+            40
+        );
+        // Tansu 0.6: 0, although the last message (at 999) is older than the time.
+        assert_eq!(
+            resolve_answer(Offset::Offset(0), 0, 40, 1_000, || Ok(Some(999))).unwrap(),
+            40
+        );
+        // A genuine 0: the log starts at or after the time.
+        assert_eq!(
+            resolve_answer(Offset::Offset(0), 0, 40, 1_000, || Ok(Some(5_000))).unwrap(),
+            0
+        );
+        // Retention moved the start: answers below it are the start.
+        assert_eq!(
+            resolve_answer(Offset::Offset(3), 7, 40, 1_000, || Ok(Some(5_000))).unwrap(),
+            7
+        );
+        // In the middle; an empty partition.
+        assert_eq!(
+            resolve_answer(Offset::Offset(12), 0, 40, 1_000, never).unwrap(),
+            12
+        );
+        assert_eq!(
+            resolve_answer(Offset::Offset(0), 0, 0, 1_000, never).unwrap(),
+            0
+        );
+    }
 }

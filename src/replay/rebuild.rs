@@ -88,6 +88,8 @@ pub struct Report {
     /// Messages applied by this run (a resumed rebuild counts only its own).
     pub messages: u64,
     pub seconds: f64,
+    /// How long the swap held the live workers (catch-up, comparison, moves).
+    pub swap_seconds: f64,
     /// Per partition, where the rebuilt tables stand.
     pub checkpoints: BTreeMap<i32, i64>,
     /// Old (live) vs new per table, at the swap (empty without a swap).
@@ -152,7 +154,8 @@ pub fn print_report(r: &Report) {
     );
     if let Some(old) = &r.old_schema {
         eprintln!(
-            "swapped: the previous tables are in schema {old}{}",
+            "swapped in {:.2} s (live workers paused meanwhile): the previous tables are in schema {old}{}",
+            r.swap_seconds,
             if r.dropped_old { " (dropped)" } else { "" }
         );
         eprintln!(
@@ -405,6 +408,7 @@ pub async fn rebuild(
         dropped_old: false,
         messages: 0,
         seconds: 0.0,
+        swap_seconds: 0.0,
         checkpoints: BTreeMap::new(),
         comparison: vec![],
     };
@@ -415,8 +419,10 @@ pub async fn rebuild(
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let t = Instant::now();
             match swap(pool, &live, &target_schema, &mut b, &projection, &topic).await {
                 Ok((old, comparison)) => {
+                    report.swap_seconds = t.elapsed().as_secs_f64();
                     report.old_schema = Some(old);
                     report.comparison = comparison;
                     break;
