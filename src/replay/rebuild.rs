@@ -314,13 +314,33 @@ impl Builder<'_> {
     }
 }
 
-/// Rebuilds; `progress` (if given) receives the rebuilt position (sum of checkpoints) after
-/// every batch, so callers can wait for it.
+/// Where a rebuild reads the log.
+pub enum Source {
+    /// The events topic (`kafka.topic`).
+    Kafka,
+    /// A log in memory, as the consumer would hand it over (benchmarks: the database side
+    /// without the broker). Messages must carry `kafka.topic` and be in offset order per partition.
+    Memory(Arc<Vec<LogMessage>>),
+}
+
+/// Rebuilds from the events topic; `progress` (if given) receives the rebuilt position (sum of
+/// checkpoints) after every batch, so callers can wait for it.
 pub async fn rebuild(
     config: &Config,
     pool: &PgPool,
     opts: &Options,
     progress: Option<&tokio::sync::watch::Sender<u64>>,
+) -> anyhow::Result<Report> {
+    rebuild_from(config, pool, opts, progress, Source::Kafka).await
+}
+
+/// [`rebuild`] from any [`Source`].
+pub async fn rebuild_from(
+    config: &Config,
+    pool: &PgPool,
+    opts: &Options,
+    progress: Option<&tokio::sync::watch::Sender<u64>>,
+    source: Source,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let live = live_schema(pool).await?;
@@ -338,23 +358,55 @@ pub async fn rebuild(
     tracing::info!(schema = %target_schema, deferred, "building; reader-only indexes deferred");
     let (projection, rules) = schema::projection_of(config);
     let topic = config.kafka.topic.clone();
-    let partitions = super::log::partitions(&config.kafka).await?;
-    let marks = super::log::watermarks(&config.kafka, &partitions).await?;
     let positions = schema::checkpoints(&spool, "projection_checkpoints", &projection, &topic)
         .await
         .context("reading the rebuild's checkpoints")?;
-    let ranges: Vec<super::log::Range> = partitions
-        .iter()
-        .map(|&p| super::log::Range {
-            partition: p,
-            start: positions.get(&p).copied().unwrap_or(0).max(marks[&p].0),
-            end: None,
-        })
-        .collect();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
-    let _reader = super::log::spawn_reader(&config.kafka, ranges, opts.batch, tx, stop.clone());
+    let low: BTreeMap<i32, i64> = match source {
+        Source::Kafka => {
+            let partitions = super::log::partitions(&config.kafka).await?;
+            let marks = super::log::watermarks(&config.kafka, &partitions).await?;
+            let ranges: Vec<super::log::Range> = partitions
+                .iter()
+                .map(|&p| super::log::Range {
+                    partition: p,
+                    start: positions.get(&p).copied().unwrap_or(0).max(marks[&p].0),
+                    end: None,
+                })
+                .collect();
+            let _reader =
+                super::log::spawn_reader(&config.kafka, ranges, opts.batch, tx, stop.clone());
+            marks.iter().map(|(&p, &(low, _))| (p, low)).collect()
+        }
+        Source::Memory(log) => {
+            let low = log.iter().fold(BTreeMap::new(), |mut m, x| {
+                let e: &mut i64 = m.entry(x.partition).or_insert(x.offset);
+                *e = (*e).min(x.offset);
+                m
+            });
+            let (from, batch) = (positions.clone(), opts.batch);
+            tokio::spawn(async move {
+                let mut chunk = Vec::with_capacity(batch);
+                for m in log.iter() {
+                    if m.offset >= from.get(&m.partition).copied().unwrap_or(0) {
+                        chunk.push(m.clone());
+                    }
+                    if chunk.len() >= batch {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
+                        if tx.send(super::log::Chunk::Messages(full)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(super::log::Chunk::Messages(chunk)).await;
+                // Stay open like a followed log.
+                tx.closed().await;
+            });
+            low
+        }
+    };
     let bar = opts.progress_bar.then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -373,9 +425,9 @@ pub async fn rebuild(
         batch: opts.batch,
         relaxed: opts.fast,
         // Offsets below the log start are gone (retention): the rebuild starts at the log start.
-        floors: marks
+        floors: low
             .iter()
-            .map(|(&p, &(low, _))| ((topic.clone(), p), low))
+            .map(|(&p, &low)| ((topic.clone(), p), low))
             .collect(),
         positions,
         pending: BTreeMap::new(),
