@@ -152,6 +152,7 @@ async fn memory() {
         progress_bar: false,
         lock_distance: 20_000,
         fast: true,
+        workers: env_usize("BENCH_WORKERS", 2),
     };
     let t = Instant::now();
     let report = rebuild::rebuild_from(
@@ -176,6 +177,7 @@ async fn memory() {
         let opts = Options {
             schema: Some("authtrail_rebuild_plain".into()),
             fast: false,
+            workers: 1,
             ..opts
         };
         let t = Instant::now();
@@ -315,6 +317,7 @@ async fn broker() {
         progress_bar: false,
         lock_distance: 20_000,
         fast: true,
+        workers: env_usize("BENCH_WORKERS", 2),
     };
     let t = Instant::now();
     let report = rebuild::rebuild(&config, &pool, &opts, None).await.unwrap();
@@ -338,6 +341,7 @@ async fn broker() {
         let opts = Options {
             schema: Some("authtrail_rebuild_plain".into()),
             fast: false,
+            workers: 1,
             ..opts
         };
         let t = Instant::now();

@@ -435,6 +435,7 @@ fn options(schema: Option<&str>, swap: bool) -> Options {
         progress_bar: false,
         lock_distance: 1000,
         fast: true,
+        workers: 2,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct RebuildArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Transactions in flight at once, each applying its own partitions.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
 }
 
 /// One table compared.
@@ -114,6 +117,8 @@ pub struct Options {
     pub lock_distance: u64,
     /// Defer reader-only indexes and commit without waiting for the WAL flush while building.
     pub fast: bool,
+    /// Transactions in flight at once, each for its own partitions.
+    pub workers: usize,
 }
 
 impl Options {
@@ -129,6 +134,7 @@ impl Options {
             progress_bar: !a.no_progress && std::io::stderr().is_terminal(),
             lock_distance: 20_000,
             fast: true,
+            workers: a.workers.max(1),
         }
     }
 }
@@ -233,6 +239,7 @@ struct Builder<'a> {
     rules: Rules,
     topic: String,
     batch: usize,
+    workers: usize,
     relaxed: bool,
     floors: BTreeMap<(String, i32), i64>,
     positions: BTreeMap<i32, i64>,
@@ -266,27 +273,44 @@ impl Builder<'_> {
             b.set_length(target.values().map(|&t| t.max(0) as u64).sum());
         }
         loop {
-            let mut batch: Vec<LogMessage> = Vec::new();
+            // Take what is already read, up to a batch per worker.
+            let want = self.batch * self.workers;
+            while self.applicable(target) < want {
+                match self.rx.try_recv() {
+                    Ok(super::log::Chunk::Messages(msgs)) => self.stash(msgs),
+                    Ok(super::log::Chunk::Done) => {}
+                    Err(_) => break,
+                }
+            }
+            // Partitions are independent (the fold gives the same tables whichever partition
+            // goes first), so each worker takes its own partitions, in their offset order.
+            let mut batches: Vec<Vec<LogMessage>> = vec![Vec::new(); self.workers];
             for (p, q) in self.pending.iter_mut() {
                 let t = target.get(p).copied().unwrap_or(0);
+                let batch = &mut batches[(*p as usize) % self.workers];
                 while batch.len() < self.batch && q.front().is_some_and(|m| m.offset < t) {
                     batch.extend(q.pop_front());
                 }
             }
-            if !batch.is_empty() {
-                let o = schema::apply(
-                    &self.pool,
-                    &self.projection,
-                    &self.rules,
-                    &batch,
-                    &self.floors,
-                    self.relaxed,
-                )
+            batches.retain(|b| !b.is_empty());
+            if !batches.is_empty() {
+                let outcomes = futures::future::try_join_all(batches.iter().map(|batch| {
+                    schema::apply(
+                        &self.pool,
+                        &self.projection,
+                        &self.rules,
+                        batch,
+                        &self.floors,
+                        self.relaxed,
+                    )
+                }))
                 .await?;
-                for (_, p, next) in &o.advanced {
-                    self.positions.insert(*p, *next);
+                for o in &outcomes {
+                    for (_, p, next) in &o.advanced {
+                        self.positions.insert(*p, *next);
+                    }
                 }
-                self.applied += batch.len() as u64;
+                self.applied += batches.iter().map(|b| b.len() as u64).sum::<u64>();
                 let done: u64 = self.positions.values().map(|&o| o.max(0) as u64).sum();
                 if let Some(b) = &self.bar {
                     b.set_position(done);
@@ -300,17 +324,30 @@ impl Builder<'_> {
                 return Ok(());
             }
             match self.rx.recv().await {
-                Some(super::log::Chunk::Messages(msgs)) => {
-                    for m in msgs {
-                        if m.topic == self.topic {
-                            self.pending.entry(m.partition).or_default().push_back(m);
-                        }
-                    }
-                }
+                Some(super::log::Chunk::Messages(msgs)) => self.stash(msgs),
                 Some(super::log::Chunk::Done) => {}
                 None => bail!("the log reader stopped"),
             }
         }
+    }
+
+    fn stash(&mut self, msgs: Vec<LogMessage>) {
+        for m in msgs {
+            if m.topic == self.topic {
+                self.pending.entry(m.partition).or_default().push_back(m);
+            }
+        }
+    }
+
+    /// Messages read and below the target.
+    fn applicable(&self, target: &BTreeMap<i32, i64>) -> usize {
+        self.pending
+            .iter()
+            .map(|(p, q)| {
+                let t = target.get(p).copied().unwrap_or(0);
+                q.iter().take_while(|m| m.offset < t).count()
+            })
+            .sum()
     }
 }
 
@@ -423,6 +460,7 @@ pub async fn rebuild_from(
         rules,
         topic: topic.clone(),
         batch: opts.batch,
+        workers: opts.workers.max(1),
         relaxed: opts.fast,
         // Offsets below the log start are gone (retention): the rebuild starts at the log start.
         floors: low

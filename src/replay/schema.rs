@@ -47,7 +47,7 @@ pub fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> 
         .context("database url")?
         .options([("search_path", schema)]);
     Ok(PgPoolOptions::new()
-        .max_connections(db.max_connections.clamp(2, 4))
+        .max_connections(db.max_connections.max(5))
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy_with(options))
 }
