@@ -13,8 +13,9 @@
 //! 2. It chases the live checkpoints (never past them), until the distance is small; then it
 //!    builds the deferred indexes.
 //! 3. The swap, one transaction: lock the live checkpoint table (`EXCLUSIVE`: the live workers
-//!    wait, readers do not), catch up to the live checkpoints exactly, compare row counts and
-//!    content hashes, then move every projection table — and the views and functions that depend
+//!    wait, readers do not), catch up to the live checkpoints exactly, take a snapshot for the
+//!    comparison of row counts and content hashes (computed after the commit, so the live workers
+//!    do not wait for it), then move every projection table — and the views and functions that depend
 //!    on them — from the live schema to `authtrail_old_<ts>` and from the rebuild schema to the
 //!    live schema (`ALTER ... SET SCHEMA`).
 //!
@@ -91,7 +92,8 @@ pub struct Report {
     /// Messages applied by this run (a resumed rebuild counts only its own).
     pub messages: u64,
     pub seconds: f64,
-    /// How long the swap held the live workers (catch-up, comparison, moves).
+    /// How long the swap held the live workers (lock wait, last catch-up, moves; the
+    /// comparison runs afterwards on a snapshot).
     pub swap_seconds: f64,
     /// Per partition, where the rebuilt tables stand.
     pub checkpoints: BTreeMap<i32, i64>,
@@ -509,10 +511,9 @@ pub async fn rebuild_from(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let t = Instant::now();
             match swap(pool, &live, &target_schema, &mut b, &projection, &topic).await {
-                Ok((old, comparison)) => {
-                    report.swap_seconds = t.elapsed().as_secs_f64();
+                Ok((old, comparison, held)) => {
+                    report.swap_seconds = held;
                     report.old_schema = Some(old);
                     report.comparison = comparison;
                     break;
@@ -657,7 +658,8 @@ async fn move_all(
     Ok(())
 }
 
-/// The swap transaction; returns the old schema's name and the comparison.
+/// The swap transaction; returns the old schema's name, the comparison and how long the live
+/// workers were held.
 async fn swap(
     pool: &PgPool,
     live: &str,
@@ -665,7 +667,8 @@ async fn swap(
     b: &mut Builder<'_>,
     projection: &str,
     topic: &str,
-) -> anyhow::Result<(String, Vec<Comparison>)> {
+) -> anyhow::Result<(String, Vec<Comparison>, f64)> {
+    let started = Instant::now();
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '30s'")
         .execute(&mut *tx)
@@ -700,21 +703,15 @@ async fn swap(
         bail!("rebuild did not reach the live checkpoints: {behind:?}");
     }
 
-    let old_hashes = schema::table_hashes(&mut tx, live).await?;
-    let new_hashes = schema::table_hashes(&mut tx, rebuilt).await?;
-    let comparison = old_hashes
-        .iter()
-        .map(|(t, (or, oh))| {
-            let (nr, nh) = new_hashes.get(t).cloned().unwrap_or_default();
-            Comparison {
-                table: t.clone(),
-                old_rows: *or,
-                new_rows: nr,
-                old_hash: oh.clone(),
-                new_hash: nh,
-            }
-        })
-        .collect();
+    // Both schemas now stand at the same checkpoints and neither moves until the commit: a
+    // snapshot taken here sees exactly that state. The comparison reads it after the swap, so
+    // the live workers do not wait for the hashing. The snapshot must not touch the tables
+    // before the commit (it would hold a lock the moves wait for).
+    let mut snapshot = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    sqlx::query("SELECT 1").execute(&mut *snapshot).await?;
 
     // Names print qualified from here on.
     sqlx::query("SET LOCAL search_path TO pg_catalog")
@@ -744,8 +741,28 @@ async fn swap(
     move_all(&mut tx, &old_objects, live, &old).await?;
     move_all(&mut tx, &new_objects, rebuilt, live).await?;
     tx.commit().await?;
-    tracing::info!(%old, new = %rebuilt, "swapped the rebuilt projection in");
-    Ok((old, comparison))
+    let held = started.elapsed().as_secs_f64();
+    tracing::info!(%old, new = %rebuilt, held, "swapped the rebuilt projection in");
+
+    // Names resolve in today's catalog (old tables in `old`, rebuilt ones in the live schema),
+    // rows as of the snapshot: both at the swap's checkpoints.
+    let old_hashes = schema::table_hashes(&mut snapshot, &old).await?;
+    let new_hashes = schema::table_hashes(&mut snapshot, live).await?;
+    snapshot.rollback().await?;
+    let comparison = old_hashes
+        .iter()
+        .map(|(t, (or, oh))| {
+            let (nr, nh) = new_hashes.get(t).cloned().unwrap_or_default();
+            Comparison {
+                table: t.clone(),
+                old_rows: *or,
+                new_rows: nr,
+                old_hash: oh.clone(),
+                new_hash: nh,
+            }
+        })
+        .collect();
+    Ok((old, comparison, held))
 }
 
 struct StopOnDrop(Arc<AtomicBool>);
