@@ -62,6 +62,14 @@ pub enum Command {
     /// For demos and tests against a local server. Production tokens come from the auth
     /// service; a deployment that shares its HS256 secret with this command is misconfigured.
     Token(TokenArgs),
+    /// Write a slice of the log (offsets or times, filters) as NDJSON or CSV, merged across
+    /// partitions in event time; a summary goes to stderr.
+    Replay(crate::replay::export::ReplayArgs),
+    /// Rebuild every projection from offset 0 into a fresh schema while the live workers run,
+    /// then swap it in atomically and compare old and new (resumable: run it again).
+    Rebuild(crate::replay::rebuild::RebuildArgs),
+    /// Build the projections as they were at TIME (event time) into a schema of their own.
+    AsOf(crate::replay::asof::AsOfArgs),
 }
 
 /// `authtrail token` (dev/test only).
@@ -148,6 +156,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let token = mint_dev_token(&config.auth, &args)?;
             eprintln!("authtrail token: DEV/TEST ONLY - signed with the configured HS256 secret");
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            crate::replay::export::run(config, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild(args) => {
+            crate::replay::rebuild::run(config, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AsOf(args) => {
+            crate::replay::asof::run(config, args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

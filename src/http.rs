@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::ingest::http::router())
         .merge(crate::api::router(swagger_ui))
+        .merge(crate::replay::http::router())
         .with_state(state)
 }
 

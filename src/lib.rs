@@ -17,6 +17,9 @@
 //!   revocation appended to the log, introspection, SSE, OpenAPI document.
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
 //!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
+//! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
+//!   (projections rebuilt into a fresh schema and swapped in), `as-of` and the admin time-travel
+//!   route.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
 //!   [`telemetry`]: logging and metrics set-up.
 //!
@@ -32,6 +35,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod problem;
 pub mod projector;
+pub mod replay;
 pub mod simulate;
 pub mod telemetry;
 

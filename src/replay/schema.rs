@@ -1,0 +1,250 @@
+//! Projections built into a PostgreSQL schema of their own (rebuild, as-of), with the live
+//! projector's sink: the same [`apply_batch`], the same migrations, another `search_path`.
+
+use crate::config::{Config, DatabaseConfig};
+use crate::projector::{apply_batch, LogMessage, Outcome};
+use anyhow::{bail, Context};
+use authtrail_projections::Rules;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The tables one projection owns: its read tables, its deduplication set, its dead letters
+/// and its checkpoints. They are built, compared and swapped together.
+pub const PROJECTION_TABLES: &[&str] = &[
+    "sessions",
+    "login_history",
+    "security_events",
+    "security_event_reviews",
+    "trusted_devices",
+    "user_profiles",
+    "daily_login_stats",
+    "processed_events",
+    "dead_letters",
+    "projection_checkpoints",
+];
+
+/// Refuses names that would need quoting: schema names are built into SQL text.
+pub fn check_name(schema: &str) -> anyhow::Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("schema name {schema:?}: use lower-case letters, digits and _ (at most 63)");
+    }
+    Ok(())
+}
+
+/// A pool whose connections resolve unqualified names in `schema` only (temporary tables
+/// still come first): the sink, unchanged, reads and writes that schema's tables.
+pub fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> {
+    check_name(schema)?;
+    let options = PgConnectOptions::from_str(&db.url)
+        .context("database url")?
+        .options([("search_path", schema)]);
+    Ok(PgPoolOptions::new()
+        .max_connections(db.max_connections.max(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options))
+}
+
+/// Creates `schema` (if missing) and applies the migrations inside it: the same tables, views
+/// and functions as the live schema, empty. Returns a pool bound to it.
+pub async fn prepare(db: &DatabaseConfig, main: &PgPool, schema: &str) -> anyhow::Result<PgPool> {
+    check_name(schema)?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(main)
+        .await
+        .with_context(|| format!("creating schema {schema}"))?;
+    let pool = schema_pool(db, schema)?;
+    crate::db::MIGRATOR
+        .run(&pool)
+        .await
+        .with_context(|| format!("migrating schema {schema}"))?;
+    Ok(pool)
+}
+
+/// The checkpoints of `projection` on `topic` in the pool's schema.
+pub async fn checkpoints(
+    pool: &PgPool,
+    qualified_table: &str,
+    projection: &str,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT partition, next_offset FROM {qualified_table} WHERE projection = $1 AND topic = $2"
+    ))
+    .bind(projection)
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Indexes the sink's own lookups use (state loads, deduplication, upserts); every other
+/// secondary index of the projection tables only serves readers and can be built once at the
+/// end of a bulk build instead of maintained row by row. Indexes backing constraints and unique
+/// indexes are never deferred. If the sink's lookups change, a missing index here only slows a
+/// rebuild; it never changes a result.
+const SINK_INDEXES: &[&str] = &[
+    "sessions_user_activity",
+    "sessions_open",
+    "login_history_user",
+    "login_history_failures",
+];
+
+/// Drops the reader-only indexes of the projection tables in `schema`, remembering their
+/// definitions in `schema._authtrail_deferred_indexes` (so a resumed build still restores them).
+pub async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+    check_name(schema)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}._authtrail_deferred_indexes (name text PRIMARY KEY, def text NOT NULL)"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         WHERE t.relnamespace = $1::text::regnamespace AND t.relname = ANY($2)
+           AND NOT x.indisunique AND NOT x.indisprimary AND i.relname <> ALL($3)
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)",
+    )
+    .bind(schema)
+    .bind(PROJECTION_TABLES)
+    .bind(SINK_INDEXES)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, def) in &defs {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}._authtrail_deferred_indexes VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ))
+        .bind(name)
+        .bind(def)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DROP INDEX {schema}.{name}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(defs.len())
+}
+
+/// Builds the indexes [`defer_indexes`] dropped.
+pub async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+    check_name(schema)?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{schema}._authtrail_deferred_indexes"))
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    let defs: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT name, def FROM {schema}._authtrail_deferred_indexes ORDER BY name"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (name, def) in &defs {
+        let mut tx = pool.begin().await?;
+        let def = def.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+        sqlx::query(&def)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| def.clone())?;
+        sqlx::query(&format!(
+            "DELETE FROM {schema}._authtrail_deferred_indexes WHERE name = $1"
+        ))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(defs.len())
+}
+
+/// Applies one batch through the live sink in its own transaction, retrying transient errors
+/// with backoff (at most 8 attempts).
+///
+/// `relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`): for a
+/// build whose checkpoints live with its rows, a server crash loses at most the last commits
+/// as a whole, and the build resumes from the checkpoints that survived.
+pub async fn apply(
+    pool: &PgPool,
+    projection: &str,
+    rules: &Rules,
+    batch: &[LogMessage],
+    floors: &BTreeMap<(String, i32), i64>,
+    relaxed: bool,
+) -> anyhow::Result<Outcome> {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r: Result<Outcome, sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            if relaxed {
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let o = apply_batch(&mut tx, projection, rules, batch, floors).await?;
+            tx.commit().await?;
+            Ok(o)
+        }
+        .await;
+        match r {
+            Ok(o) => {
+                if let Some((t, p, expected, first)) = o.gaps.first() {
+                    bail!("{t}/{p}: batch starts at offset {first}, checkpoint is {expected}");
+                }
+                return Ok(o);
+            }
+            Err(e) if attempt < 8 => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("applying a batch"),
+        }
+    }
+}
+
+/// Row count and content hash of every projection table of `schema` (columns recording wall
+/// clock time excluded), the same digest the tests use.
+pub async fn table_hashes(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<BTreeMap<String, (i64, String)>, sqlx::Error> {
+    let mut out = BTreeMap::new();
+    for table in PROJECTION_TABLES {
+        let row = match *table {
+            "dead_letters" => {
+                "(topic, partition, \"offset\", message_key, payload, error_field, error)::text"
+            }
+            "projection_checkpoints" => "(projection, topic, partition, next_offset)::text",
+            _ => "x::text",
+        };
+        let sql = format!(
+            "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) \
+             FROM (SELECT {row} FROM {schema}.{table} x) AS t(r)"
+        );
+        let got: (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
+        out.insert((*table).to_owned(), got);
+    }
+    Ok(out)
+}
+
+/// The rules and projection name of the live projector.
+pub fn projection_of(config: &Config) -> (String, Rules) {
+    (
+        config.projector.projection.clone(),
+        config.projector.rules(),
+    )
+}
