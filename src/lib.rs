@@ -34,6 +34,7 @@ pub mod problem;
 pub mod projector;
 pub mod simulate;
 pub mod telemetry;
+pub mod web;
 
 pub use authtrail_events as events;
 pub use config::Config;
