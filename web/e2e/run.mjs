@@ -64,6 +64,12 @@ async function open(viewport, token, page, { allow = [] } = {}) {
     if (m.type() === 'error' && !allow.some((re) => re.test(m.text()))) consoleErrors.push(`[${page}] ${m.text()}`);
   });
   p.on('pageerror', (e) => consoleErrors.push(`[${page}] ${e.message}`));
+  // Name the request behind a "Failed to load resource" console error.
+  p.on('response', (r) => {
+    if (r.status() >= 400 && !allow.some((re) => re.test(`status of ${r.status()}`))) {
+      consoleErrors.push(`[${page}]   (${r.status()} ${r.request().method()} ${r.url()})`);
+    }
+  });
   const url = token ? `${BASE}/ui/#token=${encodeURIComponent(token)}&page=${page}` : `${BASE}/ui/#/${page}`;
   await p.goto(url);
   return { ctx, page: p };
@@ -327,7 +333,8 @@ await step('demo sign-in (server demo flag on): act as admin', async () => {
   const { ctx, page } = await open(DESKTOP, null, 'signin');
   await page.waitForSelector('#demo-box .demo');
   assert.match(await page.locator('#demo-box').innerText(), /DEMO/);
-  await page.waitForSelector('#demo-user option');
+  await page.waitForSelector('#demo-user option, #demo-users [data-state="error"], #demo-users .empty', { state: 'attached' });
+  assert.ok(await page.locator('#demo-user option').count() > 0, `no simulated users offered: ${await page.locator('#demo-box').innerText()}`);
   await shot(page, 'signin-desktop');
   await page.getByRole('button', { name: 'Continue as admin' }).click();
   await page.waitForSelector('#admin-content:not([hidden])');

@@ -114,7 +114,7 @@ export function renderAdmin(main) {
       feed.innerHTML = items.length ? items.map(eventItem).join('') : `<li class="none">${emptyHtml('No security events match these filters.')}</li>`;
       feed.dataset.state = 'ready';
     } catch (e) {
-      if (!gone) feed.innerHTML = `<li>${errorHtml(e, 'security events')}</li>`;
+      if (!gone) feed.innerHTML = `<li>${errorHtml(e, e.status === 403 ? 'security monitoring' : 'security events')}</li>`;
     }
   }
 

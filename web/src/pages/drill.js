@@ -47,7 +47,8 @@ function drill(main, { title, crumbs, sessionsPath, sessionsQuery, historyQuery,
   }
 
   $('#show-ended').addEventListener('change', loadSessions);
-  main.addEventListener('click', async (ev) => {
+  // On this page's own section: `main` outlives the page, and its listeners would pile up.
+  main.querySelector('section').addEventListener('click', async (ev) => {
     const b = ev.target.closest('button');
     if (!b) return;
     if (b.dataset.action === 'retry') return Promise.all([loadSessions(), loadHistory()]);
