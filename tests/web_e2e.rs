@@ -55,7 +55,10 @@ async fn dashboard_in_headless_chromium() {
         &root.join("web/node_modules/playwright-core"),
         "playwright-core (web/node_modules)",
     );
-    require(&root.join("web/dist/index.html"), "the built dashboard (web/dist)");
+    require(
+        &root.join("web/dist/index.html"),
+        "the built dashboard (web/dist)",
+    );
 
     let app = spawn_api_with(Options::default(), |c| {
         c.web.dir = root.join("web/dist");
@@ -143,7 +146,10 @@ async fn dashboard_in_headless_chromium() {
         .collect();
     assert_eq!(ids, vec!["e2e-current"], "only the current session is left");
     let other = app
-        .get(&format!("/api/v1/admin/users/{v}/sessions?status=active"), &admin)
+        .get(
+            &format!("/api/v1/admin/users/{v}/sessions?status=active"),
+            &admin,
+        )
         .await;
     assert!(other.items().is_empty(), "force logout ended every session");
 }
@@ -179,16 +185,28 @@ async fn unbuilt_dashboard_answers_503_and_demo_is_off_by_default() {
     assert_eq!(r.status(), 404, "no demo tokens unless web.demo is on");
 
     // A built directory is served, with a 404 for files it does not have.
-    std::fs::write(empty.path().join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    std::fs::write(
+        empty.path().join("index.html"),
+        "<!doctype html><title>t</title>",
+    )
+    .unwrap();
     let r = client.get(app.url("/ui/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-security-policy"]
         .to_str()
         .unwrap()
         .contains("default-src 'self'"));
-    let r = client.get(app.url("/ui/assets/nope.js")).send().await.unwrap();
+    let r = client
+        .get(app.url("/ui/assets/nope.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = client.get(app.url("/ui/../Cargo.toml")).send().await.unwrap();
+    let r = client
+        .get(app.url("/ui/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.status(), 200);
 }
 
@@ -229,5 +247,8 @@ async fn demo_sign_in_mints_user_and_admin_tokens_only() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let c = claims(r.json::<Value>().await.unwrap()["token"].as_str().unwrap());
-    assert_eq!((c["sub"].as_str(), c["sid"].as_str(), c["role"].as_str()), (Some("u1"), Some("s1"), Some("user")));
+    assert_eq!(
+        (c["sub"].as_str(), c["sid"].as_str(), c["role"].as_str()),
+        (Some("u1"), Some("s1"), Some("user"))
+    );
 }

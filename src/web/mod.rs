@@ -67,7 +67,12 @@ async fn assets(State(state): State<AppState>, request: Request) -> Response {
             .into_response();
     }
     let (mut parts, body) = request.into_parts();
-    let rest = parts.uri.path().strip_prefix("/ui").unwrap_or("/").to_owned();
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix("/ui")
+        .unwrap_or("/")
+        .to_owned();
     let is_index = rest == "/" || rest == "/index.html";
     let hashed = rest.starts_with("/assets/");
     parts.uri = match Uri::builder().path_and_query(rest.as_str()).build() {
