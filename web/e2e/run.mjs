@@ -329,7 +329,7 @@ await step('a user cannot open the admin page: the API refuses and the page says
   await ctx.close();
 });
 
-await step('demo sign-in (server demo flag on): act as admin', async () => {
+await step('demo sign-in (server demo flag on): act as admin, then as a simulated user', async () => {
   const { ctx, page } = await open(DESKTOP, null, 'signin');
   await page.waitForSelector('#demo-box .demo');
   assert.match(await page.locator('#demo-box').innerText(), /DEMO/);
@@ -338,6 +338,14 @@ await step('demo sign-in (server demo flag on): act as admin', async () => {
   await shot(page, 'signin-desktop');
   await page.getByRole('button', { name: 'Continue as admin' }).click();
   await page.waitForSelector('#admin-content:not([hidden])');
+  // Sign out, then act as a simulated user: their most recent session is the current one.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForSelector('#demo-user option', { state: 'attached' });
+  const chosen = await page.locator('#demo-user').inputValue();
+  await page.getByRole('button', { name: 'Continue as this user' }).click();
+  await page.waitForSelector('#sessions-body[data-state="ready"] #session-list');
+  assert.match(await page.locator('#who').innerText(), new RegExp(chosen));
+  assert.match(await page.locator('[data-current="true"]').innerText(), /Active now \(Current session\)/);
   await ctx.close();
 });
 
