@@ -329,6 +329,16 @@ await step('a user cannot open the admin page: the API refuses and the page says
   await ctx.close();
 });
 
+await step('an invalid token gets the error state, not a broken page', async () => {
+  // Well-formed, but its signature is wrong: the API answers 401.
+  const forged = USER_TOKEN.slice(0, -6) + (USER_TOKEN.endsWith('AAAAAA') ? 'BBBBBB' : 'AAAAAA');
+  const { ctx, page } = await open(PHONE, forged, 'sessions', { allow: [/status of 401/] });
+  await page.waitForSelector('#sessions-body [data-state="unauthenticated"]');
+  assert.match(await page.locator('#sessions-body').innerText(), /Your sign-in is not valid any more/);
+  assert.ok(await page.locator('#revoke-others').isHidden());
+  await ctx.close();
+});
+
 await step('demo sign-in (server demo flag on): act as admin, then as a simulated user', async () => {
   const { ctx, page } = await open(DESKTOP, null, 'signin');
   await page.waitForSelector('#demo-box .demo');

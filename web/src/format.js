@@ -31,7 +31,16 @@ export function relative(iso, now = Date.now()) {
 export function timeHtml(iso, { rel = true } = {}) {
   if (!iso) return '<span class="muted">—</span>';
   const r = relative(iso);
-  return `<time datetime="${esc(iso)}" title="${esc(localTime(iso))} (${esc(timeZone)})">${rel ? esc(r) : esc(localTime(iso))}</time>`;
+  return `<time datetime="${esc(iso)}"${rel ? ' data-rel' : ''} title="${esc(localTime(iso))} (${esc(timeZone)})">${rel ? esc(r) : esc(localTime(iso))}</time>`;
+}
+
+/** Keeps relative times true while a page stays open ("just now" becomes "5 minutes ago"). */
+export function refreshRelativeTimes(root = document) {
+  const now = Date.now();
+  root.querySelectorAll('time[data-rel]').forEach((t) => {
+    const r = relative(t.getAttribute('datetime'), now);
+    if (t.textContent !== r) t.textContent = r;
+  });
 }
 
 export function deviceIcon(type) {

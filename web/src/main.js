@@ -6,7 +6,7 @@
 
 import './style.css';
 import { claims, getToken, isAdmin, setToken } from './api.js';
-import { esc } from './format.js';
+import { esc, refreshRelativeTimes } from './format.js';
 import { renderSessions } from './pages/sessions.js';
 import { renderHistory } from './pages/history.js';
 import { renderAdmin } from './pages/admin.js';
@@ -114,4 +114,5 @@ async function route() {
 }
 
 window.addEventListener('hashchange', route);
+setInterval(() => refreshRelativeTimes(main), 30_000);
 route();

@@ -127,6 +127,9 @@ export function renderAdmin(main) {
   }
 
   function setLive(state, status) {
+    // The stream starts at the projection's position when it connects: whatever was projected
+    // between the list's query and then (or while it was down) comes from reloading the list.
+    if (state === 'live') loadFeed();
     const el = $('#live');
     el.dataset.live = state;
     el.textContent = { connecting: 'connecting…', live: '● live', retrying: 'reconnecting…', denied: `refused (${status})` }[state];
