@@ -349,7 +349,7 @@ await step('demo sign-in (server demo flag on): act as admin, then as a simulate
   await page.getByRole('button', { name: 'Continue as admin' }).click();
   await page.waitForSelector('#admin-content:not([hidden])');
   // Sign out, then act as a simulated user: their most recent session is the current one.
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.waitForSelector('#demo-user option', { state: 'attached' });
   const chosen = await page.locator('#demo-user').inputValue();
   await page.getByRole('button', { name: 'Continue as this user' }).click();
