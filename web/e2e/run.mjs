@@ -261,6 +261,14 @@ await step('admin: drill down from a failing IP and from a user, then force logo
   assert.equal(await page.locator('#drill-sessions [data-session-id]').count(), 2);
   await page.waitForSelector('#drill-history table');
   await shot(page, 'admin-user-desktop');
+  {
+    const m = await open(PHONE, ADMIN_TOKEN, `admin/user/${OTHER}`);
+    await m.page.waitForSelector('#drill-sessions[data-state="ready"] [data-session-id]');
+    await m.page.waitForSelector('#drill-history table');
+    await noHorizontalScroll(m.page);
+    await shot(m.page, 'admin-user-phone');
+    await m.ctx.close();
+  }
   await page.getByRole('button', { name: 'Force logout everywhere' }).click();
   await page.locator('#confirm-ok').click();
   await page.waitForSelector('#drill-sessions [data-state="empty"]');
@@ -346,6 +354,13 @@ await step('demo sign-in (server demo flag on): act as admin, then as a simulate
   await page.waitForSelector('#demo-user option, #demo-users [data-state="error"], #demo-users .empty', { state: 'attached' });
   assert.ok(await page.locator('#demo-user option').count() > 0, `no simulated users offered: ${await page.locator('#demo-box').innerText()}`);
   await shot(page, 'signin-desktop');
+  {
+    const m = await open(PHONE, null, 'signin');
+    await m.page.waitForSelector('#demo-user option', { state: 'attached' });
+    await noHorizontalScroll(m.page);
+    await shot(m.page, 'signin-phone');
+    await m.ctx.close();
+  }
   await page.getByRole('button', { name: 'Continue as admin' }).click();
   await page.waitForSelector('#admin-content:not([hidden])');
   // Sign out, then act as a simulated user: their most recent session is the current one.
