@@ -154,6 +154,21 @@ async fn dashboard_in_headless_chromium() {
     assert!(other.items().is_empty(), "force logout ended every session");
 }
 
+/// The front-end's unit tests (`npm test` in web/: names, places, relative times, feed icons).
+#[test]
+fn front_end_unit_tests() {
+    let root = root();
+    // English relative times whatever the machine's locale.
+    let status = std::process::Command::new("node")
+        .args(["--test", "src/"])
+        .current_dir(root.join("web"))
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
+        .status()
+        .expect("node runs (install Node.js 20+)");
+    assert!(status.success(), "node --test src/ in web/ failed: {status}");
+}
+
 /// Without a build the pages answer 503 saying how to build them; the demo sign-in is off unless
 /// configured; the API is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
