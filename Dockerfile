@@ -2,6 +2,14 @@
 # authtrail container image: `docker build -t authtrail .`
 # Needs BuildKit (the default builder of current Docker) for the cache mounts.
 
+# The web dashboard (web/, served under /ui/): built with the project's own npm scripts.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM rust:1-bookworm AS build
 # rdkafka builds its vendored librdkafka from C (configure + make; the rust image has
 # gcc, make and zlib). cmake is only used if rdkafka's `cmake-build` feature is enabled.
@@ -26,9 +34,12 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid authtrail --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin authtrail
 COPY --from=build /usr/local/bin/authtrail /usr/local/bin/authtrail
+COPY --from=web /web/dist /usr/share/authtrail/web
 USER 10001:10001
 # Inside a container the API must listen on all interfaces (the default is 127.0.0.1).
 ENV AUTHTRAIL_HTTP_LISTEN=0.0.0.0:8080
+# The dashboard's built assets (the demo sign-in stays off: web.demo defaults to false).
+ENV AUTHTRAIL_WEB_DIR=/usr/share/authtrail/web
 EXPOSE 8080
 ENTRYPOINT ["authtrail"]
 CMD ["serve"]

@@ -24,6 +24,7 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub retention: RetentionConfig,
     pub api: ApiConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +348,30 @@ impl Default for ApiConfig {
     }
 }
 
+/// The web dashboard (`/ui/`, served by `authtrail serve` from built assets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the dashboard under `/ui/`.
+    pub enabled: bool,
+    /// Directory of the built dashboard (`npm --prefix web run build` writes `web/dist`).
+    pub dir: PathBuf,
+    /// DEMO ONLY: offer a sign-in that mints tokens for any user or an admin, signed with
+    /// `auth.jwt_hs256_secret`. Anyone who can reach the server can then act as anyone: never
+    /// enable it outside a local demo (`./dev run` does; the compose file does not).
+    pub demo: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            dir: PathBuf::from("web/dist"),
+            demo: false,
+        }
+    }
+}
+
 /// Why the configuration could not be read; names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -484,6 +509,7 @@ fn env_provider() -> Env {
                 "projector",
                 "retention",
                 "api",
+                "web",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })

@@ -2,7 +2,8 @@
 //!
 //! This module holds the operational routes every deployment needs — `/healthz` (the process
 //! runs), `/readyz` (broker and database answer) and `/metrics` (Prometheus). The intake
-//! ([`crate::ingest::http`]) and the query API ([`crate::api`]) add their routers to [`router`].
+//! ([`crate::ingest::http`]), the query API ([`crate::api`]) and the dashboard ([`crate::web`])
+//! add their routers to [`router`].
 
 use crate::config::Config;
 use crate::kafka;
@@ -92,6 +93,7 @@ impl AppState {
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     let swagger_ui = state.config().api.swagger_ui;
+    let web = crate::web::router(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::http::router())
         .merge(crate::api::router(swagger_ui))
         .merge(crate::replay::http::router())
+        .merge(web)
         .with_state(state)
 }
 

@@ -38,6 +38,7 @@ pub mod projector;
 pub mod replay;
 pub mod simulate;
 pub mod telemetry;
+pub mod web;
 
 pub use authtrail_events as events;
 pub use config::Config;

@@ -1,0 +1,194 @@
+//! The web dashboard under `/ui/` (issue 7): static assets built from `web/` (Vite), served
+//! from `web.dir`, plus the demo sign-in.
+//!
+//! The pages talk to the public query API only (`/api/v1/...`) with a bearer token that the host
+//! page provides (`#token=...`, `postMessage`, or `localStorage`). This module adds no data
+//! route: the only thing it serves besides files is the **demo sign-in**, which mints dev tokens
+//! (`POST /ui/demo/token`) and exists only when `web.demo` is set — `./dev run` sets it; nothing
+//! else does.
+//!
+//! - `GET /ui` → redirect to `/ui/`
+//! - `GET /ui/`, `GET /ui/{*path}` → the built files (`index.html` for directories); 503 with a
+//!   plain explanation while `web.dir` holds no build, 404 for a file that is not there.
+//! - `GET /ui/demo/config` → `{"demo": bool}` (always 200, so the page can ask without noise)
+//! - `POST /ui/demo/token` `{"role": "user"|"admin", "sub": "...", "sid": "..."}` → `{"token"}`;
+//!   404 unless `web.demo`.
+
+use crate::cli::{mint_dev_token, TokenArgs};
+use crate::http::AppState;
+use crate::problem::Problem;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::services::ServeDir;
+
+/// The dashboard's routes (none when `web.enabled` is off).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let web = &state.config().web;
+    if !web.enabled {
+        return Router::new();
+    }
+    if web.demo {
+        tracing::warn!(
+            "web.demo is on: /ui/demo/token mints tokens for any user or admin to anyone who asks (DEMO ONLY)"
+        );
+    }
+    Router::new()
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/demo/config", get(demo_config))
+        .route("/ui/demo/token", post(demo_token))
+        .route("/ui/", get(assets))
+        .route("/ui/{*path}", get(assets))
+}
+
+async fn assets(State(state): State<AppState>, request: Request) -> Response {
+    let dir = state.config().web.dir.clone();
+    if !dir.join("index.html").is_file() {
+        let body = format!(
+            "The authtrail dashboard is not built.\n\n\
+             Build it with `npm --prefix web ci && npm --prefix web run build` (./dev run and \
+             ./dev test do this), or point web.dir (AUTHTRAIL_WEB_DIR) at a built copy.\n\
+             web.dir is now {:?}.\n",
+            dir
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix("/ui")
+        .unwrap_or("/")
+        .to_owned();
+    let is_index = rest == "/" || rest == "/index.html";
+    let hashed = rest.starts_with("/assets/");
+    parts.uri = match Uri::builder().path_and_query(rest.as_str()).build() {
+        Ok(u) => u,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let request = Request::from_parts(parts, body);
+    let mut response = match ServeDir::new(&dir).try_call(request).await {
+        Ok(r) => r.map(Body::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "web: serving a file failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    // Vite names assets by content hash: cache them for good; always revalidate the page.
+    let cache = if hashed && response.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if is_index {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                 style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    response
+}
+
+async fn demo_config(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "demo": state.config().web.demo })),
+    )
+        .into_response()
+}
+
+/// What the demo sign-in asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoRequest {
+    /// `user` or `admin`.
+    role: String,
+    /// The user to act as (role `user`).
+    sub: Option<String>,
+    /// The session to treat as current (role `user`).
+    sid: Option<String>,
+}
+
+async fn demo_token(
+    State(state): State<AppState>,
+    Json(req): Json<DemoRequest>,
+) -> Result<Response, Problem> {
+    let config = state.config();
+    if !config.web.demo {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "demo-disabled",
+            "Demo sign-in disabled",
+            "the demo sign-in exists only when web.demo is on (./dev run)",
+        ));
+    }
+    let bad = |detail: &str| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+            "Invalid parameter",
+            detail.to_owned(),
+        )
+    };
+    let args = match req.role.as_str() {
+        "admin" => TokenArgs {
+            sub: "demo-admin".into(),
+            role: "admin".into(),
+            sid: None,
+            ttl: 8 * 3600,
+        },
+        "user" => {
+            let sub = req
+                .sub
+                .filter(|s| !s.is_empty() && s.len() <= 200)
+                .ok_or_else(|| bad("role user needs sub (the user id)"))?;
+            TokenArgs {
+                sub,
+                role: "user".into(),
+                sid: req.sid.filter(|s| !s.is_empty() && s.len() <= 200),
+                ttl: 8 * 3600,
+            }
+        }
+        _ => return Err(bad("role: use user or admin")),
+    };
+    let token = mint_dev_token(&config.auth, &args).map_err(|e| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "demo-unavailable",
+            "Demo sign-in unavailable",
+            e.to_string(),
+        )
+    })?;
+    tracing::info!(role = %args.role, sub = %args.sub, "web: demo token minted");
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "token": token, "role": args.role, "sub": args.sub, "sid": args.sid })),
+    )
+        .into_response())
+}

@@ -1,0 +1,384 @@
+// End-to-end tests of the dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core; no browser download). Started by tests/web_e2e.rs, which spawns the server,
+// projects fixtures and passes addresses and tokens in the environment. Exits non-zero on the
+// first failure. Writes screenshots of every page at desktop and phone width.
+//
+// Every wait is on a condition (selectors, attributes, functions), never a fixed sleep.
+
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+
+function env(k) {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set: run this through tests/web_e2e.rs (./dev test)`);
+  return v;
+}
+const BASE = env('E2E_BASE_URL').replace(/\/$/, '');
+const USER = env('E2E_USER');
+const USER_TOKEN = env('E2E_USER_TOKEN');
+const CURRENT = env('E2E_CURRENT_SID');
+const OTHER = env('E2E_OTHER_USER');
+const ADMIN_TOKEN = env('E2E_ADMIN_TOKEN');
+const API_KEY = env('E2E_API_KEY');
+const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.E2E_SCREENSHOTS || path.resolve('../docs/screenshots');
+
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+const T = 15_000; // longest wait for anything
+
+const consoleErrors = [];
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+});
+await mkdir(SHOTS, { recursive: true });
+
+async function api(method, p, token, body) {
+  const r = await fetch(BASE + p, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A fresh browser context at `viewport`, opened on `page` with the host's `#token=`. */
+async function open(viewport, token, page, { allow = [] } = {}) {
+  const phone = viewport === PHONE;
+  const ctx = await browser.newContext({
+    viewport,
+    timezoneId: 'America/New_York',
+    locale: 'en-US',
+    isMobile: phone,
+    hasTouch: phone,
+    reducedMotion: 'reduce',
+  });
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(T);
+  p.on('console', (m) => {
+    if (m.type() === 'error' && !allow.some((re) => re.test(m.text()))) consoleErrors.push(`[${page}] ${m.text()}`);
+  });
+  p.on('pageerror', (e) => consoleErrors.push(`[${page}] ${e.message}`));
+  // Name the request behind a "Failed to load resource" console error.
+  p.on('response', (r) => {
+    if (r.status() >= 400 && !allow.some((re) => re.test(`status of ${r.status()}`))) {
+      consoleErrors.push(`[${page}]   (${r.status()} ${r.request().method()} ${r.url()})`);
+    }
+  });
+  const url = token ? `${BASE}/ui/#token=${encodeURIComponent(token)}&page=${page}` : `${BASE}/ui/#/${page}`;
+  await p.goto(url);
+  return { ctx, page: p };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function noHorizontalScroll(page) {
+  // Against the device width: a mobile browser widens its layout viewport to fit wide content.
+  const w = page.viewportSize().width;
+  const sw = await page.evaluate(() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth));
+  assert.ok(sw <= w, `page scrolls sideways at ${w}px (content ${sw}px wide)`);
+}
+
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push(`ok   ${name} (${Date.now() - t0} ms)`);
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+const cardIds = (page) => page.$$eval('#session-list [data-session-id]', (els) => els.map((e) => e.dataset.sessionId));
+
+// ---------------------------------------------------------------------------------------------
+await step('a user sees exactly the sessions the API returns', async () => {
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'sessions');
+  await page.waitForSelector('#sessions-body[data-state="ready"]');
+  const fromApi = await api('GET', '/api/v1/auth/sessions?limit=500', USER_TOKEN);
+  assert.equal(fromApi.status, 200);
+  const want = fromApi.body.items.map((s) => s.session_id).sort();
+  assert.deepEqual((await cardIds(page)).sort(), want);
+  assert.equal(want.length, 4, `the fixture user should have 4 active sessions, has ${want.length}`);
+  // The seed's card: name, place, activity, badges.
+  const current = page.locator(`[data-session-id="${CURRENT}"]`);
+  await assert.doesNotReject(current.getByText('Active now (Current session)').waitFor());
+  assert.equal(await current.locator('button[data-action="revoke"]').count(), 0, 'no revoke on the current session');
+  assert.match(await current.locator('h3').innerText(), /^Windows PC — Chrome$/);
+  const phone = page.locator('[data-session-id="e2e-phone"]');
+  assert.match(await phone.locator('h3').innerText(), /^iPhone — Safari$/);
+  assert.match(await phone.innerText(), /Trusted device/);
+  assert.match(await phone.innerText(), /Last active 3 hours ago/);
+  assert.match(await phone.innerText(), /London, United Kingdom/);
+  assert.match(await page.locator('[data-session-id="e2e-mac"] h3').innerText(), /^Mac — Safari$/);
+  assert.match(await page.locator('[data-session-id="e2e-android"] h3').innerText(), /^Android phone — Chrome$/);
+  // Times carry the viewer's time zone.
+  assert.match(await current.locator('time').first().getAttribute('title'), /America\/New_York/);
+  // Every control has an accessible name.
+  for (const b of await page.locator('button').all()) {
+    if (!(await b.isVisible())) continue;
+    const name = (await b.getAttribute('aria-label')) || (await b.innerText());
+    assert.ok(name.trim(), 'a button without a name');
+  }
+  await shot(page, 'sessions-desktop');
+  await ctx.close();
+
+  const m = await open(PHONE, USER_TOKEN, 'sessions');
+  await m.page.waitForSelector('#sessions-body[data-state="ready"]');
+  await noHorizontalScroll(m.page);
+  await shot(m.page, 'sessions-phone');
+  await m.ctx.close();
+});
+
+await step('login history: newest first, paginated with the API cursors', async () => {
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'history');
+  await page.waitForSelector('#history-body[data-state="ready"] table');
+  const first = await api('GET', '/api/v1/auth/login-history?limit=20', USER_TOKEN);
+  const rows = () => page.$$eval('tr[data-attempt-id]', (els) => els.map((e) => e.dataset.attemptId));
+  assert.deepEqual(await rows(), first.body.items.map((a) => a.id));
+  const times = await page.$$eval('tr[data-attempt-id] time:first-of-type', (els) => els.map((e) => e.getAttribute('datetime')));
+  assert.deepEqual([...times].sort().reverse(), times, 'newest first');
+  assert.ok(first.body.next_cursor, 'the fixture user has more than one page of attempts');
+  assert.match(await page.locator('tbody').innerText(), /Failed/);
+  await shot(page, 'history-desktop');
+  await page.getByRole('button', { name: 'Older →' }).click();
+  await page.waitForFunction(() => document.getElementById('page-no').textContent === 'Page 2');
+  await page.waitForSelector('#history-body[data-state="ready"] table');
+  const second = await api('GET', `/api/v1/auth/login-history?limit=20&cursor=${encodeURIComponent(first.body.next_cursor)}`, USER_TOKEN);
+  assert.deepEqual(await rows(), second.body.items.map((a) => a.id));
+  await page.getByRole('button', { name: '← Newer' }).click();
+  await page.waitForFunction(() => document.getElementById('page-no').textContent === 'Page 1');
+  await ctx.close();
+
+  const m = await open(PHONE, USER_TOKEN, 'history');
+  await m.page.waitForSelector('#history-body[data-state="ready"] table');
+  await noHorizontalScroll(m.page);
+  await shot(m.page, 'history-phone');
+  await m.ctx.close();
+});
+
+let admin;
+await step('admin: every chart, panel and statistic renders with data; the feed is live', async () => {
+  admin = await open(DESKTOP, ADMIN_TOKEN, 'admin');
+  const page = admin.page;
+  await page.waitForSelector('#admin-content:not([hidden])');
+  await page.waitForSelector('#feed[data-state="ready"] li.event');
+  await page.waitForSelector('#live[data-live="live"]');
+  for (const id of ['chart-logins', 'chart-geo', 'chart-devices', 'chart-ips']) {
+    await page.waitForSelector(`#${id}[data-rendered="true"]`);
+    const points = Number(await page.getAttribute(`#${id}`, 'data-points'));
+    assert.ok(points > 0, `${id} has no data`);
+    const painted = await page.$eval(`#${id} canvas`, (c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+      return n;
+    });
+    assert.ok(painted > 500, `${id} drew nothing (${painted} pixels)`);
+  }
+  await page.waitForSelector('#session-stats[data-state="ready"]');
+  assert.ok(Number(await page.locator('#st-active .v').innerText().then((t) => t.replace('+', ''))) > 0);
+  await page.waitForFunction(() => !document.querySelector('.panels [data-state="loading"]'));
+  for (const id of ['panel-failed', 'panel-suspicious', 'panel-super']) {
+    assert.ok(await page.locator(`#${id} li`).count() > 0, `${id} is empty`);
+  }
+  assert.match(await page.locator('#panel-super').innerText(), /Super-admin login — admin@example\.com \(OTP verified\)/);
+  // The seed's wording in the feed, with severity icons.
+  const feedText = await page.locator('#feed').innerText();
+  assert.match(feedText, /Super-admin login — admin@example\.com \(OTP verified\)/);
+  assert.match(feedText, /New device trusted/);
+  assert.ok(await page.locator('#feed .sev[role="img"][aria-label]').count() > 0);
+});
+
+await step('admin: a brute-force burst published now appears in the live feed within seconds', async () => {
+  const page = admin.page;
+  const now = Date.now();
+  const events = Array.from({ length: 5 }, (_, i) => ({
+    specversion: '1.0',
+    id: randomUUID(),
+    source: '/e2e/brute-force',
+    type: 'login.failed',
+    time: new Date(now - (5 - i) * 1000).toISOString(),
+    subject: 'e2e-victim',
+    datacontenttype: 'application/json',
+    schemaversion: 1,
+    data: {
+      identifier: 'brute-force@example.com',
+      failure_reason: 'bad_password',
+      login_method: 'password',
+      ip: '81.2.69.160',
+      user_agent: 'python-requests/2.31',
+    },
+  }));
+  const t0 = Date.now();
+  const r = await fetch(`${BASE}/v1/events`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/cloudevents-batch+json', 'X-API-Key': API_KEY },
+    body: JSON.stringify(events),
+  });
+  assert.equal(r.status, 200, await r.text());
+  const item = page.locator('#feed li.event', { hasText: 'Failed login attempts — brute-force@example.com' }).first();
+  await item.waitFor({ timeout: 10_000 });
+  const ms = Date.now() - t0;
+  console.log(`     burst visible in the live feed ${ms} ms after the intake acknowledged it`);
+  assert.ok(ms < 10_000);
+  assert.match(await item.innerText(), /\(\d attempts\)/);
+  assert.equal(await item.getAttribute('data-severity'), 'warning');
+  // Review it from the feed.
+  await item.getByRole('button', { name: /Mark reviewed/ }).click();
+  await item.locator('.badge.reviewed').waitFor();
+  // Filters: warnings only, then unreviewed only (the reviewed burst disappears).
+  await page.getByLabel('Severity').selectOption('warning');
+  await page.waitForSelector('#feed[data-state="ready"] li.event');
+  await page.waitForFunction(() => [...document.querySelectorAll('#feed li.event')].every((e) => e.dataset.severity === 'warning'));
+  await page.getByLabel('Severity').selectOption('');
+  await page.waitForFunction(() => [...document.querySelectorAll('#feed li.event')].some((e) => e.dataset.severity === 'info'));
+  await shot(page, 'admin-desktop');
+});
+
+await step('admin: drill down from a failing IP and from a user, then force logout', async () => {
+  const page = admin.page;
+  // From the top failing IPs to that address's attempts.
+  await page.locator('#ip-list a').first().click();
+  await page.waitForSelector('#h-drill');
+  assert.match(await page.locator('#h-drill').innerText(), /^Address /);
+  await page.waitForSelector('#drill-history table, #drill-history [data-state="empty"]');
+  await page.goBack();
+  await page.waitForSelector('#admin-content:not([hidden])');
+  // Keyboard: type a user id in the labelled look-up field and press Enter.
+  await page.getByLabel('User id').fill(OTHER);
+  await page.getByLabel('User id').press('Enter');
+  await page.waitForSelector('#drill-sessions[data-state="ready"]');
+  assert.equal(await page.locator('#drill-sessions [data-session-id]').count(), 2);
+  await page.waitForSelector('#drill-history table');
+  await shot(page, 'admin-user-desktop');
+  {
+    const m = await open(PHONE, ADMIN_TOKEN, `admin/user/${OTHER}`);
+    await m.page.waitForSelector('#drill-sessions[data-state="ready"] [data-session-id]');
+    await m.page.waitForSelector('#drill-history table');
+    await noHorizontalScroll(m.page);
+    await shot(m.page, 'admin-user-phone');
+    await m.ctx.close();
+  }
+  await page.getByRole('button', { name: 'Force logout everywhere' }).click();
+  await page.locator('#confirm-ok').click();
+  await page.waitForSelector('#drill-sessions [data-state="empty"]');
+  const left = await api('GET', `/api/v1/admin/users/${OTHER}/sessions?status=active`, ADMIN_TOKEN);
+  assert.equal(left.body.items.length, 0);
+  await admin.ctx.close();
+
+  const m = await open(PHONE, ADMIN_TOKEN, 'admin');
+  await m.page.waitForSelector('#chart-ips[data-rendered="true"]');
+  await m.page.waitForSelector('#session-stats[data-state="ready"]');
+  await m.page.waitForFunction(() => !document.querySelector('.panels [data-state="loading"]'));
+  await noHorizontalScroll(m.page);
+  await shot(m.page, 'admin-phone');
+  await m.ctx.close();
+});
+
+await step('a user revokes one session (keyboard, with confirmation) and it is gone', async () => {
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'sessions');
+  await page.waitForSelector('#sessions-body[data-state="ready"]');
+  const revoke = page.locator('[data-session-id="e2e-android"] button[data-action="revoke"]');
+  await revoke.focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  assert.match(await page.locator('#confirm-text').innerText(), /Android phone — Chrome will be signed out/);
+  // Focus starts on Cancel; Tab moves to the confirming button.
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'confirm-cancel');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-session-id="e2e-android"]', { state: 'detached' });
+  await page.waitForSelector('#sessions-body[data-state="ready"] #session-list');
+  const fromApi = await api('GET', '/api/v1/auth/sessions', USER_TOKEN);
+  const want = fromApi.body.items.map((s) => s.session_id).sort();
+  assert.ok(!want.includes('e2e-android'), 'the API still lists the revoked session');
+  assert.deepEqual((await cardIds(page)).sort(), want);
+  assert.equal(want.length, 3);
+  // Cancelling changes nothing.
+  await page.locator('[data-session-id="e2e-mac"] button[data-action="revoke"]').click();
+  await page.locator('#confirm-cancel').click();
+  assert.equal(await page.locator('[data-session-id="e2e-mac"]').count(), 1);
+  await ctx.close();
+});
+
+await step('"Sign out all other sessions" leaves only the current one', async () => {
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'sessions');
+  await page.waitForSelector('#sessions-body[data-state="ready"]');
+  await page.getByRole('button', { name: 'Sign out all other sessions' }).click();
+  await page.locator('#confirm-ok').click();
+  await page.waitForFunction(() => document.querySelectorAll('#session-list [data-session-id]').length === 1);
+  assert.deepEqual(await cardIds(page), [CURRENT]);
+  assert.ok(await page.locator('#revoke-others').isHidden(), 'nothing left to sign out');
+  const fromApi = await api('GET', '/api/v1/auth/sessions', USER_TOKEN);
+  assert.deepEqual(fromApi.body.items.map((s) => s.session_id), [CURRENT]);
+  await ctx.close();
+});
+
+await step('a user cannot open the admin page: the API refuses and the page says so', async () => {
+  const direct = await api('GET', '/api/v1/admin/security-events', USER_TOKEN);
+  assert.equal(direct.status, 403);
+  // The browser logs the refused request itself; that one error is expected here.
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'admin', { allow: [/status of 403/] });
+  await page.waitForSelector('#admin-gate [data-state="forbidden"]');
+  assert.match(await page.locator('#admin-gate').innerText(), /You don't have access to security monitoring/);
+  assert.ok(await page.locator('#admin-content').isHidden());
+  assert.equal(await page.locator('#nav a', { hasText: 'Security monitoring' }).count(), 0);
+  await shot(page, 'admin-refused-desktop');
+  await ctx.close();
+});
+
+await step('an invalid token gets the error state, not a broken page', async () => {
+  // Well-formed, but its signature is wrong: the API answers 401.
+  const forged = USER_TOKEN.slice(0, -6) + (USER_TOKEN.endsWith('AAAAAA') ? 'BBBBBB' : 'AAAAAA');
+  const { ctx, page } = await open(PHONE, forged, 'sessions', { allow: [/status of 401/] });
+  await page.waitForSelector('#sessions-body [data-state="unauthenticated"]');
+  assert.match(await page.locator('#sessions-body').innerText(), /Your sign-in is not valid any more/);
+  assert.ok(await page.locator('#revoke-others').isHidden());
+  await ctx.close();
+});
+
+await step('demo sign-in (server demo flag on): act as admin, then as a simulated user', async () => {
+  const { ctx, page } = await open(DESKTOP, null, 'signin');
+  await page.waitForSelector('#demo-box .demo');
+  assert.match(await page.locator('#demo-box').innerText(), /DEMO/);
+  await page.waitForSelector('#demo-user option, #demo-users [data-state="error"], #demo-users .empty', { state: 'attached' });
+  assert.ok(await page.locator('#demo-user option').count() > 0, `no simulated users offered: ${await page.locator('#demo-box').innerText()}`);
+  await shot(page, 'signin-desktop');
+  {
+    const m = await open(PHONE, null, 'signin');
+    await m.page.waitForSelector('#demo-user option', { state: 'attached' });
+    await noHorizontalScroll(m.page);
+    await shot(m.page, 'signin-phone');
+    await m.ctx.close();
+  }
+  await page.getByRole('button', { name: 'Continue as admin' }).click();
+  await page.waitForSelector('#admin-content:not([hidden])');
+  // Sign out, then act as a simulated user: their most recent session is the current one.
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await page.waitForSelector('#demo-user option', { state: 'attached' });
+  const chosen = await page.locator('#demo-user').inputValue();
+  await page.getByRole('button', { name: 'Continue as this user' }).click();
+  await page.waitForSelector('#sessions-body[data-state="ready"] #session-list');
+  assert.match(await page.locator('#who').innerText(), new RegExp(chosen));
+  assert.match(await page.locator('[data-current="true"]').innerText(), /Active now \(Current session\)/);
+  await ctx.close();
+});
+
+await browser.close();
+if (consoleErrors.length) {
+  console.log(`FAIL console errors:\n  ${consoleErrors.join('\n  ')}`);
+  process.exit(1);
+}
+console.log(`ok   no console errors\n${results.length} scenarios passed; screenshots in ${SHOTS}`);

@@ -1,0 +1,118 @@
+// authtrail dashboard: hash routes, the bearer token, and the pages.
+//
+// Token: the host application provides it as `#token=<jwt>` (removed from the address at once),
+// by `postMessage({type: 'authtrail:token', token})` from the embedding window, or it is already
+// in localStorage ('authtrail.token'). With the server's demo flag on, a demo sign-in can mint one.
+
+import './style.css';
+import { claims, getToken, isAdmin, setToken } from './api.js';
+import { esc, refreshRelativeTimes } from './format.js';
+import { renderSessions } from './pages/sessions.js';
+import { renderHistory } from './pages/history.js';
+import { renderAdmin } from './pages/admin.js';
+import { renderUser, renderIp } from './pages/drill.js';
+import { renderSignin } from './pages/signin.js';
+
+const main = document.getElementById('main');
+let cleanup = null;
+
+function takeTokenFromAddress() {
+  const h = location.hash.replace(/^#/, '');
+  if (!h.startsWith('token=') && !h.includes('&token=')) return;
+  const params = new URLSearchParams(h);
+  const t = params.get('token');
+  const next = params.get('page');
+  if (t) setToken(t);
+  history.replaceState(null, '', location.pathname + location.search + (next ? `#/${next}` : '#/sessions'));
+}
+
+window.addEventListener('message', (ev) => {
+  if (ev.source !== window.parent || ev.source === window) return;
+  const d = ev.data;
+  if (d && d.type === 'authtrail:token' && typeof d.token === 'string') {
+    setToken(d.token);
+    route();
+  }
+});
+
+function renderNav(c) {
+  const links = [
+    ['#/sessions', 'Active sessions'],
+    ['#/history', 'Login history'],
+  ];
+  if (isAdmin(c)) links.push(['#/admin', 'Security monitoring']);
+  const here = location.hash.split('/').slice(0, 2).join('/');
+  document.getElementById('nav').innerHTML = c
+    ? links
+        .map(([href, label]) => `<a href="${href}"${href === here ? ' aria-current="page"' : ''}>${esc(label)}</a>`)
+        .join('')
+    : '';
+  document.getElementById('who').innerHTML = c
+    ? `<span class="whoami" title="Signed in as ${esc(c.sub)} (${esc(c.role)})">${esc(c.sub)} · ${esc(c.role)}</span>
+       <button type="button" id="signout" class="link">Sign out</button>`
+    : '';
+  const so = document.getElementById('signout');
+  if (so)
+    so.addEventListener('click', () => {
+      setToken(null);
+      location.hash = '#/signin';
+    });
+}
+
+async function route() {
+  takeTokenFromAddress();
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch {
+      /* ignore */
+    }
+    cleanup = null;
+  }
+  const c = getToken() ? claims() : null;
+  let path = location.hash.replace(/^#/, '') || '/';
+  if (!c && path !== '/signin') {
+    path = '/signin';
+    history.replaceState(null, '', '#/signin');
+  }
+  if (path === '/') {
+    path = '/sessions';
+    history.replaceState(null, '', '#/sessions');
+  }
+  renderNav(c);
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  main.innerHTML = '';
+  let page;
+  switch (parts[0]) {
+    case 'signin':
+      page = renderSignin(main, { onSignedIn: (to) => (location.hash = to) });
+      document.title = 'Sign in — authtrail';
+      break;
+    case 'history':
+      page = renderHistory(main);
+      document.title = 'Login history — authtrail';
+      break;
+    case 'admin':
+      if (parts[1] === 'user' && parts[2]) {
+        page = renderUser(main, parts[2]);
+        document.title = `User ${parts[2]} — authtrail`;
+      } else if (parts[1] === 'ip' && parts[2]) {
+        page = renderIp(main, parts[2]);
+        document.title = `Address ${parts[2]} — authtrail`;
+      } else {
+        page = renderAdmin(main);
+        document.title = 'Security monitoring — authtrail';
+      }
+      break;
+    case 'sessions':
+    default:
+      page = renderSessions(main);
+      document.title = 'Active sessions — authtrail';
+  }
+  cleanup = page && page.cleanup;
+  main.focus({ preventScroll: true });
+}
+
+window.addEventListener('hashchange', route);
+setInterval(() => refreshRelativeTimes(main), 30_000);
+route();

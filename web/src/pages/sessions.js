@@ -1,0 +1,112 @@
+// Account Settings → Security → Active Sessions: one card per active session of mine.
+import { api } from '../api.js';
+import { deviceIcon, deviceLabel, esc, place, timeHtml } from '../format.js';
+import { announce, confirmDialog, emptyHtml, errorHtml, loadingHtml } from '../ui.js';
+
+/** One session card (shared with the admin's drill-down, which passes `admin`). */
+export function sessionCard(s, { admin = false } = {}) {
+  const name = deviceLabel(s);
+  const activity = s.current
+    ? '<span class="now">Active now (Current session)</span>'
+    : s.status === 'active'
+      ? `Last active ${timeHtml(s.last_activity_at)}`
+      : `${esc(s.status.replace('_', ' '))} · last active ${timeHtml(s.last_activity_at)}`;
+  const badges = [];
+  if (s.current) badges.push('<span class="badge current">This device</span>');
+  if (s.trusted_device) badges.push('<span class="badge trusted">🔐 Trusted device</span>');
+  if (s.suspicious)
+    badges.push(
+      `<span class="badge suspicious" title="${esc(s.suspicious_reason || '')}">⚠️ Suspicious${s.suspicious_reason ? `: ${esc(s.suspicious_reason)}` : ''}</span>`,
+    );
+  const canRevoke = s.status === 'active' && (admin || !s.current);
+  return `<li class="card session" data-session-id="${esc(s.session_id)}" data-status="${esc(s.status)}"${s.current ? ' data-current="true"' : ''}>
+    <div class="icon" aria-hidden="true">${deviceIcon(s.device_type)}</div>
+    <div class="body">
+      <h3 class="name">${esc(name)}</h3>
+      <p class="where">📍 ${esc(place(s))}${s.ip ? ` <span class="muted">· ${admin ? `<a href="#/admin/ip/${encodeURIComponent(s.ip)}">${esc(s.ip)}</a>` : esc(s.ip)}</span>` : ''}</p>
+      <p class="when">🕐 ${activity}</p>
+      <p class="since muted">Signed in ${timeHtml(s.created_at, { rel: false })}${s.login_method ? ` with ${esc(s.login_method)}` : ''}${admin ? ` · user <a href="#/admin/user/${encodeURIComponent(s.user_id)}">${esc(s.identifier || s.user_id)}</a>` : ''}</p>
+      ${badges.length ? `<p class="badges">${badges.join(' ')}</p>` : ''}
+    </div>
+    ${canRevoke ? `<div class="act"><button type="button" class="danger" data-action="revoke" data-id="${esc(s.session_id)}" data-name="${esc(name)}" aria-label="Revoke access for ${esc(name)} in ${esc(place(s))}">Revoke access</button></div>` : ''}
+  </li>`;
+}
+
+export function renderSessions(main) {
+  main.innerHTML = `<section aria-labelledby="h-sessions">
+    <p class="crumbs">Account Settings → Security</p>
+    <h1 id="h-sessions">Active sessions</h1>
+    <p class="lead">Devices where you are signed in. Revoke any you don't recognise.</p>
+    <div class="toolbar"><button type="button" id="revoke-others" class="danger" hidden>Sign out all other sessions</button></div>
+    <div id="sessions-body">${loadingHtml('your sessions')}</div>
+  </section>`;
+  const body = main.querySelector('#sessions-body');
+  const others = main.querySelector('#revoke-others');
+  let gone = false;
+
+  async function load() {
+    try {
+      const { items } = await api.all('/api/v1/auth/sessions', { status: 'active' });
+      if (gone) return;
+      // Current first, then most recently active.
+      items.sort((a, b) => (b.current - a.current) || b.last_activity_at.localeCompare(a.last_activity_at));
+      others.hidden = !items.some((s) => !s.current);
+      body.innerHTML = items.length
+        ? `<p class="count" data-count="${items.length}">${items.length} active session${items.length === 1 ? '' : 's'}</p>
+           <ul class="cards" id="session-list">${items.map((s) => sessionCard(s)).join('')}</ul>`
+        : emptyHtml('No active sessions.');
+      body.dataset.state = 'ready';
+    } catch (e) {
+      if (gone) return;
+      others.hidden = true;
+      body.innerHTML = errorHtml(e, 'your sessions');
+    }
+  }
+
+  body.addEventListener('click', async (ev) => {
+    const b = ev.target.closest('button');
+    if (!b) return;
+    if (b.dataset.action === 'retry') {
+      body.innerHTML = loadingHtml('your sessions');
+      return load();
+    }
+    if (b.dataset.action !== 'revoke') return;
+    const ok = await confirmDialog(
+      'Revoke access?',
+      `${b.dataset.name} will be signed out and will need to sign in again.`,
+      'Revoke access',
+    );
+    if (!ok) return;
+    b.disabled = true;
+    b.textContent = 'Revoking…';
+    try {
+      // wait=true: answered once the projection shows it revoked (read-your-writes).
+      await api.del(`/api/v1/auth/sessions/${encodeURIComponent(b.dataset.id)}`, { wait: true });
+      announce(`Revoked access for ${b.dataset.name}.`);
+    } catch (e) {
+      announce(`Could not revoke: ${e.message}`);
+    }
+    await load();
+  });
+
+  others.addEventListener('click', async () => {
+    const ok = await confirmDialog(
+      'Sign out all other sessions?',
+      'Every device except this one will be signed out.',
+      'Sign out others',
+    );
+    if (!ok) return;
+    others.disabled = true;
+    try {
+      await api.del('/api/v1/auth/sessions', { wait: true });
+      announce('Signed out all other sessions.');
+    } catch (e) {
+      announce(`Could not sign out other sessions: ${e.message}`);
+    }
+    others.disabled = false;
+    await load();
+  });
+
+  load();
+  return { cleanup: () => (gone = true) };
+}
