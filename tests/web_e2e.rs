@@ -3,7 +3,9 @@
 //! A server with the query API, the dashboard (`web/dist`) and an in-process projector on its
 //! own topic and database; simulated traffic plus a few people with known sessions; then
 //! `node web/e2e/run.mjs` drives Debian's Chromium through `playwright-core` against it (see that
-//! file for the scenarios) and writes the screenshots to `docs/screenshots/`. The script
+//! file for the scenarios) and writes the screenshots to `target/screenshots/` (the README's
+//! copies in `docs/screenshots/` are refreshed with
+//! `AUTHTRAIL_E2E_SCREENSHOTS=$PWD/docs/screenshots ./dev test --test web_e2e`). The script
 //! publishes its brute-force burst through the public intake while the admin page is open.
 //!
 //! Needs: `/usr/bin/chromium` (or `AUTHTRAIL_E2E_CHROMIUM`), `web/node_modules` and a built
@@ -114,7 +116,7 @@ async fn dashboard_in_headless_chromium() {
     let admin = admin_token();
     let shots = std::env::var_os("AUTHTRAIL_E2E_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("docs/screenshots"));
+        .unwrap_or_else(|| root.join("target/screenshots"));
     let started = Instant::now();
     let status = tokio::process::Command::new("node")
         .arg(root.join("web/e2e/run.mjs"))
