@@ -20,6 +20,8 @@
 //! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
 //!   (projections rebuilt into a fresh schema and swapped in), `as-of` and the admin time-travel
 //!   route.
+//! - [`web`]: serves the dashboard built from `web/` (user sessions and history, admin security
+//!   monitoring) under `/ui/`; it talks only to the public query API.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
 //!   [`telemetry`]: logging and metrics set-up.
 //!
