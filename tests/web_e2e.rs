@@ -168,7 +168,10 @@ fn front_end_unit_tests() {
         .env("LANG", "C")
         .status()
         .expect("node runs (install Node.js 20+)");
-    assert!(status.success(), "node --test src/ in web/ failed: {status}");
+    assert!(
+        status.success(),
+        "node --test src/ in web/ failed: {status}"
+    );
 }
 
 /// Without a build the pages answer 503 saying how to build them; the demo sign-in is off unless
