@@ -15,34 +15,14 @@
 //! projector, would be measured. Run: `./dev with cargo bench --bench project`
 //! (`BENCH_EVENTS`, default 1 000 000; `BENCH_BATCH`, default 5 000).
 
-use authtrail::config::DatabaseConfig;
-use authtrail::projector::{apply_batch, LogMessage};
-use authtrail_projections::gen::StreamGen;
+use authtrail::projector::apply_batch;
 use authtrail_projections::Rules;
-use sqlx::{Connection, PgConnection, PgPool};
+use common::{env_usize, fresh_db};
+use sqlx::{Connection, PgConnection};
 use std::time::Instant;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn fresh_db(admin: &str, name: &str) -> (DatabaseConfig, PgPool) {
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let cfg = DatabaseConfig {
-        url: format!("{base}/{name}"),
-        max_connections: 4,
-    };
-    let pool = authtrail::db::migrate(&cfg).await.unwrap();
-    (cfg, pool)
-}
+#[path = "common/mod.rs"]
+mod common;
 
 const TABLES: &[&str] = &[
     "sessions",
@@ -66,34 +46,9 @@ async fn main() {
     let rules = Rules::default();
 
     let t = Instant::now();
-    let events = StreamGen::new(
-        42,
-        (n / 50).max(10),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
-    )
-    .take(n);
+    let events = common::seeded_events(n);
     // The log as the consumer sees it: 12 partitions by key, interleaved in publish order.
-    let messages: Vec<LogMessage> = {
-        let mut next = [0i64; 12];
-        events
-            .iter()
-            .map(|e| {
-                let key = e.partition_key();
-                let p = (key
-                    .bytes()
-                    .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
-                    % 12) as usize;
-                next[p] += 1;
-                LogMessage {
-                    topic: "bench".into(),
-                    partition: p as i32,
-                    offset: next[p] - 1,
-                    key: Some(key.into_bytes()),
-                    payload: Some(e.to_json_bytes()),
-                }
-            })
-            .collect()
-    };
+    let messages = common::log_of(&events, 12, "bench");
     let bytes: usize = messages
         .iter()
         .map(|m| m.payload.as_ref().unwrap().len())

@@ -19,38 +19,19 @@
 //! Run: `./dev with cargo bench --bench rebuild` (needs `AUTHTRAIL_KAFKA_BROKERS` and
 //! `AUTHTRAIL_TEST_DATABASE_URL`; `BENCH_PARTITIONS`, default 12; `BENCH_BATCH`, default 5 000).
 
-use authtrail::config::{Config, DatabaseConfig, KafkaConfig};
+use authtrail::config::{Config, KafkaConfig};
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
 use authtrail::replay::log::{self, Chunk, Range};
 use authtrail::replay::rebuild::{self, Options};
-use authtrail_projections::gen::StreamGen;
+use common::{env_usize, fresh_db};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn fresh_db(admin: &str, name: &str) -> (DatabaseConfig, PgPool) {
-    let mut c = PgConnection::connect(admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let cfg = DatabaseConfig {
-        url: format!("{base}/{name}"),
-        max_connections: 4,
-    };
-    let pool = authtrail::db::migrate(&cfg).await.unwrap();
-    (cfg, pool)
-}
+#[path = "common/mod.rs"]
+mod common;
 
 async fn checkpoint_total(pool: &PgPool, topic: &str) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>(
@@ -73,7 +54,7 @@ async fn main() {
 }
 
 async fn memory() {
-    use authtrail::projector::{apply_batch, LogMessage};
+    use authtrail::projector::apply_batch;
     let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
         .expect("AUTHTRAIL_TEST_DATABASE_URL: run via ./dev with cargo bench --bench rebuild");
     let n = env_usize("BENCH_EVENTS", 1_000_000);
@@ -81,28 +62,8 @@ async fn memory() {
     let batch = env_usize("BENCH_BATCH", 5_000);
     let topic = "bench";
     let t = Instant::now();
-    let events = StreamGen::new(
-        42,
-        (n / 50).max(10),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
-    )
-    .take(n);
-    let mut next = vec![0i64; partitions as usize];
-    let messages: Vec<LogMessage> = events
-        .iter()
-        .map(|e| {
-            let key = e.partition_key();
-            let p = log::murmur2_partition(key.as_bytes(), partitions);
-            next[p as usize] += 1;
-            LogMessage {
-                topic: topic.into(),
-                partition: p,
-                offset: next[p as usize] - 1,
-                key: Some(key.into_bytes()),
-                payload: Some(e.to_json_bytes()),
-            }
-        })
-        .collect();
+    let events = common::seeded_events(n);
+    let messages = common::log_of(&events, partitions, topic);
     drop(events);
     let messages = Arc::new(messages);
     println!(
@@ -216,12 +177,7 @@ async fn broker() {
     };
     authtrail::kafka::ensure_topic(&kafka).await.unwrap();
     let t = Instant::now();
-    let events = StreamGen::new(
-        42,
-        (n / 50).max(10),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
-    )
-    .take(n);
+    let events = common::seeded_events(n);
     println!(
         "rebuild benchmark: {n} events, {partitions} partitions, batches of {batch}; generated in {:.1}s",
         t.elapsed().as_secs_f64()

@@ -15,6 +15,7 @@ use crate::auth::{AdminUser, Caller, Person};
 use crate::http::AppState;
 use crate::problem::Problem;
 use authtrail_events::kind::RevokeScope;
+use authtrail_projections::rows::SessionStatus;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
@@ -33,29 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_list))
         .routes(routes!(admin_list_user, admin_force_logout))
         .routes(routes!(admin_revoke))
-}
-
-/// A session's status now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    Active,
-    Expired,
-    IdleExpired,
-    Revoked,
-    LoggedOut,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Active => "active",
-            SessionStatus::Expired => "expired",
-            SessionStatus::IdleExpired => "idle_expired",
-            SessionStatus::Revoked => "revoked",
-            SessionStatus::LoggedOut => "logged_out",
-        }
-    }
 }
 
 /// Which sessions a list shows: one status, or `all`.

@@ -1,0 +1,64 @@
+//! What the database-side benches share: settings from the environment, a fresh migrated
+//! database, and a seeded log held in memory as the consumer would hand it over.
+
+#![allow(dead_code)] // not every bench uses every helper
+
+use authtrail::config::DatabaseConfig;
+use authtrail::events::Event;
+use authtrail::projector::LogMessage;
+use authtrail_projections::gen::StreamGen;
+use sqlx::{Connection, PgConnection, PgPool};
+
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Drops and recreates database `name` next to `admin`'s, migrated.
+pub async fn fresh_db(admin: &str, name: &str) -> (DatabaseConfig, PgPool) {
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let cfg = DatabaseConfig {
+        url: format!("{base}/{name}"),
+        max_connections: 4,
+    };
+    let pool = authtrail::db::migrate(&cfg).await.unwrap();
+    (cfg, pool)
+}
+
+/// `n` seeded events of every type, one user per 50 events.
+pub fn seeded_events(n: usize) -> Vec<Event> {
+    StreamGen::new(
+        42,
+        (n / 50).max(10),
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+    )
+    .take(n)
+}
+
+/// The log `events` make on `topic`, as the consumer hands it over: partitioned by key with
+/// Kafka's partitioner, offsets per partition, interleaved in publish order.
+pub fn log_of(events: &[Event], partitions: i32, topic: &str) -> Vec<LogMessage> {
+    let mut next = vec![0i64; partitions as usize];
+    events
+        .iter()
+        .map(|e| {
+            let key = e.partition_key();
+            let p = authtrail::kafka::murmur2_partition(key.as_bytes(), partitions);
+            next[p as usize] += 1;
+            LogMessage {
+                topic: topic.into(),
+                partition: p,
+                offset: next[p as usize] - 1,
+                key: Some(key.into_bytes()),
+                payload: Some(e.to_json_bytes()),
+            }
+        })
+        .collect()
+}
