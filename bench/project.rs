@@ -15,7 +15,7 @@
 //! projector, would be measured. Run: `./dev with cargo bench --bench project`
 //! (`BENCH_EVENTS`, default 1 000 000; `BENCH_BATCH`, default 5 000).
 
-use authtrail::projector::apply_batch;
+use authtrail::projector::{apply_batch, Cache};
 use authtrail_projections::Rules;
 use common::{env_usize, fresh_db};
 use sqlx::{Connection, PgConnection};
@@ -43,6 +43,11 @@ async fn main() {
     let n = env_usize("BENCH_EVENTS", 1_000_000);
     let batch = env_usize("BENCH_BATCH", 5_000);
     let naive_n = env_usize("BENCH_NAIVE_EVENTS", 20_000).min(n);
+    // The worker's state cache (`projector.state_cache_sessions`; 0 = load every batch afresh).
+    let cache_sessions = env_usize(
+        "BENCH_CACHE_SESSIONS",
+        authtrail::config::ProjectorConfig::default().state_cache_sessions,
+    );
     let rules = Rules::default();
 
     let t = Instant::now();
@@ -54,7 +59,7 @@ async fn main() {
         .map(|m| m.payload.as_ref().unwrap().len())
         .sum();
     println!(
-        "project benchmark: {n} events ({} MB), batches of {batch}, generated in {:.1}s",
+        "project benchmark: {n} events ({} MB), batches of {batch}, state cache {cache_sessions} sessions, generated in {:.1}s",
         bytes / 1_000_000,
         t.elapsed().as_secs_f64()
     );
@@ -64,12 +69,21 @@ async fn main() {
     let start = Instant::now();
     let mut last_report = Instant::now();
     let mut phases = authtrail::projector::Phases::default();
+    let mut cache = Cache::new(cache_sessions);
     for (i, chunk) in messages.chunks(batch).enumerate() {
         let mut tx = pool.begin().await.unwrap();
-        let out = apply_batch(&mut tx, "bench", &rules, chunk, &Default::default())
-            .await
-            .unwrap();
+        let out = apply_batch(
+            &mut tx,
+            "bench",
+            &rules,
+            chunk,
+            &Default::default(),
+            &mut cache,
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
+        cache.committed(&rules);
         assert!(out.gaps.is_empty());
         phases.add(&out.phases);
         if last_report.elapsed().as_secs() >= 10 {
@@ -171,6 +185,7 @@ async fn main() {
     // (b') The same projection, one event per transaction: what batching buys.
     let (_, single_pool) = fresh_db(&admin, "authtrail_bench_single").await;
     let start = Instant::now();
+    let mut cache = Cache::new(cache_sessions);
     for m in messages.iter().take(naive_n) {
         let mut tx = single_pool.begin().await.unwrap();
         apply_batch(
@@ -179,10 +194,12 @@ async fn main() {
             &rules,
             std::slice::from_ref(m),
             &Default::default(),
+            &mut cache,
         )
         .await
         .unwrap();
         tx.commit().await.unwrap();
+        cache.committed(&rules);
     }
     let single_rate = naive_n as f64 / start.elapsed().as_secs_f64();
     println!("(b') the projector, one event per transaction ({naive_n} events): {single_rate:.0} events/s");

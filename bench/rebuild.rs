@@ -54,7 +54,7 @@ async fn main() {
 }
 
 async fn memory() {
-    use authtrail::projector::apply_batch;
+    use authtrail::projector::{apply_batch, Cache};
     let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
         .expect("AUTHTRAIL_TEST_DATABASE_URL: run via ./dev with cargo bench --bench rebuild");
     let n = env_usize("BENCH_EVENTS", 1_000_000);
@@ -83,12 +83,21 @@ async fn memory() {
 
     let t = Instant::now();
     let mut last = Instant::now();
+    let mut cache = Cache::new(config.projector.state_cache_sessions);
     for (i, chunk) in messages.chunks(batch).enumerate() {
         let mut tx = pool.begin().await.unwrap();
-        let out = apply_batch(&mut tx, &projection, &rules, chunk, &Default::default())
-            .await
-            .unwrap();
+        let out = apply_batch(
+            &mut tx,
+            &projection,
+            &rules,
+            chunk,
+            &Default::default(),
+            &mut cache,
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
+        cache.committed(&rules);
         assert!(out.gaps.is_empty());
         if last.elapsed() > Duration::from_secs(15) {
             let done = (i + 1) * batch;
@@ -114,6 +123,7 @@ async fn memory() {
         lock_distance: 20_000,
         fast: true,
         workers: env_usize("BENCH_WORKERS", 2),
+        cache_sessions: config.projector.state_cache_sessions,
     };
     let t = Instant::now();
     let report = rebuild::rebuild_from(
@@ -274,6 +284,7 @@ async fn broker() {
         lock_distance: 20_000,
         fast: true,
         workers: env_usize("BENCH_WORKERS", 2),
+        cache_sessions: config.projector.state_cache_sessions,
     };
     let t = Instant::now();
     let report = rebuild::rebuild(&config, &pool, &opts, None).await.unwrap();

@@ -247,6 +247,9 @@ pub struct ProjectorConfig {
     /// Static group membership (`group.instance.id`): a worker restarted under the same id takes
     /// its partitions back at once, without a rebalance. Unique per worker; empty = dynamic.
     pub instance_id: Option<String>,
+    /// The worker keeps the state its partitions need in memory between batches, up to this
+    /// many sessions (then it starts over); 0 loads everything from the tables every batch.
+    pub state_cache_sessions: usize,
     /// Session rules (defaults: NIST 800-63B AAL2 and the seeds).
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
@@ -266,6 +269,7 @@ impl Default for ProjectorConfig {
             batch_max_wait_ms: 50,
             session_timeout_ms: 10_000,
             instance_id: None,
+            state_cache_sessions: 500_000,
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 3600,
             max_concurrent_sessions: 5,

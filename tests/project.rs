@@ -436,6 +436,7 @@ async fn cleanup_deletes_old_ended_sessions_and_history_but_keeps_recent_rows() 
         &authtrail_projections::Rules::default(),
         &messages,
         &Default::default(),
+        &mut authtrail::projector::Cache::disabled(),
     )
     .await
     .unwrap();
@@ -461,10 +462,28 @@ async fn cleanup_deletes_old_ended_sessions_and_history_but_keeps_recent_rows() 
             > 0
     );
 
+    let epoch = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "SELECT epoch FROM projection_epochs WHERE projection = 'p'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = epoch().await;
     let (sessions, history) = cleanup(&pool, &authtrail::config::RetentionConfig::default())
         .await
         .unwrap();
     assert!(sessions > 0 && history > 0);
+    // Workers' state caches may hold the deleted rows: cleanup gives the projection a new epoch.
+    let after = epoch().await;
+    assert!(
+        after.is_some() && after != before,
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(
         count("SELECT count(*) FROM login_history WHERE attempted_at < now() - interval '90 days'")
             .await,

@@ -436,6 +436,7 @@ fn options(schema: Option<&str>, swap: bool) -> Options {
         lock_distance: 1000,
         fast: true,
         workers: 2,
+        cache_sessions: 100_000,
     }
 }
 

@@ -11,9 +11,11 @@
 //! - [`state`]: what a batch must load ([`Needs`]), the loaded slice ([`State`]), and what it
 //!   changes ([`Changes`]).
 //! - [`fold`]: the rules of the seeds, applied event by event ([`Fold`]).
+//! - [`cache`]: what a worker keeps of the state between batches, and why that is exact.
 //! - [`memory`]: the read tables in memory — the reference model the SQL sink is tested against,
 //!   and a projection that needs no database.
 
+pub mod cache;
 pub mod fold;
 pub mod memory;
 pub mod rows;
@@ -23,6 +25,7 @@ pub mod state;
 pub mod gen;
 
 pub use authtrail_events as events;
+pub use cache::Cache;
 pub use fold::Fold;
 pub use state::{Changes, Needs, State};
 

@@ -6,6 +6,7 @@
 //! the earliest review). Tests compare the two; tools that need a projection without a database
 //! (time travel for one user) can use it directly.
 
+use crate::cache::{Cache, Home};
 use crate::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
 };
@@ -39,11 +40,31 @@ pub fn fresh<'e>(events: &'e [Event], already: &BTreeSet<Uuid>) -> Vec<&'e Event
 
 /// Folds a batch of new events over a loaded state.
 pub fn fold_batch(rules: &Rules, state: State, events: &[&Event]) -> Changes {
+    fold_with_state(rules, state, events).0
+}
+
+/// Folds a batch of new events over a loaded state; also returns the state afterwards.
+pub fn fold_with_state(rules: &Rules, state: State, events: &[&Event]) -> (Changes, State) {
     let mut fold = Fold::new(rules, state);
     for e in events {
         fold.apply(e);
     }
-    fold.finish().0
+    fold.finish()
+}
+
+/// Where a log stands, for [`Tables::apply_batch_cached`]: how many events each partition has
+/// had applied (its checkpoint), and the projection's epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogPosition {
+    pub checkpoints: BTreeMap<Home, i64>,
+    pub epoch: Option<Uuid>,
+}
+
+impl LogPosition {
+    /// Changes the epoch, as anyone who writes the tables outside a partition's worker must.
+    pub fn bump(&mut self) {
+        self.epoch = Some(Uuid::from_u128(self.epoch.map_or(1, |u| u.as_u128() + 1)));
+    }
 }
 
 impl Tables {
@@ -138,5 +159,55 @@ impl Tables {
         let changes = fold_batch(rules, state, &new);
         self.processed.extend(new.iter().map(|e| e.id));
         self.write(changes);
+    }
+
+    /// Projects one batch as the SQL sink does with a worker's [`Cache`]: `events` come with
+    /// the partition each was read from; every event moves its partition's checkpoint in `log`
+    /// by one; a batch naming another user's session bumps the epoch.
+    pub fn apply_batch_cached(
+        &mut self,
+        rules: &Rules,
+        events: &[(Event, Home)],
+        cache: &mut Cache,
+        log: &mut LogPosition,
+    ) {
+        let homes: BTreeSet<&Home> = events.iter().map(|(_, h)| h).collect();
+        let at: BTreeMap<Home, i64> = homes
+            .iter()
+            .map(|h| ((*h).clone(), log.checkpoints.get(*h).copied().unwrap_or(0)))
+            .collect();
+        cache.begin(log.epoch, &at);
+        let mut seen = BTreeSet::new();
+        let new: Vec<(&Event, &Home)> = events
+            .iter()
+            .filter(|(e, _)| !self.processed.contains(&e.id) && seen.insert(e.id))
+            .map(|(e, h)| (e, h))
+            .collect();
+        for (_, h) in events {
+            *log.checkpoints.entry(h.clone()).or_default() += 1;
+        }
+        let advanced: Vec<(String, i32, i64)> = homes
+            .iter()
+            .map(|h| (h.0.clone(), h.1, log.checkpoints[*h]))
+            .collect();
+        let mut bumped = None;
+        let mut changes = Changes::default();
+        if !new.is_empty() {
+            let only: Vec<&Event> = new.iter().map(|(e, _)| *e).collect();
+            let needs = Needs::of(&only, rules);
+            let load = cache.plan(&new, &needs);
+            let state = cache.state_with(self.load(&load));
+            if Cache::foreign(&state, &needs) {
+                log.bump();
+                bumped = Some(log.epoch);
+            }
+            let (c, state) = fold_with_state(rules, state, &only);
+            cache.keep(state, &new, &needs, &c, bumped);
+            self.processed.extend(only.iter().map(|e| e.id));
+            changes = c;
+        }
+        cache.advanced(&advanced);
+        self.write(changes);
+        cache.committed(rules);
     }
 }

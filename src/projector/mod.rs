@@ -12,7 +12,8 @@
 mod copy;
 pub mod sink;
 
-pub use sink::{apply_batch, LogMessage, Outcome, Phases};
+pub use authtrail_projections::Cache;
+pub use sink::{apply_batch, invalidate_caches, LogMessage, Outcome, Phases};
 
 use crate::config::Config;
 use crate::kafka::admin_config;
@@ -71,6 +72,8 @@ pub struct Projector {
     floors: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
     /// Per partition: the last gap sought back from, `(expected, first received)`.
     last_gaps: std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>,
+    /// What this worker keeps of the state between batches (one batch at a time uses it).
+    cache: tokio::sync::Mutex<Cache>,
 }
 
 impl Projector {
@@ -107,11 +110,12 @@ impl Projector {
         consumer.subscribe(&[config.kafka.topic.as_str()])?;
         Ok(Projector {
             rules: config.projector.rules(),
-            config,
             pool,
             consumer,
             floors: Default::default(),
             last_gaps: Default::default(),
+            cache: tokio::sync::Mutex::new(Cache::new(config.projector.state_cache_sessions)),
+            config,
         })
     }
 
@@ -290,6 +294,7 @@ impl Projector {
         batch: &[LogMessage],
         floors: &BTreeMap<(String, i32), i64>,
     ) -> Result<Outcome, sqlx::Error> {
+        let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await?;
         let outcome = apply_batch(
             &mut tx,
@@ -297,10 +302,13 @@ impl Projector {
             &self.rules,
             batch,
             floors,
+            &mut cache,
         )
         .await?;
         self.notify(&mut tx, &outcome).await?;
         tx.commit().await?;
+        cache.committed(&self.rules);
+        metrics::gauge!("authtrail_projector_cached_sessions").set(cache.sessions() as f64);
         Ok(outcome)
     }
 
@@ -405,6 +413,9 @@ pub async fn cleanup(
     let Some(newest) = newest else {
         return Ok((0, 0));
     };
+    // One transaction, which also tells the workers' state caches to start over.
+    let mut tx = pool.begin().await?;
+    sink::invalidate_caches(&mut tx).await?;
     let sessions = sqlx::query(
         "DELETE FROM sessions
          WHERE coalesce(ended_at, least(expires_at, absolute_expires_at, idle_expires_at))
@@ -412,7 +423,7 @@ pub async fn cleanup(
     )
     .bind(newest)
     .bind(cfg.sessions_days as i32)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     let history = sqlx::query(
@@ -420,8 +431,9 @@ pub async fn cleanup(
     )
     .bind(newest)
     .bind(cfg.login_history_days as i32)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
+    tx.commit().await?;
     Ok((sessions, history))
 }

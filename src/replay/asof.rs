@@ -102,6 +102,7 @@ pub async fn build(
         time: time.to_rfc3339(),
         ..Default::default()
     };
+    let mut cache = crate::projector::Cache::new(config.projector.state_cache_sessions);
     while let Some(chunk) = rx.recv().await {
         let Chunk::Messages(msgs) = chunk else { break };
         summary.read += msgs.len() as u64;
@@ -123,7 +124,16 @@ pub async fn build(
                 .entry((m.topic.clone(), m.partition))
                 .or_insert(m.offset);
         }
-        let o = schema::apply(&spool, &projection, &rules, &kept, &floors, true).await?;
+        let o = schema::apply(
+            &spool,
+            &projection,
+            &rules,
+            &kept,
+            &floors,
+            true,
+            &mut cache,
+        )
+        .await?;
         summary.projected += o.projected as u64;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

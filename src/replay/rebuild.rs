@@ -31,7 +31,7 @@
 
 use super::schema::{self, PROJECTION_TABLES};
 use crate::config::Config;
-use crate::projector::LogMessage;
+use crate::projector::{Cache, LogMessage};
 use anyhow::{bail, Context};
 use authtrail_projections::Rules;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -121,6 +121,8 @@ pub struct Options {
     pub fast: bool,
     /// Transactions in flight at once, each for its own partitions.
     pub workers: usize,
+    /// Each worker's state cache, in sessions (`projector.state_cache_sessions`).
+    pub cache_sessions: usize,
 }
 
 impl Options {
@@ -137,6 +139,7 @@ impl Options {
             lock_distance: 20_000,
             fast: true,
             workers: a.workers.max(1),
+            cache_sessions: config.projector.state_cache_sessions,
         }
     }
 }
@@ -242,6 +245,8 @@ struct Builder<'a> {
     topic: String,
     batch: usize,
     workers: usize,
+    /// One state cache per worker (a worker always takes the same partitions).
+    caches: Vec<Cache>,
     relaxed: bool,
     floors: BTreeMap<(String, i32), i64>,
     positions: BTreeMap<i32, i64>,
@@ -287,6 +292,7 @@ impl Builder<'_> {
             // Partitions are independent (the fold gives the same tables whichever partition
             // goes first), so each worker takes its own partitions, in their offset order.
             let mut batches: Vec<Vec<LogMessage>> = vec![Vec::new(); self.workers];
+            let mut caches = std::mem::take(&mut self.caches);
             for (p, q) in self.pending.iter_mut() {
                 let t = target.get(p).copied().unwrap_or(0);
                 let batch = &mut batches[(*p as usize) % self.workers];
@@ -294,19 +300,27 @@ impl Builder<'_> {
                     batch.extend(q.pop_front());
                 }
             }
-            batches.retain(|b| !b.is_empty());
-            if !batches.is_empty() {
-                let outcomes = futures::future::try_join_all(batches.iter().map(|batch| {
-                    schema::apply(
-                        &self.pool,
-                        &self.projection,
-                        &self.rules,
-                        batch,
-                        &self.floors,
-                        self.relaxed,
-                    )
-                }))
-                .await?;
+            if batches.iter().any(|b| !b.is_empty()) {
+                let applied = futures::future::try_join_all(
+                    batches
+                        .iter()
+                        .zip(caches.iter_mut())
+                        .filter(|(b, _)| !b.is_empty())
+                        .map(|(batch, cache)| {
+                            schema::apply(
+                                &self.pool,
+                                &self.projection,
+                                &self.rules,
+                                batch,
+                                &self.floors,
+                                self.relaxed,
+                                cache,
+                            )
+                        }),
+                )
+                .await;
+                self.caches = caches;
+                let outcomes = applied?;
                 for o in &outcomes {
                     for (_, p, next) in &o.advanced {
                         self.positions.insert(*p, *next);
@@ -322,6 +336,7 @@ impl Builder<'_> {
                 }
                 continue;
             }
+            self.caches = caches;
             if target.iter().all(|(&p, &t)| self.reached(p, t)) {
                 return Ok(());
             }
@@ -463,6 +478,9 @@ pub async fn rebuild_from(
         topic: topic.clone(),
         batch: opts.batch,
         workers: opts.workers.max(1),
+        caches: (0..opts.workers.max(1))
+            .map(|_| Cache::new(opts.cache_sessions))
+            .collect(),
         relaxed: opts.fast,
         // Offsets below the log start are gone (retention): the rebuild starts at the log start.
         floors: low
@@ -740,6 +758,16 @@ async fn swap(
         .await?;
     move_all(&mut tx, &old_objects, live, &old).await?;
     move_all(&mut tx, &new_objects, rebuilt, live).await?;
+    // The live workers' state caches hold the old tables' rows: a new epoch makes them start
+    // over on the rebuilt ones.
+    sqlx::query(&format!(
+        "INSERT INTO {live}.projection_epochs (projection, epoch)
+         SELECT projection, gen_random_uuid()
+         FROM (SELECT DISTINCT projection FROM {live}.projection_checkpoints) p
+         ON CONFLICT (projection) DO UPDATE SET epoch = EXCLUDED.epoch"
+    ))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     let held = started.elapsed().as_secs_f64();
     tracing::info!(%old, new = %rebuilt, held, "swapped the rebuilt projection in");

@@ -2,7 +2,7 @@
 //! projector's sink: the same [`apply_batch`], the same migrations, another `search_path`.
 
 use crate::config::{Config, DatabaseConfig};
-use crate::projector::{apply_batch, LogMessage, Outcome};
+use crate::projector::{apply_batch, Cache, LogMessage, Outcome};
 use anyhow::{bail, Context};
 use authtrail_projections::Rules;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -170,7 +170,8 @@ pub async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usiz
 }
 
 /// Applies one batch through the live sink in its own transaction, retrying transient errors
-/// with backoff (at most 8 attempts).
+/// with backoff (at most 8 attempts). `cache` is the state cache of the caller's worker (each
+/// worker its own partitions).
 ///
 /// `relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`): for a
 /// build whose checkpoints live with its rows, a server crash loses at most the last commits
@@ -182,6 +183,7 @@ pub async fn apply(
     batch: &[LogMessage],
     floors: &BTreeMap<(String, i32), i64>,
     relaxed: bool,
+    cache: &mut Cache,
 ) -> anyhow::Result<Outcome> {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
@@ -194,8 +196,9 @@ pub async fn apply(
                     .execute(&mut *tx)
                     .await?;
             }
-            let o = apply_batch(&mut tx, projection, rules, batch, floors).await?;
+            let o = apply_batch(&mut tx, projection, rules, batch, floors, cache).await?;
             tx.commit().await?;
+            cache.committed(rules);
             Ok(o)
         }
         .await;
