@@ -391,13 +391,36 @@ async fn two_workers_split_the_partitions_and_a_killed_one_resumes_without_loss(
     .await;
     sigkill(&mut a);
     let a = spawn_worker(&cfg_a, &log_a);
-    wait_caught_up(
+    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
         &pool,
         topic.name(),
         events.len() as i64,
         Duration::from_secs(240),
-    )
+    )))
     .await;
+    if caught_up.is_err() {
+        // What each worker last did (the logs go with the temporary directory otherwise).
+        let tail = |p: &std::path::Path| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("batch applied"))
+                .collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        };
+        let per_partition: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM projection_checkpoints WHERE topic = $1 ORDER BY 1",
+        )
+        .bind(topic.name())
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        panic!(
+            "not caught up; checkpoints {per_partition:?}\nA:\n{}\nB:\n{}",
+            tail(&log_a),
+            tail(&log_b)
+        );
+    }
     drop((a, b));
 
     let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")

@@ -131,31 +131,33 @@ impl Cache {
         let Some(since) = needs.since else {
             return needs.clone();
         };
-        // Where each entity of the batch lives; one seen on two partitions (the topic was
-        // repartitioned) is loaded and not kept.
-        let mut homes: BTreeMap<String, &Home> = BTreeMap::new();
+        // Where each entity of the batch lives and its earliest event here; one seen on two
+        // partitions (the topic was repartitioned) is loaded and not kept.
+        let mut homes: BTreeMap<String, (&Home, DateTime<Utc>)> = BTreeMap::new();
         let mut transient = BTreeSet::new();
         for (e, home) in events {
             let key = e.partition_key();
             let subject = e.subject.as_ref().filter(|s| **s != key).cloned();
             for entity in [Some(key), subject].into_iter().flatten() {
-                match homes.get(&entity) {
-                    Some(h) if *h != *home => {
+                match homes.get_mut(&entity) {
+                    Some((h, _)) if *h != *home => {
                         transient.insert(entity);
                     }
-                    Some(_) => {}
+                    Some((_, first)) => *first = (*first).min(e.time),
                     None => {
-                        homes.insert(entity, home);
+                        homes.insert(entity, (home, e.time));
                     }
                 }
             }
         }
+        // An entity's rows matter from its own earliest event on (every rule looks back from
+        // an event's time), so a late event of one user reloads that user only.
         let mut missing = BTreeSet::new();
-        for (entity, home) in &homes {
+        for (entity, (home, first)) in &homes {
             let held = self
                 .entries
                 .get(entity)
-                .is_some_and(|en| &en.home == *home && en.covered <= since);
+                .is_some_and(|en| &en.home == *home && en.covered <= *first);
             if !held || transient.contains(entity) {
                 missing.insert(entity.clone());
             }
@@ -168,7 +170,7 @@ impl Cache {
                 self.entries.insert(
                     entity.clone(),
                     Entry {
-                        home: homes[entity].clone(),
+                        home: homes[entity].0.clone(),
                         covered: since,
                     },
                 );

@@ -62,11 +62,18 @@ proptest! {
         max_sessions in prop_oneof![Just(1usize), Just(8), Just(100_000)],
         foreign_every in prop_oneof![Just(0usize), Just(7), Just(23)],
         redeliver in any::<bool>(),
+        late in prop_oneof![Just(0usize), 2usize..40],
     ) {
         let rules = Rules { max_sessions: 3, ..Rules::default() };
         let start = "2026-11-01T00:00:00Z".parse().unwrap();
         let mut events = StreamGen::new(seed, users, start).take(n);
         cross_user(&mut events, foreign_every);
+        // Late events: reverse runs of the log, so times run back by up to half an hour.
+        if late > 1 {
+            for run in events.chunks_mut(late) {
+                run.reverse();
+            }
+        }
         let log: Vec<(Event, Home)> = events
             .iter()
             .flat_map(|e| {
