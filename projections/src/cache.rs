@@ -33,7 +33,7 @@ pub type Home = (String, i32);
 /// How long before a partition's latest events the cache keeps rows (beyond the rules' windows).
 const KEEP_BEFORE: TimeDelta = TimeDelta::hours(1);
 /// Old rows are dropped every this many committed batches.
-const EVICT_EVERY: u64 = 16;
+const EVICT_EVERY: u64 = 64;
 
 #[derive(Debug, Clone)]
 struct Entry {
