@@ -402,6 +402,14 @@ struct Live {
 
 impl Live {
     fn start(cfg: &Config, pool: &sqlx::PgPool) -> Live {
+        // The worker's log in the test's output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "authtrail=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let p = Projector::new(cfg.clone(), pool.clone()).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(p.run(async move {

@@ -141,7 +141,10 @@ pub async fn build(
         Ok(r) => r?,
         Err(_) => anyhow::bail!("log reader panicked"),
     }
-    for t in schema::PROJECTION_TABLES {
+    for t in schema::PROJECTION_TABLES
+        .iter()
+        .filter(|t| !schema::BOOKKEEPING_TABLES.contains(t))
+    {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema_name}.{t}"))
             .fetch_one(pool)
             .await?;
