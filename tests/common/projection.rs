@@ -22,11 +22,6 @@ pub fn config(topic: &TestTopic, db: &TestDb, group: &str) -> Config {
         ..Config::default()
     };
     c.projector.group_id = group.to_owned();
-    // Apache Kafka's default (45 s), not the service's 10 s: on the development broker a worker
-    // catching up on 12 partitions can starve its own heartbeats for over 10 s (librdkafka:
-    // "SESSTMOUT ... without a successful response from the group coordinator"), and the
-    // rebalances that follow stall the tests.
-    c.projector.session_timeout_ms = 45_000;
     c
 }
 
