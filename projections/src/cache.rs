@@ -179,15 +179,13 @@ impl Cache {
         // A named session of a user with no event here may have been written on its owner's
         // partition by another worker since: read it again.
         for sid in &needs.session_ids {
-            let owner = self.state.sessions.get(sid).map(|s| s.user_id.clone());
-            if let Some(owner) = owner.filter(|o| !homes.contains_key(o)) {
-                self.state.sessions.remove(sid);
-                if let Some(ids) = self.state.user_sessions.get_mut(&owner) {
-                    ids.remove(sid);
-                    if ids.is_empty() {
-                        self.state.user_sessions.remove(&owner);
-                    }
-                }
+            let foreign = self
+                .state
+                .sessions
+                .get(sid)
+                .is_some_and(|s| !homes.contains_key(&s.user_id));
+            if foreign {
+                self.state.remove_session(sid);
             }
         }
         let load = Needs {
@@ -257,17 +255,12 @@ impl Cache {
         // read them again anyway, and eviction only walks held owners.
         let touched = needs.session_ids.iter().chain(changes.sessions.keys());
         for sid in touched {
-            let Some(user) = state.sessions.get(sid).map(|s| s.user_id.clone()) else {
-                continue;
-            };
-            if !self.entries.contains_key(&user) {
-                state.sessions.remove(sid);
-                if let Some(ids) = state.user_sessions.get_mut(&user) {
-                    ids.remove(sid);
-                    if ids.is_empty() {
-                        state.user_sessions.remove(&user);
-                    }
-                }
+            let unheld = state
+                .sessions
+                .get(sid)
+                .is_some_and(|s| !self.entries.contains_key(&s.user_id));
+            if unheld {
+                state.remove_session(sid);
             }
         }
         self.state = state;

@@ -100,6 +100,19 @@ impl State {
             .insert(s.session_id.clone());
         self.sessions.insert(s.session_id.clone(), s);
     }
+
+    /// Removes a session (and its entry in its user's index).
+    pub fn remove_session(&mut self, sid: &str) {
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
+        if let Some(ids) = self.user_sessions.get_mut(&s.user_id) {
+            ids.remove(sid);
+            if ids.is_empty() {
+                self.user_sessions.remove(&s.user_id);
+            }
+        }
+    }
 }
 
 /// What a batch changes: final images of upserted rows, appended rows, additive deltas.
