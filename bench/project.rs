@@ -2,7 +2,9 @@
 //!
 //! - **projector**: the live path minus the broker — messages (the events' wire bytes) go
 //!   through `apply_batch` exactly as the consumer hands them over: checkpoint lock, parse,
-//!   dedupe, load state, pure fold, set-based writes, checkpoint; one transaction per batch.
+//!   dedupe, load state, pure fold, set-based writes, checkpoint; each batch in one transaction
+//!   per lane, the lanes concurrently, as `Projector` does (`BENCH_LANES`, default
+//!   `projector.lanes`).
 //! - **(a) COPY**: the final rows the projector produced, written with `COPY ... FROM STDIN` into
 //!   the same (empty) tables: the physical limit of the sink.
 //! - **(b) one INSERT per event, each in its own transaction**: the seeds' approach (a row per
@@ -49,6 +51,11 @@ async fn main() {
         authtrail::config::ProjectorConfig::default().state_cache_sessions,
     );
     let rules = Rules::default();
+    // Concurrent transactions per batch, each its own partitions (`projector.lanes`).
+    let lanes = env_usize(
+        "BENCH_LANES",
+        authtrail::config::ProjectorConfig::default().lanes,
+    );
 
     let t = Instant::now();
     let events = common::seeded_events(n);
@@ -59,43 +66,24 @@ async fn main() {
         .map(|m| m.payload.as_ref().unwrap().len())
         .sum();
     println!(
-        "project benchmark: {n} events ({} MB), batches of {batch}, state cache {cache_sessions} sessions, generated in {:.1}s",
+        "project benchmark: {n} events ({} MB), batches of {batch} in {lanes} lane(s), state cache {cache_sessions} sessions, generated in {:.1}s",
         bytes / 1_000_000,
         t.elapsed().as_secs_f64()
     );
 
     // Projector.
     let (_, pool) = fresh_db(&admin, "authtrail_bench_project").await;
-    let start = Instant::now();
-    let mut last_report = Instant::now();
-    let mut phases = authtrail::projector::Phases::default();
-    let mut cache = Cache::new(cache_sessions);
-    for (i, chunk) in messages.chunks(batch).enumerate() {
-        let mut tx = pool.begin().await.unwrap();
-        let out = apply_batch(
-            &mut tx,
-            "bench",
-            &rules,
-            chunk,
-            &Default::default(),
-            &mut cache,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        cache.committed(&rules);
-        assert!(out.gaps.is_empty());
-        phases.add(&out.phases);
-        if last_report.elapsed().as_secs() >= 10 {
-            let done = (i + 1) * batch;
-            eprintln!(
-                "  projector: {done}/{n} events, {:.0} ev/s",
-                done as f64 / start.elapsed().as_secs_f64()
-            );
-            last_report = Instant::now();
-        }
-    }
-    let projector_secs = start.elapsed().as_secs_f64();
+    let (projector_secs, phases) = common::project_live(
+        &pool,
+        "bench",
+        &rules,
+        &messages,
+        batch,
+        lanes,
+        cache_sessions,
+        "projector",
+    )
+    .await;
     let projector_rate = n as f64 / projector_secs;
     let mut rows = 0i64;
     for t in TABLES {

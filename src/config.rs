@@ -250,6 +250,10 @@ pub struct ProjectorConfig {
     /// The worker keeps the state its partitions need in memory between batches, up to this
     /// many sessions (then it starts over); 0 loads everything from the tables every batch.
     pub state_cache_sessions: usize,
+    /// A batch is applied in this many concurrent transactions, each its own partitions (with
+    /// its own checkpoints and state cache), so that the worker's CPU work of one overlaps the
+    /// database's work of another. 1 = one transaction per batch.
+    pub lanes: usize,
     /// Session rules (defaults: NIST 800-63B AAL2 and the seeds).
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
@@ -270,6 +274,7 @@ impl Default for ProjectorConfig {
             session_timeout_ms: 10_000,
             instance_id: None,
             state_cache_sessions: 500_000,
+            lanes: 2,
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 3600,
             max_concurrent_sessions: 5,
@@ -454,6 +459,12 @@ impl Config {
             return Err(ConfigError(
                 "projector.batch_max_messages, idle/absolute timeouts and max_concurrent_sessions must be positive".into(),
             ));
+        }
+        if !(1..=64).contains(&p.lanes) {
+            return Err(ConfigError(format!(
+                "projector.lanes must be between 1 and 64, not {}",
+                p.lanes
+            )));
         }
         let a = &self.api;
         if a.read_per_minute == 0

@@ -62,3 +62,56 @@ pub fn log_of(events: &[Event], partitions: i32, topic: &str) -> Vec<LogMessage>
         })
         .collect()
 }
+
+/// The live projector's write path minus the broker: `messages` in batches of `batch`, each
+/// split into `lanes` concurrent transactions ([`authtrail::projector::split_lanes`], one state
+/// cache per lane), as `Projector` applies a consumed batch. Returns the seconds taken and the
+/// phases (summed over lanes: with lanes > 1 they add up to more than the wall time).
+pub async fn project_live(
+    pool: &PgPool,
+    projection: &str,
+    rules: &authtrail_projections::Rules,
+    messages: &[LogMessage],
+    batch: usize,
+    lanes: usize,
+    cache_sessions: usize,
+    label: &str,
+) -> (f64, authtrail::projector::Phases) {
+    use authtrail::projector::{apply_batch, split_lanes, Cache, Phases};
+    use std::time::Instant;
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    let mut phases = Phases::default();
+    let mut caches: Vec<Cache> = (0..lanes.max(1))
+        .map(|_| Cache::new(cache_sessions))
+        .collect();
+    for (i, chunk) in messages.chunks(batch).enumerate() {
+        let parts = split_lanes(chunk, lanes);
+        let outs = futures::future::join_all(parts.iter().zip(caches.iter_mut()).map(
+            |(part, cache)| async move {
+                let mut tx = pool.begin().await.unwrap();
+                let out = apply_batch(&mut tx, projection, rules, part, &Default::default(), cache)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                cache.committed(rules);
+                out
+            },
+        ))
+        .await;
+        for out in &outs {
+            assert!(out.gaps.is_empty());
+            phases.add(&out.phases);
+        }
+        if last_report.elapsed().as_secs() >= 10 {
+            let done = (i + 1) * batch;
+            eprintln!(
+                "  {label}: {done}/{} events, {:.0} ev/s",
+                messages.len(),
+                done as f64 / start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+    }
+    (start.elapsed().as_secs_f64(), phases)
+}

@@ -30,6 +30,22 @@ use std::time::{Duration, Instant};
 /// name), so readers in any process can wait for the projection instead of polling.
 pub const NOTIFY_CHANNEL: &str = "authtrail_projected";
 
+/// The lane of a partition: a worker applies its lanes' batches in concurrent transactions,
+/// each lane always the same partitions (so each lane's state cache stays exact).
+pub fn lane_of(partition: i32, lanes: usize) -> usize {
+    partition.rem_euclid(lanes.max(1) as i32) as usize
+}
+
+/// Splits a batch into `lanes` batches by [`lane_of`], keeping the order of each partition's
+/// messages.
+pub fn split_lanes(batch: &[LogMessage], lanes: usize) -> Vec<Vec<LogMessage>> {
+    let mut out = vec![Vec::new(); lanes.max(1)];
+    for m in batch {
+        out[lane_of(m.partition, lanes)].push(m.clone());
+    }
+    out
+}
+
 /// Logs assignments and hands newly assigned partitions to the loop, which seeks them to their
 /// checkpoints (the callback runs inside librdkafka's poll and must not block on the database).
 #[derive(Default)]
@@ -72,8 +88,8 @@ pub struct Projector {
     floors: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
     /// Per partition: the last gap sought back from, `(expected, first received)`.
     last_gaps: std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>,
-    /// What this worker keeps of the state between batches (one batch at a time uses it).
-    cache: tokio::sync::Mutex<Cache>,
+    /// What each lane keeps of the state between batches ([`lane_of`] says whose partitions).
+    caches: Vec<tokio::sync::Mutex<Cache>>,
 }
 
 impl Projector {
@@ -114,7 +130,9 @@ impl Projector {
             consumer,
             floors: Default::default(),
             last_gaps: Default::default(),
-            cache: tokio::sync::Mutex::new(Cache::new(config.projector.state_cache_sessions)),
+            caches: (0..config.projector.lanes.max(1))
+                .map(|_| tokio::sync::Mutex::new(Cache::new(config.projector.state_cache_sessions)))
+                .collect(),
             config,
         })
     }
@@ -125,7 +143,7 @@ impl Projector {
         let p = &self.config.projector;
         let max = p.batch_max_messages;
         let wait = Duration::from_millis(p.batch_max_wait_ms);
-        tracing::info!(topic = %self.config.kafka.topic, group = %p.group_id, batch = max, "projector started");
+        tracing::info!(topic = %self.config.kafka.topic, group = %p.group_id, batch = max, lanes = self.caches.len(), "projector started");
         let mut batch: Vec<LogMessage> = Vec::with_capacity(max);
         let mut deadline: Option<Instant> = None;
         let mut stopping = false;
@@ -154,7 +172,7 @@ impl Projector {
             self.seek_new_assignments().await;
             let due = deadline.is_some_and(|d| Instant::now() >= d);
             if !batch.is_empty() && (batch.len() >= max || due || stopping) {
-                self.apply_with_retry(&batch).await;
+                self.apply_lanes(&batch).await;
                 batch.clear();
                 deadline = None;
             }
@@ -172,7 +190,23 @@ impl Projector {
         Ok(())
     }
 
-    /// Applies a batch, retrying until it commits. Never skips.
+    /// Applies a batch as one transaction per lane, the lanes concurrently: each lane holds its
+    /// own partitions, so each transaction carries its partitions' checkpoints and the lanes
+    /// never wait for each other except on rows that several users share (statistics), which
+    /// every transaction locks in the same (key) order.
+    async fn apply_lanes(&self, batch: &[LogMessage]) {
+        let lanes = split_lanes(batch, self.caches.len());
+        futures::future::join_all(
+            lanes
+                .iter()
+                .enumerate()
+                .filter(|(_, part)| !part.is_empty())
+                .map(|(lane, part)| self.apply_with_retry(lane, part)),
+        )
+        .await;
+    }
+
+    /// Applies one lane's batch, retrying until it commits. Never skips.
     ///
     /// A batch that starts beyond a partition's checkpoint has a gap. The worker seeks back to
     /// the checkpoint; the gap is accepted only when the broker shows the offsets hold no data:
@@ -182,17 +216,17 @@ impl Projector {
     /// A batch the database refuses for its content ([`sink::is_rejection`]) is split in halves,
     /// applied in order, down to the one message at fault, which goes to `dead_letters` with
     /// the database's reason: the partition keeps flowing and nothing else is lost.
-    async fn apply_with_retry(&self, batch: &[LogMessage]) {
+    async fn apply_with_retry(&self, lane: usize, batch: &[LogMessage]) {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
             let floors = self.floors.lock().map(|f| f.clone()).unwrap_or_default();
-            let result = match self.apply_once(batch, &floors).await {
+            let result = match self.apply_once(lane, batch, &floors).await {
                 Err(e) if sink::is_rejection(&e) && batch.len() > 1 => {
                     tracing::warn!(error = %e, messages = batch.len(), "the database refused a batch; splitting it to find the message at fault");
                     let (first, second) = batch.split_at(batch.len() / 2);
-                    Box::pin(self.apply_with_retry(first)).await;
-                    Box::pin(self.apply_with_retry(second)).await;
+                    Box::pin(self.apply_with_retry(lane, first)).await;
+                    Box::pin(self.apply_with_retry(lane, second)).await;
                     return;
                 }
                 Err(e) if sink::is_rejection(&e) => {
@@ -291,10 +325,11 @@ impl Projector {
 
     async fn apply_once(
         &self,
+        lane: usize,
         batch: &[LogMessage],
         floors: &BTreeMap<(String, i32), i64>,
     ) -> Result<Outcome, sqlx::Error> {
-        let mut cache = self.cache.lock().await;
+        let mut cache = self.caches[lane].lock().await;
         let mut tx = self.pool.begin().await?;
         let outcome = apply_batch(
             &mut tx,
@@ -308,7 +343,8 @@ impl Projector {
         self.notify(&mut tx, &outcome).await?;
         tx.commit().await?;
         cache.committed(&self.rules);
-        metrics::gauge!("authtrail_projector_cached_sessions").set(cache.sessions() as f64);
+        metrics::gauge!("authtrail_projector_cached_sessions", "lane" => lane.to_string())
+            .set(cache.sessions() as f64);
         Ok(outcome)
     }
 

@@ -220,8 +220,12 @@ pub async fn apply_batch(
     // 3. Deduplicate by event id: record every id; those already recorded (or repeated earlier
     // in the batch) are duplicates. A concurrent worker inserting the same id makes this insert
     // wait for its transaction: if that commits, the event is ours no more; never both.
+    // In id order: concurrent transactions (lanes, workers) that meet on an id lock it in the
+    // same order, so they wait for each other rather than deadlock.
+    let mut by_id: Vec<(&Event, &&LogMessage)> = events.iter().zip(&origin).collect();
+    by_id.sort_unstable_by_key(|(e, _)| e.id);
     let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
-    for (e, m) in events.iter().zip(&origin) {
+    for (e, m) in by_id {
         eid.push(e.id);
         top.push(m.topic.as_str());
         par.push(m.partition);
@@ -685,14 +689,20 @@ pub async fn write_changes(conn: &mut PgConnection, c: &Changes) -> Result<(), s
         failures: i64,
         suspicious: i64,
     }
-    let stats = c.stats.iter().map(|(k, v)| Row {
-        day: k.day,
-        country_code: &k.country_code,
-        device_type: &k.device_type,
-        successes: v.successes,
-        failures: v.failures,
-        suspicious: v.suspicious,
-    });
-    upsert(conn, &STATS, stats).await?;
+    // Collected first: the encoder holds its rows across awaits (a mapping closure there
+    // would not be `Send` for every lifetime).
+    let stats: Vec<Row> = c
+        .stats
+        .iter()
+        .map(|(k, v)| Row {
+            day: k.day,
+            country_code: &k.country_code,
+            device_type: &k.device_type,
+            successes: v.successes,
+            failures: v.failures,
+            suspicious: v.suspicious,
+        })
+        .collect();
+    upsert(conn, &STATS, stats.iter()).await?;
     Ok(())
 }
