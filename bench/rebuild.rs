@@ -54,7 +54,6 @@ async fn main() {
 }
 
 async fn memory() {
-    use authtrail::projector::{apply_batch, Cache};
     let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
         .expect("AUTHTRAIL_TEST_DATABASE_URL: run via ./dev with cargo bench --bench rebuild");
     let n = env_usize("BENCH_EVENTS", 1_000_000);
@@ -81,34 +80,17 @@ async fn memory() {
     let rules = config.projector.rules();
     let projection = config.projector.projection.clone();
 
-    let t = Instant::now();
-    let mut last = Instant::now();
-    let mut cache = Cache::new(config.projector.state_cache_sessions);
-    for (i, chunk) in messages.chunks(batch).enumerate() {
-        let mut tx = pool.begin().await.unwrap();
-        let out = apply_batch(
-            &mut tx,
-            &projection,
-            &rules,
-            chunk,
-            &Default::default(),
-            &mut cache,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        cache.committed(&rules);
-        assert!(out.gaps.is_empty());
-        if last.elapsed() > Duration::from_secs(15) {
-            let done = (i + 1) * batch;
-            eprintln!(
-                "  live: {done}/{n}, {:.0} ev/s",
-                done as f64 / t.elapsed().as_secs_f64()
-            );
-            last = Instant::now();
-        }
-    }
-    let live_s = t.elapsed().as_secs_f64();
+    let (live_s, _) = common::project_live(
+        &pool,
+        &projection,
+        &rules,
+        &messages,
+        batch,
+        config.projector.lanes,
+        config.projector.state_cache_sessions,
+        "live",
+    )
+    .await;
     println!(
         "live projector path: {live_s:>7.1} s  {:>8.0} ev/s",
         n as f64 / live_s
@@ -143,6 +125,7 @@ async fn memory() {
         report.identical(),
         report.swap_seconds
     );
+    println!("  {}", rebuild::phase_line(&report.phases));
     println!("ratio rebuild/live: {:.2}x", live_s / rebuild_s);
     if std::env::var("BENCH_PLAIN_REBUILD").is_ok_and(|v| v == "1") {
         let opts = Options {
@@ -296,8 +279,9 @@ async fn broker() {
         report.identical()
     );
     println!(
-        "  of which the swap (live workers paused): {:.1} s",
-        report.swap_seconds
+        "  of which the swap (live workers paused): {:.1} s; {}",
+        report.swap_seconds,
+        rebuild::phase_line(&report.phases)
     );
     println!(
         "ratio rebuild/live: {:.2}x; rebuild/read ceiling: {:.2}",

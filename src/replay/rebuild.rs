@@ -95,6 +95,9 @@ pub struct Report {
     /// How long the swap held the live workers (lock wait, last catch-up, moves; the
     /// comparison runs afterwards on a snapshot).
     pub swap_seconds: f64,
+    /// Where the time went: `(phase, seconds)` in order — build (apply until close to the live
+    /// position), indexes (the deferred ones), swap, compare, drop.
+    pub phases: Vec<(&'static str, f64)>,
     /// Per partition, where the rebuilt tables stand.
     pub checkpoints: BTreeMap<i32, i64>,
     /// Old (live) vs new per table, at the swap (empty without a swap).
@@ -163,6 +166,7 @@ pub fn print_report(r: &Report) {
         r.messages as f64 / r.seconds.max(1e-9),
         r.schema
     );
+    eprintln!("time: {}", phase_line(&r.phases));
     if let Some(old) = &r.old_schema {
         eprintln!(
             "swapped in {:.2} s (live workers paused meanwhile): the previous tables are in schema {old}{}",
@@ -185,6 +189,15 @@ pub fn print_report(r: &Report) {
             );
         }
     }
+}
+
+/// `build 50.1 s, indexes 6.0 s, ...`
+pub fn phase_line(phases: &[(&str, f64)]) -> String {
+    phases
+        .iter()
+        .map(|(p, s)| format!("{p} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The live schema: where the main pool's unqualified names resolve.
@@ -295,7 +308,7 @@ impl Builder<'_> {
             let mut caches = std::mem::take(&mut self.caches);
             for (p, q) in self.pending.iter_mut() {
                 let t = target.get(p).copied().unwrap_or(0);
-                let batch = &mut batches[(*p as usize) % self.workers];
+                let batch = &mut batches[crate::projector::lane_of(*p, self.workers)];
                 while batch.len() < self.batch && q.front().is_some_and(|m| m.offset < t) {
                     batch.extend(q.pop_front());
                 }
@@ -504,9 +517,11 @@ pub async fn rebuild_from(
         }
         b.advance(&target).await?;
     }
+    let mut phases = vec![("build", started.elapsed().as_secs_f64())];
     // Close to the live position: build the deferred indexes before the last catch-up.
     let t = Instant::now();
     let restored = schema::restore_indexes(pool, &target_schema).await?;
+    phases.push(("indexes", t.elapsed().as_secs_f64()));
     tracing::info!(
         restored,
         seconds = t.elapsed().as_secs_f64(),
@@ -519,6 +534,7 @@ pub async fn rebuild_from(
         messages: 0,
         seconds: 0.0,
         swap_seconds: 0.0,
+        phases: vec![],
         checkpoints: BTreeMap::new(),
         comparison: vec![],
     };
@@ -530,8 +546,10 @@ pub async fn rebuild_from(
         loop {
             attempt += 1;
             match swap(pool, &live, &target_schema, &mut b, &projection, &topic).await {
-                Ok((old, comparison, held)) => {
+                Ok((old, comparison, held, compared)) => {
                     report.swap_seconds = held;
+                    phases.push(("swap", held));
+                    phases.push(("compare", compared));
                     report.old_schema = Some(old);
                     report.comparison = comparison;
                     break;
@@ -551,6 +569,7 @@ pub async fn rebuild_from(
     report.seconds = started.elapsed().as_secs_f64();
     drop(b);
     spool.close().await;
+    let t = Instant::now();
     if let Some(old) = &report.old_schema {
         // What is left of the rebuild schema is not projection data (migration history).
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {target_schema} CASCADE"))
@@ -563,6 +582,8 @@ pub async fn rebuild_from(
             report.dropped_old = true;
         }
     }
+    phases.push(("drop", t.elapsed().as_secs_f64()));
+    report.phases = phases;
     Ok(report)
 }
 
@@ -676,8 +697,8 @@ async fn move_all(
     Ok(())
 }
 
-/// The swap transaction; returns the old schema's name, the comparison and how long the live
-/// workers were held.
+/// The swap transaction; returns the old schema's name, the comparison, how long the live
+/// workers were held and how long the comparison took.
 async fn swap(
     pool: &PgPool,
     live: &str,
@@ -685,7 +706,7 @@ async fn swap(
     b: &mut Builder<'_>,
     projection: &str,
     topic: &str,
-) -> anyhow::Result<(String, Vec<Comparison>, f64)> {
+) -> anyhow::Result<(String, Vec<Comparison>, f64, f64)> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '30s'")
@@ -729,7 +750,17 @@ async fn swap(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
         .await?;
-    sqlx::query("SELECT 1").execute(&mut *snapshot).await?;
+    // Exported, so that the old and the new tables are hashed side by side, on two connections
+    // that see the same snapshot.
+    let snapshot_id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *snapshot)
+        .await?;
+    if !snapshot_id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
+        bail!("unexpected snapshot id {snapshot_id:?}");
+    }
 
     // Names print qualified from here on.
     sqlx::query("SET LOCAL search_path TO pg_catalog")
@@ -771,11 +802,22 @@ async fn swap(
     tx.commit().await?;
     let held = started.elapsed().as_secs_f64();
     tracing::info!(%old, new = %rebuilt, held, "swapped the rebuilt projection in");
+    let started = Instant::now();
 
     // Names resolve in today's catalog (old tables in `old`, rebuilt ones in the live schema),
     // rows as of the snapshot: both at the swap's checkpoints.
-    let old_hashes = schema::table_hashes(&mut snapshot, &old).await?;
-    let new_hashes = schema::table_hashes(&mut snapshot, live).await?;
+    let mut twin = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *twin)
+        .await?;
+    sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot_id}'"))
+        .execute(&mut *twin)
+        .await?;
+    let (old_hashes, new_hashes) = tokio::try_join!(
+        schema::table_hashes(&mut snapshot, &old),
+        schema::table_hashes(&mut twin, live)
+    )?;
+    twin.rollback().await?;
     snapshot.rollback().await?;
     let comparison = old_hashes
         .iter()
@@ -790,7 +832,7 @@ async fn swap(
             }
         })
         .collect();
-    Ok((old, comparison, held))
+    Ok((old, comparison, held, started.elapsed().as_secs_f64()))
 }
 
 struct StopOnDrop(Arc<AtomicBool>);

@@ -171,24 +171,9 @@ pub async fn export(pool: &PgPool) -> Tables {
 }
 
 /// Content hash of every table (columns that record wall-clock time excluded).
-pub async fn table_hashes(pool: &PgPool) -> BTreeMap<&'static str, (i64, String)> {
-    let tables: &[(&str, &str)] = &[
-        ("sessions", "SELECT x::text FROM sessions x"),
-        ("login_history", "SELECT x::text FROM login_history x"),
-        ("security_events", "SELECT x::text FROM security_events x"),
-        ("security_event_reviews", "SELECT x::text FROM security_event_reviews x"),
-        ("trusted_devices", "SELECT x::text FROM trusted_devices x"),
-        ("user_profiles", "SELECT x::text FROM user_profiles x"),
-        ("daily_login_stats", "SELECT x::text FROM daily_login_stats x"),
-        ("processed_events", "SELECT x::text FROM processed_events x"),
-        ("dead_letters", "SELECT (topic, partition, \"offset\", message_key, payload, error_field, error)::text FROM dead_letters"),
-        ("projection_checkpoints", "SELECT (projection, topic, partition, next_offset)::text FROM projection_checkpoints"),
-    ];
-    let mut out = BTreeMap::new();
-    for (name, select) in tables {
-        let sql = format!("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM ({select}) AS t(r)");
-        let row: (i64, String) = sqlx::query_as(&sql).fetch_one(pool).await.unwrap();
-        out.insert(*name, row);
-    }
-    out
+pub async fn table_hashes(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
+    let mut conn = pool.acquire().await.unwrap();
+    authtrail::replay::schema::table_hashes(&mut conn, "public")
+        .await
+        .unwrap()
 }
