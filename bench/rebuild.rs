@@ -17,7 +17,8 @@
 //!    the target; then, with `BENCH_PLAIN_REBUILD=1`, a rebuild without those two measures.
 //!
 //! Run: `./dev with cargo bench --bench rebuild` (needs `AUTHTRAIL_KAFKA_BROKERS` and
-//! `AUTHTRAIL_TEST_DATABASE_URL`; `BENCH_PARTITIONS`, default 12; `BENCH_BATCH`, default 5 000).
+//! `AUTHTRAIL_TEST_DATABASE_URL`; `BENCH_PARTITIONS`, default 12; `BENCH_BATCH`, default 5 000;
+//! `BENCH_REBUILD_BATCH`, the rebuild's own, default `BENCH_BATCH`; `BENCH_WORKERS`, default 2).
 
 use authtrail::config::{Config, KafkaConfig};
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
@@ -100,7 +101,7 @@ async fn memory() {
         schema: Some("authtrail_rebuild_bench".into()),
         drop_old: true,
         swap: true,
-        batch,
+        batch: env_usize("BENCH_REBUILD_BATCH", batch),
         progress_bar: false,
         lock_distance: 20_000,
         fast: true,

@@ -175,7 +175,7 @@ pub fn print_report(r: &Report) {
         );
         eprintln!(
             "{:<24} {:>10} {:>10}  {:<32} {:<32} same",
-            "table", "old rows", "new rows", "old md5", "new md5"
+            "table", "old rows", "new rows", "old hash", "new hash"
         );
         for c in &r.comparison {
             eprintln!(
