@@ -18,7 +18,8 @@
 //!
 //! Run: `./dev with cargo bench --bench rebuild` (needs `AUTHTRAIL_KAFKA_BROKERS` and
 //! `AUTHTRAIL_TEST_DATABASE_URL`; `BENCH_PARTITIONS`, default 12; `BENCH_BATCH`, default 5 000;
-//! `BENCH_REBUILD_BATCH`, the rebuild's own, default `BENCH_BATCH`; `BENCH_WORKERS`, default 2).
+//! `BENCH_REBUILD_BATCH`, the rebuild's own, default `rebuild::default_batch`, 4 × `BENCH_BATCH`;
+//! `BENCH_WORKERS`, default 2).
 
 use authtrail::config::{Config, KafkaConfig};
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
@@ -67,7 +68,7 @@ async fn memory() {
     drop(events);
     let messages = Arc::new(messages);
     println!(
-        "rebuild benchmark (database side, log in memory): {n} events, {partitions} partitions, batches of {batch}; generated in {:.1}s",
+        "rebuild benchmark (database side, log in memory): {n} events, {partitions} partitions, live batches of {batch}; generated in {:.1}s",
         t.elapsed().as_secs_f64()
     );
 
@@ -101,7 +102,7 @@ async fn memory() {
         schema: Some("authtrail_rebuild_bench".into()),
         drop_old: true,
         swap: true,
-        batch: env_usize("BENCH_REBUILD_BATCH", batch),
+        batch: env_usize("BENCH_REBUILD_BATCH", rebuild::default_batch(&config)),
         progress_bar: false,
         lock_distance: 20_000,
         fast: true,
@@ -126,7 +127,12 @@ async fn memory() {
         report.identical(),
         report.swap_seconds
     );
-    println!("  {}", rebuild::phase_line(&report.phases));
+    println!(
+        "  batches of {}, {} workers: {}",
+        opts.batch,
+        opts.workers,
+        rebuild::phase_line(&report.phases)
+    );
     println!("ratio rebuild/live: {:.2}x", live_s / rebuild_s);
     if std::env::var("BENCH_PLAIN_REBUILD").is_ok_and(|v| v == "1") {
         let opts = Options {

@@ -286,7 +286,10 @@ impl<'e, 'a> ser::SerializeMap for &mut RowWriter<'e, 'a> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         self.key.clear();
-        key.serialize(Key(&mut self.key))
+        key.serialize(Scalar {
+            out: &mut self.key,
+            in_array: false,
+        })
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         let key = std::mem::take(&mut self.key);
@@ -332,8 +335,12 @@ impl ser::SerializeMap for &mut Names {
     type Ok = ();
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        // A key is a field name: its text is the name (names need no escaping).
         let mut k = String::new();
-        key.serialize(Key(&mut k))?;
+        key.serialize(Scalar {
+            out: &mut k,
+            in_array: false,
+        })?;
         self.0.push(k);
         Ok(())
     }
@@ -560,83 +567,6 @@ macro_rules! refuse_compound {
             cannot("a variant with data")
         }
     };
-}
-
-/// Writes a map key (a field name) into a string.
-struct Key<'a>(&'a mut String);
-
-impl ser::Serializer for Key<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    refuse_compound!();
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.0.push_str(v);
-        Ok(())
-    }
-    fn serialize_bool(self, _: bool) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.0.push(v);
-        Ok(())
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), Error> {
-        v.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        cannot("a non-string key")
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, v: &'static str) -> Result<(), Error> {
-        self.0.push_str(v);
-        Ok(())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        v.serialize(self)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        cannot("a non-string key")
-    }
 }
 
 /// Writes one scalar value in COPY text (`in_array`: as an element of an array literal,
