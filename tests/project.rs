@@ -528,3 +528,230 @@ async fn cleanup_deletes_old_ended_sessions_and_history_but_keeps_recent_rows() 
     // The log is not touched, and neither is what was projected from it elsewhere.
     assert_eq!(count("SELECT count(*) FROM processed_events").await, 350);
 }
+
+// ---- lanes: concurrent transactions that meet on a row of another partition ---------------
+
+fn story_event(id: u32, ty: &str, min: i64, subject: &str, data: serde_json::Value) -> Event {
+    let time = "2026-11-20T10:00:00Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap()
+        + chrono::TimeDelta::minutes(min);
+    let v = serde_json::json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::from_u128(0x1a_0000 + id as u128).to_string(),
+        "source": "/services/auth-api",
+        "type": ty,
+        "time": time.to_rfc3339(),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "schemaversion": 1,
+        "data": data,
+    });
+    authtrail_events::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+}
+
+fn message(e: &Event, partition: i32, offset: i64) -> authtrail::projector::LogMessage {
+    authtrail::projector::LogMessage {
+        topic: "lanes".into(),
+        partition,
+        offset,
+        key: Some(e.partition_key().into_bytes()),
+        payload: Some(e.to_json_bytes()),
+    }
+}
+
+/// Waits until some transaction in `pool`'s database waits for a lock.
+async fn someone_waits(pool: &sqlx::PgPool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted AND a.datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transaction waited for the lock"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Applies `batch` in its own transaction as a worker does: a batch that fails (the epoch guard)
+/// is retried afresh.
+async fn apply_retrying(
+    pool: &sqlx::PgPool,
+    rules: &authtrail_projections::Rules,
+    batch: &[authtrail::projector::LogMessage],
+    cache: &mut authtrail::projector::Cache,
+) -> usize {
+    let mut failures = 0;
+    loop {
+        let mut tx = pool.begin().await.unwrap();
+        match authtrail::projector::apply_batch(
+            &mut tx,
+            "p",
+            rules,
+            batch,
+            &Default::default(),
+            cache,
+        )
+        .await
+        {
+            Ok(_) => {
+                tx.commit().await.unwrap();
+                cache.committed(rules);
+                return failures;
+            }
+            Err(e) => {
+                assert!(
+                    e.to_string()
+                        .contains(authtrail::projector::sink::EPOCH_CHANGED),
+                    "{e}"
+                );
+                failures += 1;
+                assert!(failures < 5, "the batch kept failing: {e}");
+            }
+        }
+    }
+}
+
+/// Lane 1 holds a user's session in its cache; lane 0 projects an admin's revocation of that
+/// session (an event of another subject, so another partition). Whichever transaction gets
+/// there first, the stored session ends up with both the activity and the revocation: the
+/// guard on the projection's epoch makes the one that read too early start over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lanes_never_lose_a_revocation_of_another_partitions_session() {
+    use authtrail::projector::{apply_batch, Cache};
+    let (_db, pool) = migrated().await;
+    let rules = authtrail_projections::Rules::default();
+    let user = "u-lanes";
+    let login = story_event(
+        1,
+        "login.succeeded",
+        0,
+        user,
+        serde_json::json!({"session_id": "s_shared", "login_method": "password",
+            "expires_at": "2026-11-20T11:00:00Z", "ip": "81.2.69.142"}),
+    );
+    let activity = |id, min| {
+        story_event(
+            id,
+            "session.activity",
+            min,
+            user,
+            serde_json::json!({"session_id": "s_shared"}),
+        )
+    };
+    let revoke = |id, min| {
+        story_event(
+            id,
+            "session.revoked",
+            min,
+            "admin-1",
+            serde_json::json!({"scope": "one", "session_id": "s_shared",
+                "reason": "admin_action", "revoked_by": "admin-1"}),
+        )
+    };
+    let mut lane1 = Cache::new(1000);
+    // Lane 1 (partition 1) projects the login and keeps the session in its cache.
+    apply_retrying(&pool, &rules, &[message(&login, 1, 0)], &mut lane1).await;
+
+    // 1. Lane 1 first: its activity is written but not committed when lane 0's revocation
+    //    arrives; lane 0 waits for it and then reads the session again.
+    let mut t1 = pool.begin().await.unwrap();
+    apply_batch(
+        &mut t1,
+        "p",
+        &rules,
+        &[message(&activity(2, 5), 1, 1)],
+        &Default::default(),
+        &mut lane1,
+    )
+    .await
+    .unwrap();
+    let revoking = {
+        let pool = pool.clone();
+        let rules = rules.clone();
+        let batch = [message(&revoke(3, 6), 0, 0)];
+        tokio::spawn(async move {
+            let mut lane0 = Cache::new(1000);
+            let n = apply_retrying(&pool, &rules, &batch, &mut lane0).await;
+            (n, lane0)
+        })
+    };
+    someone_waits(&pool).await;
+    t1.commit().await.unwrap();
+    lane1.committed(&rules);
+    let (_, mut lane0) = revoking.await.unwrap();
+    let s: (
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT revoked_at, last_activity_at FROM sessions WHERE session_id = 's_shared'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(s.0, Some(revoke(3, 6).time), "the revocation stands");
+    assert_eq!(s.1, activity(2, 5).time, "the activity stands");
+
+    // 2. Lane 0 first: lane 1 holds a new session in its cache (with the current epoch) when
+    //    lane 0's revocation of it is written but not committed; lane 1's next batch must not
+    //    write its cached copy over the revocation.
+    let login2 = story_event(
+        4,
+        "login.succeeded",
+        10,
+        user,
+        serde_json::json!({"session_id": "s_second", "login_method": "password",
+            "expires_at": "2026-11-20T11:00:00Z", "ip": "81.2.69.142"}),
+    );
+    apply_retrying(&pool, &rules, &[message(&login2, 1, 2)], &mut lane1).await;
+    let revoke2 = story_event(
+        5,
+        "session.revoked",
+        20,
+        "admin-1",
+        serde_json::json!({"scope": "one", "session_id": "s_second",
+            "reason": "admin_action", "revoked_by": "admin-1"}),
+    );
+    let mut t0 = pool.begin().await.unwrap();
+    apply_batch(
+        &mut t0,
+        "p",
+        &rules,
+        &[message(&revoke2, 0, 1)],
+        &Default::default(),
+        &mut lane0,
+    )
+    .await
+    .unwrap();
+    let active = {
+        let pool = pool.clone();
+        let rules = rules.clone();
+        let later = story_event(
+            6,
+            "session.activity",
+            21,
+            user,
+            serde_json::json!({"session_id": "s_second"}),
+        );
+        let batch = [message(&later, 1, 3)];
+        tokio::spawn(async move { apply_retrying(&pool, &rules, &batch, &mut lane1).await })
+    };
+    someone_waits(&pool).await;
+    t0.commit().await.unwrap();
+    active.await.unwrap();
+    let revoked: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE session_id = 's_second'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(revoked, Some(revoke2.time), "the revocation stands");
+}

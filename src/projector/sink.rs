@@ -163,14 +163,21 @@ pub async fn apply_batch(
     .await?;
     let checkpoints: BTreeMap<(String, i32), i64> =
         rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
-    if cache.enabled() {
-        let epoch: Option<Uuid> =
-            sqlx::query_scalar("SELECT epoch FROM projection_epochs WHERE projection = $1")
-                .bind(projection)
-                .fetch_optional(&mut *conn)
-                .await?;
-        cache.begin(epoch, &checkpoints);
-    }
+    // The projection's epoch as this batch starts (the row is made once, so that the guard
+    // below always has a row to lock).
+    sqlx::query(
+        "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(projection)
+    .execute(&mut *conn)
+    .await?;
+    let mut epoch: Option<Uuid> =
+        sqlx::query_scalar("SELECT epoch FROM projection_epochs WHERE projection = $1")
+            .bind(projection)
+            .fetch_optional(&mut *conn)
+            .await?;
+    cache.begin(epoch, &checkpoints);
 
     let mut accepted: Vec<&LogMessage> = Vec::with_capacity(messages.len());
     for (tp, mut msgs) in by_partition {
@@ -223,7 +230,8 @@ pub async fn apply_batch(
     // In id order: concurrent transactions (lanes, workers) that meet on an id lock it in the
     // same order, so they wait for each other rather than deadlock.
     let mut by_id: Vec<(&Event, &&LogMessage)> = events.iter().zip(&origin).collect();
-    by_id.sort_unstable_by_key(|(e, _)| e.id);
+    // Stable: of two copies of one id, the earlier message stays first (it is the one recorded).
+    by_id.sort_by_key(|(e, _)| e.id);
     let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
     for (e, m) in by_id {
         eid.push(e.id);
@@ -259,19 +267,35 @@ pub async fn apply_batch(
         // 4. Load (what the cache does not hold), fold, write.
         let needs = Needs::of(&new, rules);
         let load = cache.plan(&new_homed, &needs);
-        let state = cache.state_with(load_state(conn, &load).await?);
-        // An event naming another user's session writes a row of another partition: workers
-        // caching that partition must start over.
-        let epoch = if Cache::foreign(&state, &needs) {
-            Some(Some(bump_epoch(conn, projection).await?))
+        let mut state = cache.state_with(load_state(conn, &load).await?);
+        // An event naming another user's session writes a row of another partition, which
+        // another lane or worker may be writing at the same time. The new epoch makes those
+        // that cache it start over, and makes every transaction that read before it fail its
+        // guard (below) and retry; taking it waits for those already past their guard, so the
+        // named sessions read again after it include their commits.
+        let bumped = if Cache::foreign(&state, &needs) {
+            let new_epoch = bump_epoch(conn, projection).await?;
+            let sids: Vec<&str> = needs.session_ids.iter().map(String::as_str).collect();
+            let fresh: Vec<sqlx::types::Json<Session>> = sqlx::query_scalar(
+                "SELECT row_to_json(s) FROM sessions s WHERE s.session_id = ANY($1)",
+            )
+            .bind(&sids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for s in fresh {
+                state.insert_session(s.0);
+            }
+            epoch = Some(new_epoch);
+            Some(epoch)
         } else {
             None
         };
         out.phases.load = lap();
         let (changes, state) = fold_with_state(rules, state, &new);
         out.security_events = changes.security_events.iter().map(|e| e.id).collect();
-        cache.keep(state, &new_homed, &needs, &changes, epoch);
+        cache.keep(state, &new_homed, &needs, &changes, bumped);
         out.phases.fold = lap();
+        guard_epoch(conn, projection, epoch).await?;
         write_changes(conn, &changes).await?;
     }
 
@@ -301,6 +325,29 @@ pub async fn apply_batch(
     }
     out.phases.write = lap();
     Ok(out)
+}
+
+/// How [`guard_epoch`]'s refusal begins: a passing conflict, retried like a lost connection.
+pub const EPOCH_CHANGED: &str = "the projection's epoch changed during the batch";
+
+/// Holds the epoch (a share lock until commit) and fails the batch if it is not the one the
+/// batch started with: someone changed rows outside their own partitions meanwhile (an event
+/// naming another user's session, retention, a rebuild's swap), so what this batch read or
+/// cached may be stale. The worker retries the batch afresh; nothing was written yet.
+async fn guard_epoch(
+    conn: &mut PgConnection,
+    projection: &str,
+    started: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let now: Option<Uuid> =
+        sqlx::query_scalar("SELECT epoch FROM projection_epochs WHERE projection = $1 FOR SHARE")
+            .bind(projection)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if now != started {
+        return Err(sqlx::Error::Protocol(EPOCH_CHANGED.into()));
+    }
+    Ok(())
 }
 
 /// Gives `projection` a new epoch (in the caller's transaction) and returns it.

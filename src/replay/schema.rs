@@ -156,14 +156,11 @@ pub async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usiz
     ))
     .fetch_all(pool)
     .await?;
-    // Two at a time (each index is one sort on one core), each with room to sort in memory.
+    // Two at a time (each index is one sort on one core).
     use futures::TryStreamExt;
     futures::stream::iter(defs.iter().map(Ok::<_, anyhow::Error>))
         .try_for_each_concurrent(2, |(name, def)| async move {
             let mut tx = pool.begin().await?;
-            sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
-                .execute(&mut *tx)
-                .await?;
             let def = def.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
             sqlx::query(&def)
                 .execute(&mut *tx)
