@@ -536,18 +536,7 @@ fn story_event(id: u32, ty: &str, min: i64, subject: &str, data: serde_json::Val
         .parse::<chrono::DateTime<chrono::Utc>>()
         .unwrap()
         + chrono::TimeDelta::minutes(min);
-    let v = serde_json::json!({
-        "specversion": "1.0",
-        "id": uuid::Uuid::from_u128(0x1a_0000 + id as u128).to_string(),
-        "source": "/services/auth-api",
-        "type": ty,
-        "time": time.to_rfc3339(),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "schemaversion": 1,
-        "data": data,
-    });
-    authtrail_events::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+    common::event(0x1a_0000 + id as u128, ty, time, subject, data)
 }
 
 fn message(e: &Event, partition: i32, offset: i64) -> authtrail::projector::LogMessage {

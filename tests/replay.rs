@@ -649,18 +649,7 @@ fn at(min: i64) -> DateTime<Utc> {
 }
 
 fn ev(id: u32, ty: &str, time: DateTime<Utc>, subject: &str, data: Value) -> Event {
-    let v = json!({
-        "specversion": "1.0",
-        "id": uuid::Uuid::from_u128(0x51_0000 + id as u128).to_string(),
-        "source": "/services/auth-api",
-        "type": ty,
-        "time": time.to_rfc3339(),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "schemaversion": 1,
-        "data": data,
-    });
-    authtrail_events::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+    common::event(0x51_0000 + id as u128, ty, time, subject, data)
 }
 
 /// Login on a laptop, refresh, revoke, then a new device.

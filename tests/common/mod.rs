@@ -186,6 +186,28 @@ impl Drop for TestDb {
     }
 }
 
+/// A contract-valid event from its parts; its id is `Uuid::from_u128(id)`, so tests can name it.
+pub fn event(
+    id: u128,
+    ty: &str,
+    time: chrono::DateTime<chrono::Utc>,
+    subject: &str,
+    data: serde_json::Value,
+) -> authtrail_events::Event {
+    let v = serde_json::json!({
+        "specversion": "1.0",
+        "id": Uuid::from_u128(id).to_string(),
+        "source": "/services/auth-api",
+        "type": ty,
+        "time": time.to_rfc3339(),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "schemaversion": 1,
+        "data": data,
+    });
+    authtrail_events::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+}
+
 /// The examples shipped with the contract, as `(file name, bytes)`.
 pub fn examples() -> Vec<(String, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/examples");
