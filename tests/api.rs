@@ -384,7 +384,9 @@ async fn admin_monitoring_revocation_review_stats_and_audit() {
     assert_eq!(s.body["failed"], 4);
     assert_eq!(s.body["total"], 7);
     assert_eq!(s.body["suspicious"], 2);
-    let geo = app.get("/api/v1/admin/stats/geo?days=1", &admin).await;
+    // Two whole UTC days: the fixtures are minutes to hours old, so "today" alone misses them
+    // in the first hours after UTC midnight.
+    let geo = app.get("/api/v1/admin/stats/geo?days=2", &admin).await;
     assert_eq!(geo.status, StatusCode::OK);
     let by_country: BTreeMap<String, i64> = geo.body["groups"]
         .as_array()
