@@ -86,7 +86,7 @@ pub async fn project_live(
         .map(|_| Cache::new(cache_sessions))
         .collect();
     for (i, chunk) in messages.chunks(batch).enumerate() {
-        let parts = split_lanes(chunk, lanes);
+        let parts = split_lanes(chunk.to_vec(), lanes);
         let outs = futures::future::join_all(parts.iter().zip(caches.iter_mut()).map(
             |(part, cache)| async move {
                 let mut tx = pool.begin().await.unwrap();

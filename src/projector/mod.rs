@@ -37,11 +37,14 @@ pub fn lane_of(partition: i32, lanes: usize) -> usize {
 }
 
 /// Splits a batch into `lanes` batches by [`lane_of`], keeping the order of each partition's
-/// messages.
-pub fn split_lanes(batch: &[LogMessage], lanes: usize) -> Vec<Vec<LogMessage>> {
-    let mut out = vec![Vec::new(); lanes.max(1)];
+/// messages (moved, not copied: this is on every batch's path).
+pub fn split_lanes(batch: Vec<LogMessage>, lanes: usize) -> Vec<Vec<LogMessage>> {
+    if lanes <= 1 {
+        return vec![batch];
+    }
+    let mut out = vec![Vec::with_capacity(batch.len() / lanes + 1); lanes];
     for m in batch {
-        out[lane_of(m.partition, lanes)].push(m.clone());
+        out[lane_of(m.partition, lanes)].push(m);
     }
     out
 }
@@ -172,8 +175,8 @@ impl Projector {
             self.seek_new_assignments().await;
             let due = deadline.is_some_and(|d| Instant::now() >= d);
             if !batch.is_empty() && (batch.len() >= max || due || stopping) {
-                self.apply_lanes(&batch).await;
-                batch.clear();
+                self.apply_lanes(std::mem::replace(&mut batch, Vec::with_capacity(max)))
+                    .await;
                 deadline = None;
             }
             if stopping {
@@ -194,7 +197,7 @@ impl Projector {
     /// own partitions, so each transaction carries its partitions' checkpoints and the lanes
     /// never wait for each other except on rows that several users share (statistics), which
     /// every transaction locks in the same (key) order.
-    async fn apply_lanes(&self, batch: &[LogMessage]) {
+    async fn apply_lanes(&self, batch: Vec<LogMessage>) {
         let lanes = split_lanes(batch, self.caches.len());
         futures::future::join_all(
             lanes

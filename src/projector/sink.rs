@@ -163,20 +163,26 @@ pub async fn apply_batch(
     .await?;
     let checkpoints: BTreeMap<(String, i32), i64> =
         rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
-    // The projection's epoch as this batch starts (the row is made once, so that the guard
-    // below always has a row to lock).
-    sqlx::query(
-        "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
-         ON CONFLICT (projection) DO NOTHING",
-    )
-    .bind(projection)
-    .execute(&mut *conn)
-    .await?;
-    let mut epoch: Option<Uuid> =
-        sqlx::query_scalar("SELECT epoch FROM projection_epochs WHERE projection = $1")
+    // The projection's epoch as this batch starts. The row is made by the first batch ever, so
+    // that the guard below always has a row to lock.
+    let read_epoch = "SELECT epoch FROM projection_epochs WHERE projection = $1";
+    let mut epoch: Option<Uuid> = sqlx::query_scalar(read_epoch)
+        .bind(projection)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if epoch.is_none() {
+        sqlx::query(
+            "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
+             ON CONFLICT (projection) DO NOTHING",
+        )
+        .bind(projection)
+        .execute(&mut *conn)
+        .await?;
+        epoch = sqlx::query_scalar(read_epoch)
             .bind(projection)
             .fetch_optional(&mut *conn)
             .await?;
+    }
     cache.begin(epoch, &checkpoints);
 
     let mut accepted: Vec<&LogMessage> = Vec::with_capacity(messages.len());
