@@ -17,7 +17,10 @@
 //!    publish-start → visible.
 //!
 //! Needs `wrk` and `pgbench` on PATH. Run: `./dev with cargo bench --bench api`
-//! (`BENCH_ONLY_LATENCY=1`: step 4 only). On the development broker (Tansu 0.6) step 4 at
+//! (`BENCH_ONLY_LATENCY=1`: step 4 only; `BENCH_REUSE=1`: keep the loaded database and use it
+//! again on the next run when its row counts match, which saves the ~9-minute load;
+//! `BENCH_CONNECTIONS=16,2`: the closed-loop connection counts; `BENCH_HTTP_SECONDS=20`: each
+//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). On the development broker (Tansu 0.6) step 4 at
 //! 2 000/s for 20 s crashed the broker; see BENCHMARKS.md (`BENCH_RATE=500` works there).
 
 use authtrail::config::Config;
@@ -35,7 +38,16 @@ const SECRET: &str = "bench-only-hs256-secret-at-least-32-bytes!";
 /// under light load.
 const CONNECTIONS: usize = 16;
 const LIGHT: usize = 2;
-const DURATION: &str = "20s";
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(|c| c.trim().parse().expect("a comma-separated list of numbers"))
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -160,12 +172,12 @@ fn parse_wrk(out: &str) -> (f64, f64, f64) {
     (rps, p50, p99)
 }
 
-fn wrk(url: &str, script: &std::path::Path, connections: usize) -> (f64, f64, f64) {
+fn wrk(url: &str, script: &std::path::Path, connections: usize, seconds: usize) -> (f64, f64, f64) {
     let out = Command::new("wrk")
         .args([
             &format!("-t{}", connections.min(2)),
             &format!("-c{connections}"),
-            &format!("-d{DURATION}"),
+            &format!("-d{seconds}s"),
             "--latency",
             "-s",
         ])
@@ -186,6 +198,7 @@ fn pgbench(
     dir: &std::path::Path,
     name: &str,
     connections: usize,
+    seconds: usize,
 ) -> (f64, f64, f64) {
     let file = dir.join(format!("{name}.sql"));
     std::fs::write(&file, script).unwrap();
@@ -200,7 +213,7 @@ fn pgbench(
             "-j",
             &connections.min(2).to_string(),
             "-T",
-            "20",
+            &seconds.to_string(),
             "-f",
         ])
         .arg(&file)
@@ -423,12 +436,10 @@ async fn main() {
     let name = "authtrail_bench_api";
     let (base, _) = admin.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
-    {
-        let mut c = PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut c)
-            .await
-            .unwrap();
+    let reuse = std::env::var_os("BENCH_REUSE").is_some();
+    let loaded = reuse && loaded(&url).await == Some((sessions as i64, history as i64));
+    if !loaded {
+        drop_database(&admin, name).await;
     }
     let mut config = Config::default();
     config.database.url = url.clone();
@@ -444,13 +455,26 @@ async fn main() {
     if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
         latency_runs(&config, &pool, rate, seconds).await;
         pool.close().await;
-        let mut c = PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
+        if !reuse {
+            drop_database(&admin, name).await;
+        }
         return;
     }
-    load(&pool, sessions, history).await;
+    if loaded {
+        eprintln!("reusing {name}: {sessions} sessions, {history} login attempts (BENCH_REUSE)");
+    } else {
+        load(&pool, sessions, history).await;
+        sqlx::query("CREATE TABLE bench_loaded (sessions bigint NOT NULL, history bigint NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO bench_loaded VALUES ($1, $2)")
+            .bind(sessions as i64)
+            .bind(history as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 
     // The API in this process.
     let intake = Arc::new(authtrail::ingest::Intake::from_config(&config).unwrap());
@@ -518,22 +542,23 @@ async fn main() {
             "\\set i random(1, {sessions})\nSELECT session_id, user_id AS user, least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at, created_at, last_activity_at, login_method, roles, trusted_device, suspicious FROM sessions s WHERE session_id = 's-' || :i AND session_status(s, now()) = 'active';\n"
         );
     let mut rows = Vec::new();
-    for c in [CONNECTIONS, LIGHT] {
+    let http_seconds = env_usize("BENCH_HTTP_SECONDS", 20);
+    for c in env_list("BENCH_CONNECTIONS", &[CONNECTIONS, LIGHT]) {
         rows.push((
             format!("`GET /api/v1/auth/sessions` (HTTP, wrk, {c} connections)"),
-            wrk(&format!("http://{addr}"), &sessions_lua, c),
+            wrk(&format!("http://{addr}"), &sessions_lua, c, http_seconds),
         ));
         rows.push((
             format!("same SQL (pgbench, prepared, {c} connections)"),
-            pgbench(&url, &sessions_sql, dir.path(), "sessions", c),
+            pgbench(&url, &sessions_sql, dir.path(), "sessions", c, http_seconds),
         ));
         rows.push((
             format!("`POST /api/v1/sessions/introspect` (HTTP, wrk, {c} connections)"),
-            wrk(&format!("http://{addr}"), &introspect_lua, c),
+            wrk(&format!("http://{addr}"), &introspect_lua, c, http_seconds),
         ));
         rows.push((
             format!("same SQL (pgbench, prepared, {c} connections)"),
-            pgbench(&url, &introspect_sql, dir.path(), "introspect", c),
+            pgbench(&url, &introspect_sql, dir.path(), "introspect", c, http_seconds),
         ));
     }
     println!("\n{sessions} sessions, {history} login attempts, {users} users\n");
@@ -541,10 +566,29 @@ async fn main() {
     for (what, (r, p50, p99)) in rows {
         println!("| {what} | {r:.0} | {p50:.2} ms | {p99:.2} ms |");
     }
-    latency_runs(&config, &pool, rate, seconds).await;
-    let mut c = PgConnection::connect(&admin).await.unwrap();
+    if std::env::var_os("BENCH_SKIP_LATENCY").is_none() {
+        latency_runs(&config, &pool, rate, seconds).await;
+    }
     pool.close().await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    if !reuse {
+        drop_database(&admin, name).await;
+    }
+}
+
+/// The row counts a finished load recorded, if the database exists and the load finished.
+async fn loaded(url: &str) -> Option<(i64, i64)> {
+    let mut c = PgConnection::connect(url).await.ok()?;
+    sqlx::query_as("SELECT sessions, history FROM bench_loaded")
+        .fetch_optional(&mut c)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    let mut c = PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut c)
-        .await;
+        .await
+        .unwrap();
 }
