@@ -267,12 +267,7 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
-async fn event_to_visible(
-    config: &Config,
-    pool: &PgPool,
-    rate: usize,
-    seconds: usize,
-) -> (usize, f64, f64, f64, f64) {
+async fn event_to_visible(config: &Config, pool: &PgPool, rate: usize, seconds: usize) -> Visible {
     authtrail::kafka::ensure_topic(&config.kafka).await.unwrap();
     let projector = authtrail::projector::Projector::new(config.clone(), pool.clone()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -286,7 +281,7 @@ async fn event_to_visible(
     wait_offset(pool, &config.kafka.topic, w.partition, w.offset).await;
 
     let total = rate * seconds;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, i32, i64)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Instant, i32, i64)>();
     let acks = Arc::new(std::sync::Mutex::new(Vec::<f64>::with_capacity(total)));
     let pacer = {
         let publisher = publisher.clone();
@@ -316,12 +311,13 @@ async fn event_to_visible(
                 inflight.push(tokio::spawn(async move {
                     let sent = Instant::now();
                     let appended = publisher.publish_all(&events).await.unwrap();
-                    let ack = sent.elapsed().as_secs_f64() * 1000.0;
+                    let acked = Instant::now();
+                    let ack = (acked - sent).as_secs_f64() * 1000.0;
                     acks.lock()
                         .unwrap()
                         .extend(std::iter::repeat_n(ack, appended.len()));
                     for a in appended {
-                        let _ = tx.send((sent, a.partition, a.offset));
+                        let _ = tx.send((sent, acked, a.partition, a.offset));
                     }
                 }));
             }
@@ -336,8 +332,9 @@ async fn event_to_visible(
         .listen(authtrail::projector::NOTIFY_CHANNEL)
         .await
         .unwrap();
-    let mut waiting: Vec<(Instant, i32, i64)> = Vec::new();
+    let mut waiting: Vec<(Instant, Instant, i32, i64)> = Vec::new();
     let mut latencies: Vec<f64> = Vec::with_capacity(total);
+    let mut after_ack: Vec<f64> = Vec::with_capacity(total);
     let deadline = Instant::now() + Duration::from_secs(seconds as u64 + 120);
     while latencies.len() < total && Instant::now() < deadline {
         let _ = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await;
@@ -354,9 +351,10 @@ async fn event_to_visible(
         .unwrap()
         .into_iter()
         .collect();
-        waiting.retain(|(sent, p, o)| {
+        waiting.retain(|(sent, acked, p, o)| {
             if cps.get(p).is_some_and(|next| next > o) {
                 latencies.push((now - *sent).as_secs_f64() * 1000.0);
+                after_ack.push(now.saturating_duration_since(*acked).as_secs_f64() * 1000.0);
                 false
             } else {
                 true
@@ -367,15 +365,30 @@ async fn event_to_visible(
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
     latencies.sort_by(f64::total_cmp);
+    after_ack.sort_by(f64::total_cmp);
     let mut acks = acks.lock().unwrap().clone();
     acks.sort_by(f64::total_cmp);
-    (
-        latencies.len(),
-        pct(&latencies, 0.50),
-        pct(&latencies, 0.99),
-        pct(&acks, 0.50),
-        pct(&acks, 0.99),
-    )
+    Visible {
+        events: latencies.len(),
+        p50: pct(&latencies, 0.50),
+        p99: pct(&latencies, 0.99),
+        ack_p50: pct(&acks, 0.50),
+        ack_p99: pct(&acks, 0.99),
+        after_ack_p50: pct(&after_ack, 0.50),
+        after_ack_p99: pct(&after_ack, 0.99),
+    }
+}
+
+/// Milliseconds from publishing to visible, to the broker's acknowledgement, and from that
+/// acknowledgement to visible (the consumer's and the projector's share).
+struct Visible {
+    events: usize,
+    p50: f64,
+    p99: f64,
+    ack_p50: f64,
+    ack_p99: f64,
+    after_ack_p50: f64,
+    after_ack_p99: f64,
 }
 
 /// Event→visible with the default consumer settings, then with the fetch long-poll shortened
@@ -391,8 +404,11 @@ async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usiz
                 .properties
                 .insert("fetch.wait.max.ms".into(), w.into());
         }
-        let (n, v50, v99, a50, a99) = event_to_visible(&c, pool, rate, seconds).await;
-        println!("\nevent → visible at {rate} events/s for {seconds} s ({what}): {n} events, p50 {v50:.1} ms, p99 {v99:.1} ms (publish → broker ack: p50 {a50:.1} ms, p99 {a99:.1} ms)");
+        let v = event_to_visible(&c, pool, rate, seconds).await;
+        println!(
+            "\nevent → visible at {rate} events/s for {seconds} s ({what}): {} events, p50 {:.1} ms, p99 {:.1} ms (publish → broker ack: p50 {:.1} ms, p99 {:.1} ms; broker ack → visible: p50 {:.1} ms, p99 {:.1} ms)",
+            v.events, v.p50, v.p99, v.ack_p50, v.ack_p99, v.after_ack_p50, v.after_ack_p99
+        );
     }
 }
 
@@ -464,10 +480,12 @@ async fn main() {
         eprintln!("reusing {name}: {sessions} sessions, {history} login attempts (BENCH_REUSE)");
     } else {
         load(&pool, sessions, history).await;
-        sqlx::query("CREATE TABLE bench_loaded (sessions bigint NOT NULL, history bigint NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "CREATE TABLE bench_loaded (sessions bigint NOT NULL, history bigint NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         sqlx::query("INSERT INTO bench_loaded VALUES ($1, $2)")
             .bind(sessions as i64)
             .bind(history as i64)
@@ -476,7 +494,9 @@ async fn main() {
             .unwrap();
     }
 
-    // The API in this process.
+    // The API in this process, with the Prometheus recorder installed as `authtrail serve` does
+    // (every request records its route's metrics).
+    let _ = authtrail::telemetry::metrics();
     let intake = Arc::new(authtrail::ingest::Intake::from_config(&config).unwrap());
     let verifier = Arc::new(authtrail::auth::Verifier::from_config(&config.auth).unwrap());
     let api = authtrail::api::Api::new(&config, intake.publisher().clone()).unwrap();
@@ -544,21 +564,46 @@ async fn main() {
     let mut rows = Vec::new();
     let http_seconds = env_usize("BENCH_HTTP_SECONDS", 20);
     for c in env_list("BENCH_CONNECTIONS", &[CONNECTIONS, LIGHT]) {
+        let before = server_histogram("/api/v1/auth/sessions");
         rows.push((
             format!("`GET /api/v1/auth/sessions` (HTTP, wrk, {c} connections)"),
             wrk(&format!("http://{addr}"), &sessions_lua, c, http_seconds),
         ));
         rows.push((
+            format!("… inside the server (its histogram; bucket bounds, {c} connections)"),
+            server_quantiles(
+                &before,
+                &server_histogram("/api/v1/auth/sessions"),
+                http_seconds,
+            ),
+        ));
+        rows.push((
             format!("same SQL (pgbench, prepared, {c} connections)"),
             pgbench(&url, &sessions_sql, dir.path(), "sessions", c, http_seconds),
         ));
+        let before = server_histogram("/api/v1/sessions/introspect");
         rows.push((
             format!("`POST /api/v1/sessions/introspect` (HTTP, wrk, {c} connections)"),
             wrk(&format!("http://{addr}"), &introspect_lua, c, http_seconds),
         ));
         rows.push((
+            format!("… inside the server (its histogram; bucket bounds, {c} connections)"),
+            server_quantiles(
+                &before,
+                &server_histogram("/api/v1/sessions/introspect"),
+                http_seconds,
+            ),
+        ));
+        rows.push((
             format!("same SQL (pgbench, prepared, {c} connections)"),
-            pgbench(&url, &introspect_sql, dir.path(), "introspect", c, http_seconds),
+            pgbench(
+                &url,
+                &introspect_sql,
+                dir.path(),
+                "introspect",
+                c,
+                http_seconds,
+            ),
         ));
     }
     println!("\n{sessions} sessions, {history} login attempts, {users} users\n");
@@ -573,6 +618,49 @@ async fn main() {
     if !reuse {
         drop_database(&admin, name).await;
     }
+}
+
+/// The server's own latency histogram of `route` (`authtrail_api_request_seconds`, measured
+/// from routing to the built response): cumulative counts by upper bound in seconds.
+fn server_histogram(route: &str) -> Vec<(f64, f64)> {
+    let text = authtrail::telemetry::metrics().render();
+    let needle = format!("route=\"{route}\"");
+    text.lines()
+        .filter(|l| l.starts_with("authtrail_api_request_seconds_bucket") && l.contains(&needle))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `(requests/s, p50 ms, p99 ms)` between two histogram readings; the quantiles are the upper
+/// bounds of the buckets they fall in.
+fn server_quantiles(
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+    seconds: usize,
+) -> (f64, f64, f64) {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+            (le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0.0, |c| c.1);
+    let q = |q: f64| {
+        counts
+            .iter()
+            .find(|c| c.1 >= q * total)
+            .map_or(f64::NAN, |c| c.0 * 1000.0)
+    };
+    (total / seconds as f64, q(0.50), q(0.99))
 }
 
 /// The row counts a finished load recorded, if the database exists and the load finished.

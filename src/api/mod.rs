@@ -38,7 +38,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::PgPool;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -73,9 +73,7 @@ impl Api {
             "statement_timeout",
             config.api.statement_timeout_ms.to_string(),
         )]);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+        let pool = crate::db::pool_options(config.database.max_connections, Duration::from_secs(5))
             .connect_lazy_with(options);
         let (projected, _) = watch::channel(0u64);
         let projected = Arc::new(projected);

@@ -5,7 +5,7 @@ use crate::config::{Config, DatabaseConfig};
 use crate::projector::{apply_batch, Cache, LogMessage, Outcome};
 use anyhow::{bail, Context};
 use authtrail_projections::Rules;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -51,10 +51,10 @@ pub fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> 
     let options = PgConnectOptions::from_str(&db.url)
         .context("database url")?
         .options([("search_path", schema)]);
-    Ok(PgPoolOptions::new()
-        .max_connections(db.max_connections.max(5))
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(options))
+    Ok(
+        crate::db::pool_options(db.max_connections.max(5), Duration::from_secs(10))
+            .connect_lazy_with(options),
+    )
 }
 
 /// Creates `schema` (if missing) and applies the migrations inside it: the same tables, views
