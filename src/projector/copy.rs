@@ -352,36 +352,28 @@ impl ser::SerializeMap for &mut Names {
     }
 }
 
+/// A serializer's eight integer methods, each binding its value to `$v` and answering `$body`
+/// (`self` is named by the caller, so that `$body` may use it).
+macro_rules! integers {
+    ($self:ident, $v:pat_param => $body:expr) => {
+        integers!(@ $self, $v => $body; serialize_i8 i8, serialize_i16 i16, serialize_i32 i32,
+            serialize_i64 i64, serialize_u8 u8, serialize_u16 u16, serialize_u32 u32,
+            serialize_u64 u64);
+    };
+    (@ $self:ident, $v:pat_param => $body:expr; $($name:ident $t:ty),*) => {
+        $(fn $name($self, $v: $t) -> Result<(), Error> {
+            $body
+        })*
+    };
+}
+
 /// The serializer methods a row walker refuses (a row is a struct or a map, nothing else).
 macro_rules! not_a_row {
     () => {
         fn serialize_bool(self, _: bool) -> Result<(), Error> {
             cannot("a boolean as a row")
         }
-        fn serialize_i8(self, _: i8) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_i16(self, _: i16) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_i32(self, _: i32) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_i64(self, _: i64) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_u8(self, _: u8) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_u16(self, _: u16) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_u32(self, _: u32) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
-        fn serialize_u64(self, _: u64) -> Result<(), Error> {
-            cannot("a number as a row")
-        }
+        integers!(self, _ => cannot("a number as a row"));
         fn serialize_f32(self, _: f32) -> Result<(), Error> {
             cannot("a number as a row")
         }
@@ -612,30 +604,7 @@ impl ser::Serializer for Scalar<'_> {
         self.out.push(if v { 't' } else { 'f' });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.display(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.display(v)
-    }
+    integers!(self, v => self.display(v));
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         self.serialize_f64(v as f64)
     }
@@ -746,30 +715,7 @@ impl<'a> ser::Serializer for Array<'a> {
     fn serialize_bool(self, _: bool) -> Result<(), Error> {
         cannot("a boolean")
     }
-    fn serialize_i8(self, _: i8) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Error> {
-        cannot("a number")
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Error> {
-        cannot("a number")
-    }
+    integers!(self, _ => cannot("a number"));
     fn serialize_f32(self, _: f32) -> Result<(), Error> {
         cannot("a number")
     }
