@@ -391,19 +391,49 @@ struct Visible {
     after_ack_p99: f64,
 }
 
-/// Event→visible with the default consumer settings, then with the fetch long-poll shortened
-/// (librdkafka waits up to `fetch.wait.max.ms` = 500 ms for `fetch.min.bytes`; a broker may hold
-/// the fetch that long). Each run on a fresh topic and consumer group.
+/// Event→visible with each of `BENCH_LATENCY_VARIANTS`: `defaults` (the configured ones) or `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS]` (`projector.fetch_wait_ms`, how long the broker may
+/// hold a fetch; `projector.batch_max_wait_ms`; `kafka.linger_ms`, how long the publisher
+/// gathers events into one batch per partition).
+/// Each run on a fresh topic and consumer group.
 async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usize) {
-    for (what, fetch_wait) in [("defaults", None), ("fetch.wait.max.ms=10", Some("10"))] {
+    let variants =
+        std::env::var("BENCH_LATENCY_VARIANTS").unwrap_or_else(|_| "defaults,500:50:5".into());
+    let variants = variants.split(',').map(|v| {
+        if v.trim() == "defaults" {
+            return None;
+        }
+        let mut parts = v
+            .trim()
+            .split(':')
+            .map(|n| n.parse::<u64>().expect("a number of ms"));
+        let mut next = || parts.next();
+        let (fetch, batch) = (next(), next());
+        let (Some(fetch), Some(batch)) = (fetch, batch) else {
+            panic!("BENCH_LATENCY_VARIANTS: FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS], not {v}");
+        };
+        Some((fetch, batch, next()))
+    });
+    for variant in variants {
         let mut c = config.clone();
         c.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
         c.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
-        if let Some(w) = fetch_wait {
-            c.kafka
-                .properties
-                .insert("fetch.wait.max.ms".into(), w.into());
+        if let Some((fetch, batch, linger)) = variant {
+            c.projector.fetch_wait_ms = fetch;
+            c.projector.batch_max_wait_ms = batch;
+            c.kafka.linger_ms = linger.unwrap_or(c.kafka.linger_ms);
         }
+        let what = format!(
+            "{}: fetch_wait_ms={}, batch_max_wait_ms={}, linger_ms={}, content-type header {}",
+            if variant.is_some() { "set" } else { "defaults" },
+            c.projector.fetch_wait_ms,
+            c.projector.batch_max_wait_ms,
+            c.kafka.linger_ms,
+            if c.kafka.content_type_header {
+                "on"
+            } else {
+                "off"
+            }
+        );
         let v = event_to_visible(&c, pool, rate, seconds).await;
         println!(
             "\nevent → visible at {rate} events/s for {seconds} s ({what}): {} events, p50 {:.1} ms, p99 {:.1} ms (publish → broker ack: p50 {:.1} ms, p99 {:.1} ms; broker ack → visible: p50 {:.1} ms, p99 {:.1} ms)",
@@ -463,6 +493,10 @@ async fn main() {
     config.kafka.brokers = brokers;
     config.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.kafka.partitions = 12;
+    // Tansu 0.6 scans every header it stores for each record it serves (its header table has no
+    // index): with the CloudEvents header on, fetches slow down as the log grows and the
+    // publisher's acknowledgements wait behind them (seconds at 2 000 events/s).
+    config.kafka.content_type_header = std::env::var_os("BENCH_CONTENT_TYPE_HEADER").is_some();
     config.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.auth.jwt_hs256_secret = SECRET.into();
     config.api.read_per_minute = 100_000_000;

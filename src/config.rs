@@ -44,6 +44,10 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u64,
     /// Producer linger: how long to wait to fill a batch (ms). Small keeps latency low.
     pub linger_ms: u64,
+    /// Send each event with the CloudEvents `content-type` header (structured mode). `./dev run`
+    /// turns it off for Tansu 0.6, which looks up every record's headers by scanning all the
+    /// headers it stores: fetches slow down as the log grows, and everything else waits.
+    pub content_type_header: bool,
     /// Extra librdkafka properties passed through verbatim (e.g. `security.protocol`).
     pub properties: BTreeMap<String, String>,
 }
@@ -59,6 +63,7 @@ impl Default for KafkaConfig {
             client_id: "authtrail".into(),
             delivery_timeout_ms: 30_000,
             linger_ms: 5,
+            content_type_header: true,
             properties: BTreeMap::new(),
         }
     }
@@ -238,10 +243,16 @@ pub struct ProjectorConfig {
     pub group_id: String,
     /// Name of the checkpoint set in `projection_checkpoints`.
     pub projection: String,
-    /// A batch closes at this many messages ...
+    /// A batch holds what the consumer has already received, up to this many messages, ...
     pub batch_max_messages: usize,
-    /// ... or this long after its first message (ms).
+    /// ... then waits up to this long after its first message for more (ms). 0: apply at once;
+    /// batches still grow with the rate, as events arrive while the previous batch is applied.
     pub batch_max_wait_ms: u64,
+    /// How long the broker may hold a fetch that finds no new events (librdkafka's
+    /// `fetch.wait.max.ms`, default 500). Apache Kafka answers as soon as events arrive, so there
+    /// this only sets how often an idle worker asks; Tansu 0.6 holds every fetch this long, so
+    /// there it adds to every event's latency.
+    pub fetch_wait_ms: u64,
     /// Consumer session timeout (ms): how soon a dead worker's partitions move on.
     pub session_timeout_ms: u64,
     /// Static group membership (`group.instance.id`): a worker restarted under the same id takes
@@ -270,7 +281,8 @@ impl Default for ProjectorConfig {
             group_id: "authtrail-projector".into(),
             projection: "read_tables".into(),
             batch_max_messages: 5000,
-            batch_max_wait_ms: 50,
+            batch_max_wait_ms: 0,
+            fetch_wait_ms: 20,
             session_timeout_ms: 10_000,
             instance_id: None,
             state_cache_sessions: 500_000,
@@ -459,6 +471,12 @@ impl Config {
             return Err(ConfigError(
                 "projector.batch_max_messages, idle/absolute timeouts and max_concurrent_sessions must be positive".into(),
             ));
+        }
+        if !(1..=300_000).contains(&p.fetch_wait_ms) {
+            return Err(ConfigError(format!(
+                "projector.fetch_wait_ms must be between 1 and 300000, not {}",
+                p.fetch_wait_ms
+            )));
         }
         if !(1..=64).contains(&p.lanes) {
             return Err(ConfigError(format!(

@@ -98,6 +98,43 @@ async fn sql_sink_equals_the_reference_model_whatever_the_batch_size() {
     assert_eq!(a, b);
 }
 
+/// With `batch_max_wait_ms = 0` (the default) a worker applies at once what the consumer holds:
+/// a backlog still goes in large batches, not one transaction per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_applied_in_large_batches_without_waiting() {
+    let topic = TestTopic::new(12).await;
+    let events = stream(5, 200, 3000);
+    publish(&topic, &events).await;
+    let (db, pool) = migrated().await;
+    let cfg = config(&topic, &db, "drain");
+    assert_eq!(cfg.projector.batch_max_wait_ms, 0);
+    // Each committed lane transaction announces itself once on the channel.
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(authtrail::projector::NOTIFY_CHANNEL)
+        .await
+        .unwrap();
+    project_all(&cfg, &pool, events.len() as i64).await;
+    // A marker sent after the last commit arrives after every notification of the worker.
+    sqlx::query("SELECT pg_notify($1, 'end of test')")
+        .bind(authtrail::projector::NOTIFY_CHANNEL)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut transactions = 0;
+    while listener.recv().await.unwrap().payload() != "end of test" {
+        transactions += 1;
+    }
+    assert!(
+        (1..=100).contains(&transactions),
+        "{} events took {transactions} transactions",
+        events.len()
+    );
+    assert_eq!(checkpoint_total(&pool, &topic.config.topic).await, 3000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_go_to_dead_letters_and_the_partition_keeps_flowing() {
     let topic = TestTopic::new(1).await;

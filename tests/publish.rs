@@ -47,6 +47,27 @@ async fn every_example_round_trips_byte_equal_with_key_and_partition() {
     }
 }
 
+/// `kafka.content_type_header = false` leaves the header out and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_content_type_header_the_payload_and_key_are_the_same() {
+    let topic = TestTopic::new(3).await;
+    let config = authtrail::config::KafkaConfig {
+        content_type_header: false,
+        ..topic.config.clone()
+    };
+    let publisher = authtrail::kafka::Publisher::new(&config).unwrap();
+    let event = parse(&examples()[0].1).unwrap();
+    let at = publisher.publish(&event).await.unwrap();
+    let stored = topic.read(1, READ_TIMEOUT).await;
+    assert_eq!(
+        (stored[0].partition, stored[0].offset),
+        (at.partition, at.offset)
+    );
+    assert_eq!(stored[0].payload, event.to_json_bytes());
+    assert_eq!(stored[0].key, event.partition_key().as_bytes());
+    assert_eq!(stored[0].content_type, None);
+}
+
 fn activity(user: usize, seq: usize) -> Event {
     let v = json!({
         "specversion": "1.0",

@@ -44,6 +44,7 @@ pub enum PublishError {
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    content_type_header: bool,
 }
 
 impl Publisher {
@@ -52,6 +53,7 @@ impl Publisher {
         Ok(Publisher {
             producer: producer_config(cfg).create()?,
             topic: cfg.topic.clone(),
+            content_type_header: cfg.content_type_header,
         })
     }
 
@@ -75,13 +77,13 @@ impl Publisher {
             let payload = event.to_json_bytes();
             let key = event.partition_key();
             loop {
-                let record = FutureRecord::to(&self.topic)
-                    .key(&key)
-                    .payload(&payload)
-                    .headers(OwnedHeaders::new().insert(Header {
+                let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+                if self.content_type_header {
+                    record = record.headers(OwnedHeaders::new().insert(Header {
                         key: "content-type",
                         value: Some(CONTENT_TYPE),
                     }));
+                }
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push_back((i, delivery));

@@ -1,8 +1,8 @@
 //! Projection workers: consume the events topic in a consumer group and fold it into the read
 //! tables, exactly once.
 //!
-//! The loop gathers a batch (up to `projector.batch_max_messages`, or `batch_max_wait_ms` after
-//! its first message) and hands it to [`sink::apply_batch`], which applies it in one PostgreSQL
+//! The loop gathers a batch (what the consumer has already received, up to
+//! `projector.batch_max_messages`, then up to `batch_max_wait_ms` more) and hands it to [`sink::apply_batch`], which applies it in one PostgreSQL
 //! transaction together with the checkpoints. The checkpoint table, not Kafka, says where each
 //! partition stands: messages below it are skipped, and a batch that starts beyond it makes the
 //! worker seek back. Kafka's committed offsets follow the checkpoints (for lag monitoring only).
@@ -18,8 +18,8 @@ pub use sink::{apply_batch, invalidate_caches, LogMessage, Outcome, Phases};
 use crate::config::Config;
 use crate::kafka::admin_config;
 use authtrail_projections::Rules;
+use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -105,6 +105,10 @@ impl Projector {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set(
+                "fetch.wait.max.ms",
+                config.projector.fetch_wait_ms.to_string(),
+            )
+            .set(
                 "session.timeout.ms",
                 config.projector.session_timeout_ms.to_string(),
             )
@@ -159,13 +163,17 @@ impl Projector {
                 _ = &mut shutdown, if !stopping => { stopping = true; }
                 r = tokio::time::timeout(timeout, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => {
-                        batch.push(LogMessage {
-                            topic: m.topic().to_owned(),
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            payload: m.payload().map(<[u8]>::to_vec),
-                        });
+                        batch.push(LogMessage::from(&m));
+                        // Then whatever librdkafka already holds, without waiting: under a
+                        // backlog the batch fills at once; at a steady rate it is what arrived
+                        // while the previous batch was being applied (group commit).
+                        while batch.len() < max {
+                            match self.consumer.recv().now_or_never() {
+                                Some(Ok(m)) => batch.push(LogMessage::from(&m)),
+                                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                                None => break,
+                            }
+                        }
                         deadline.get_or_insert_with(|| Instant::now() + wait);
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),

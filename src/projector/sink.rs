@@ -34,6 +34,19 @@ pub struct LogMessage {
     pub payload: Option<Vec<u8>>,
 }
 
+impl<M: rdkafka::Message> From<&M> for LogMessage {
+    /// Copies a consumed message out of librdkafka's buffer.
+    fn from(m: &M) -> LogMessage {
+        LogMessage {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
 /// What applying a batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {

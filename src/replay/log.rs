@@ -227,13 +227,7 @@ fn read(
                 let p = m.partition();
                 if let Some(Some(end)) = open.get(&p).copied() {
                     if m.offset() < end {
-                        buf.push(LogMessage {
-                            topic: m.topic().to_owned(),
-                            partition: p,
-                            offset: m.offset(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            payload: m.payload().map(<[u8]>::to_vec),
-                        });
+                        buf.push(LogMessage::from(&m));
                     }
                     if m.offset() + 1 >= end {
                         open.remove(&p);
@@ -242,13 +236,7 @@ fn read(
                         let _ = c.incremental_unassign(&t);
                     }
                 } else if open.contains_key(&p) {
-                    buf.push(LogMessage {
-                        topic: m.topic().to_owned(),
-                        partition: p,
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                    });
+                    buf.push(LogMessage::from(&m));
                 }
                 buf.len() >= chunk
             }
