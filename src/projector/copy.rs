@@ -480,7 +480,7 @@ impl<'r, 'e, 'a> ser::Serializer for &'r mut RowWriter<'e, 'a> {
     }
 }
 
-impl<'r> ser::Serializer for &'r mut Names {
+impl ser::Serializer for &mut Names {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
