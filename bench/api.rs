@@ -12,16 +12,18 @@
 //!    p50/p99 from its per-transaction log.
 //! 4. Event→visible: `login.succeeded` events are published at a steady `BENCH_RATE` (default
 //!    2 000/s) for `BENCH_SECONDS` (default 20) to a fresh topic while a projector (in this
-//!    process, default settings) folds them; an event is visible when the checkpoint of its
-//!    partition has passed its offset (rows and checkpoint commit together). p50/p99 of
-//!    publish-start → visible.
+//!    process) folds them, once with the default settings and once with the old ones as the
+//!    baseline (`BENCH_LATENCY_VARIANTS`, see [`latency_runs`]); an event is visible when the
+//!    checkpoint of its partition has passed its offset (rows and checkpoint commit together).
+//!    p50/p99 of publish-start → visible, → broker ack, and ack → visible.
 //!
 //! Needs `wrk` and `pgbench` on PATH. Run: `./dev with cargo bench --bench api`
 //! (`BENCH_ONLY_LATENCY=1`: step 4 only; `BENCH_REUSE=1`: keep the loaded database and use it
 //! again on the next run when its row counts match, which saves the ~9-minute load;
 //! `BENCH_CONNECTIONS=16,2`: the closed-loop connection counts; `BENCH_HTTP_SECONDS=20`: each
-//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). On the development broker (Tansu 0.6) step 4 at
-//! 2 000/s for 20 s crashed the broker; see BENCHMARKS.md (`BENCH_RATE=500` works there).
+//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). Step 4 publishes without the CloudEvents
+//! header unless `BENCH_CONTENT_TYPE_HEADER=1`: with it, Tansu 0.6 falls seconds behind at
+//! 2 000/s (BENCHMARKS.md, session 6).
 
 use authtrail::config::Config;
 use chrono::Utc;
@@ -391,10 +393,13 @@ struct Visible {
     after_ack_p99: f64,
 }
 
-/// Event→visible with each of `BENCH_LATENCY_VARIANTS`: `defaults` (the configured ones) or `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS]` (`projector.fetch_wait_ms`, how long the broker may
+/// Event→visible with each of `BENCH_LATENCY_VARIANTS` (default `defaults,500:50:5`, the old
+/// defaults as the baseline): `defaults` (the configured ones) or
+/// `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS]` (`projector.fetch_wait_ms`, how long the broker may
 /// hold a fetch; `projector.batch_max_wait_ms`; `kafka.linger_ms`, how long the publisher
-/// gathers events into one batch per partition).
-/// Each run on a fresh topic and consumer group.
+/// gathers events into one batch per partition). Each run on a fresh topic and consumer group.
+/// The publisher leaves out the CloudEvents header unless `BENCH_CONTENT_TYPE_HEADER=1` (see
+/// `main`).
 async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usize) {
     let variants =
         std::env::var("BENCH_LATENCY_VARIANTS").unwrap_or_else(|_| "defaults,500:50:5".into());

@@ -2,8 +2,9 @@
 //! tables, exactly once.
 //!
 //! The loop gathers a batch (what the consumer has already received, up to
-//! `projector.batch_max_messages`, then up to `batch_max_wait_ms` more) and hands it to [`sink::apply_batch`], which applies it in one PostgreSQL
-//! transaction together with the checkpoints. The checkpoint table, not Kafka, says where each
+//! `projector.batch_max_messages`, then up to `batch_max_wait_ms` more) and hands it to
+//! [`sink::apply_batch`], which applies it in one PostgreSQL transaction together with the
+//! checkpoints. The checkpoint table, not Kafka, says where each
 //! partition stands: messages below it are skipped, and a batch that starts beyond it makes the
 //! worker seek back. Kafka's committed offsets follow the checkpoints (for lag monitoring only).
 //! Database and broker errors are retried with backoff; a message is never skipped, and one
