@@ -498,9 +498,9 @@ async fn main() {
     config.kafka.brokers = brokers;
     config.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.kafka.partitions = 12;
-    // Tansu 0.6 scans every header it stores for each record it serves (its header table has no
-    // index): with the CloudEvents header on, fetches slow down as the log grows and the
-    // publisher's acknowledgements wait behind them (seconds at 2 000 events/s).
+    // Tansu 0.6 looks up each record's headers with a query of its own on an unindexed table:
+    // with the CloudEvents header on, its storage falls behind and the publisher's
+    // acknowledgements wait seconds at 2 000 events/s (BENCHMARKS.md, session 6).
     config.kafka.content_type_header = std::env::var_os("BENCH_CONTENT_TYPE_HEADER").is_some();
     config.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.auth.jwt_hs256_secret = SECRET.into();

@@ -21,7 +21,7 @@
 //! `BENCH_REBUILD_BATCH`, the rebuild's own, default `rebuild::default_batch`, 4 × `BENCH_BATCH`;
 //! `BENCH_WORKERS`, default 2; `BENCH_BATCH_WAIT_MS`, the live worker's `batch_max_wait_ms`;
 //! `BENCH_CONTENT_TYPE_HEADER=1` publishes with the CloudEvents header, off by default because
-//! Tansu 0.6 scans all stored headers for every record it serves).
+//! Tansu 0.6 looks up each record's headers with a query of its own on an unindexed table).
 
 use authtrail::config::{Config, KafkaConfig};
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
@@ -175,7 +175,7 @@ async fn broker() {
         brokers,
         topic: format!("bench-rebuild-{}", uuid::Uuid::new_v4().simple()),
         partitions,
-        // Tansu 0.6 scans every header it stores for each record it serves (see `bench/api.rs`).
+        // Tansu 0.6 falls behind on per-record header lookups (see `bench/api.rs`).
         content_type_header: std::env::var_os("BENCH_CONTENT_TYPE_HEADER").is_some(),
         ..KafkaConfig::default()
     };
