@@ -602,48 +602,38 @@ async fn main() {
         );
     let mut rows = Vec::new();
     let http_seconds = env_usize("BENCH_HTTP_SECONDS", 20);
+    let routes = [
+        (
+            "GET",
+            "/api/v1/auth/sessions",
+            &sessions_lua,
+            &sessions_sql,
+            "sessions",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/introspect",
+            &introspect_lua,
+            &introspect_sql,
+            "introspect",
+        ),
+    ];
     for c in env_list("BENCH_CONNECTIONS", &[CONNECTIONS, LIGHT]) {
-        let before = server_histogram("/api/v1/auth/sessions");
-        rows.push((
-            format!("`GET /api/v1/auth/sessions` (HTTP, wrk, {c} connections)"),
-            wrk(&format!("http://{addr}"), &sessions_lua, c, http_seconds),
-        ));
-        rows.push((
-            format!("… inside the server (its histogram; bucket bounds, {c} connections)"),
-            server_quantiles(
-                &before,
-                &server_histogram("/api/v1/auth/sessions"),
-                http_seconds,
-            ),
-        ));
-        rows.push((
-            format!("same SQL (pgbench, prepared, {c} connections)"),
-            pgbench(&url, &sessions_sql, dir.path(), "sessions", c, http_seconds),
-        ));
-        let before = server_histogram("/api/v1/sessions/introspect");
-        rows.push((
-            format!("`POST /api/v1/sessions/introspect` (HTTP, wrk, {c} connections)"),
-            wrk(&format!("http://{addr}"), &introspect_lua, c, http_seconds),
-        ));
-        rows.push((
-            format!("… inside the server (its histogram; bucket bounds, {c} connections)"),
-            server_quantiles(
-                &before,
-                &server_histogram("/api/v1/sessions/introspect"),
-                http_seconds,
-            ),
-        ));
-        rows.push((
-            format!("same SQL (pgbench, prepared, {c} connections)"),
-            pgbench(
-                &url,
-                &introspect_sql,
-                dir.path(),
-                "introspect",
-                c,
-                http_seconds,
-            ),
-        ));
+        for (method, route, lua, sql, name) in routes {
+            let before = server_histogram(route);
+            rows.push((
+                format!("`{method} {route}` (HTTP, wrk, {c} connections)"),
+                wrk(&format!("http://{addr}"), lua, c, http_seconds),
+            ));
+            rows.push((
+                format!("… inside the server (its histogram; bucket bounds, {c} connections)"),
+                server_quantiles(&before, &server_histogram(route), http_seconds),
+            ));
+            rows.push((
+                format!("same SQL (pgbench, prepared, {c} connections)"),
+                pgbench(&url, sql, dir.path(), name, c, http_seconds),
+            ));
+        }
     }
     println!("\n{sessions} sessions, {history} login attempts, {users} users\n");
     println!("| what | requests/s | p50 | p99 |\n|---|---|---|---|");
