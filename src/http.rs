@@ -158,6 +158,9 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// `/readyz`'s enrichment check when no GeoIP database is open.
+pub const GEOIP_MISSING: &str = "degraded: no GeoIP database (ingest.geoip_databases): events get no country or city, and the new-country rule never fires";
+
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let kafka = match tokio::time::timeout(
         Duration::from_secs(6),
@@ -183,17 +186,29 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ),
         Err(_) => "timeout".to_owned(),
     };
+    // Without GeoIP the server still takes events (ready), but records no place for them:
+    // said here, so a deployment that forgot its GeoIP data shows it on every probe.
+    let enrichment = match state.intake() {
+        None => "off (no intake)",
+        Some(i) if i.enricher().geoip().databases().is_empty() => GEOIP_MISSING,
+        Some(_) => "ok",
+    };
     let ready = kafka == "ok" && database == "ok";
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let word = match (ready, enrichment == GEOIP_MISSING) {
+        (false, _) => "not ready",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
     (
         status,
         Json(json!({
-            "status": if ready { "ready" } else { "not ready" },
-            "checks": { "kafka": kafka, "database": database },
+            "status": word,
+            "checks": { "kafka": kafka, "database": database, "enrichment": enrichment },
         })),
     )
 }

@@ -563,3 +563,39 @@ async fn publish_command_enriches_like_the_intake() {
     assert_eq!(d.geo.unwrap().city.as_deref(), Some("London"));
     assert_eq!(d.device.unwrap().os.as_deref(), Some("iOS"));
 }
+
+/// A server without GeoIP data still takes events, but `/readyz` says enrichment is degraded
+/// (a deployment that forgot its GeoIP database would otherwise look healthy).
+#[tokio::test]
+async fn readyz_reports_enrichment_degraded_without_a_geoip_database() {
+    let admin_db = std::env::var("AUTHTRAIL_TEST_DATABASE_URL").unwrap();
+    let ready = |app: &TestApp| {
+        let url = app.url("/readyz");
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let db = admin_db.clone();
+    let with_geo = spawn_app_with(move |c| c.database.url = db).await;
+    let (status, body) = ready(&with_geo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["enrichment"], "ok");
+
+    let without = spawn_app_with(move |c| {
+        c.database.url = admin_db;
+        c.ingest.geoip_databases = vec![];
+    })
+    .await;
+    let (status, body) = ready(&without).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["checks"]["enrichment"]
+            .as_str()
+            .unwrap()
+            .starts_with("degraded: no GeoIP database"),
+        "{body}"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod projection;
+pub mod services;
 
 use authtrail::config::{DatabaseConfig, KafkaConfig};
 use authtrail::kafka;
@@ -27,8 +28,13 @@ pub struct TestTopic {
 
 impl TestTopic {
     pub async fn new(partitions: i32) -> TestTopic {
+        TestTopic::on(&brokers(), partitions).await
+    }
+
+    /// A topic of its own on the broker at `brokers` (a test's private broker).
+    pub async fn on(brokers: &str, partitions: i32) -> TestTopic {
         let config = KafkaConfig {
-            brokers: brokers(),
+            brokers: brokers.to_owned(),
             topic: format!("test-{}", Uuid::new_v4().simple()),
             partitions,
             ..KafkaConfig::default()

@@ -177,3 +177,111 @@ pub async fn table_hashes(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
         .await
         .unwrap()
 }
+
+/// An `authtrail project` process, killed when dropped (a failing test must not leave it
+/// running). Its log (RUST_LOG=info) goes to a file, the only view of its assignments.
+pub struct Worker {
+    child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Worker {
+    /// Starts `authtrail project` for `cfg` (topic, database, group, instance id, session
+    /// timeout, batch size), logging to `log` (appended).
+    pub fn spawn(cfg: &Config, log: &std::path::Path) -> Worker {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let p = &cfg.projector;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_authtrail"))
+            .arg("project")
+            .env(
+                "AUTHTRAIL_PROJECTOR_INSTANCE_ID",
+                p.instance_id.clone().unwrap_or_default(),
+            )
+            .env("AUTHTRAIL_KAFKA_BROKERS", &cfg.kafka.brokers)
+            .env("AUTHTRAIL_KAFKA_TOPIC", &cfg.kafka.topic)
+            .env(
+                "AUTHTRAIL_KAFKA_PARTITIONS",
+                cfg.kafka.partitions.to_string(),
+            )
+            .env("AUTHTRAIL_DATABASE_URL", &cfg.database.url)
+            .env("AUTHTRAIL_PROJECTOR_GROUP_ID", &p.group_id)
+            .env(
+                "AUTHTRAIL_PROJECTOR_SESSION_TIMEOUT_MS",
+                p.session_timeout_ms.to_string(),
+            )
+            .env(
+                "AUTHTRAIL_PROJECTOR_BATCH_MAX_MESSAGES",
+                p.batch_max_messages.to_string(),
+            )
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Worker {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no shutdown hook, no flush — the crash the transactions must survive.
+    pub fn sigkill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Panics (with the log) when the worker exited by itself.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "worker exited by itself ({status}); log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The partitions of the last assignment the worker logged, if any.
+    pub fn assigned(&self) -> Option<Vec<i32>> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let line = text.lines().rfind(|l| l.contains("partitions assigned"))?;
+        let list = line.split("partitions=[").nth(1)?.split(']').next()?;
+        Some(
+            list.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect(),
+        )
+    }
+
+    /// The last `n` lines of its log that are not per-batch lines.
+    pub fn tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("batch applied"))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The projection checkpoints of `topic`, partition by partition (for failure messages).
+pub async fn checkpoints(pool: &PgPool, topic: &str) -> Vec<(i32, i64)> {
+    sqlx::query_as(
+        "SELECT partition, next_offset FROM projection_checkpoints WHERE topic = $1 ORDER BY 1",
+    )
+    .bind(topic)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+}

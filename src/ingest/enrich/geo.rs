@@ -94,7 +94,13 @@ impl GeoIp {
             dbs.push(open_one(path)?);
         }
         if dbs.is_empty() {
-            tracing::warn!("no GeoIP database: events get no geo");
+            // Loud on purpose: a deployment without GeoIP data looks healthy otherwise.
+            tracing::warn!(
+                configured = ?paths,
+                "NO GEOIP DATABASE: events get no country or city, and the new-country rule never \
+                 fires; fetch one (data/geoip/fetch-dbip.sh) and set ingest.geoip_databases. \
+                 /readyz reports enrichment as degraded"
+            );
         }
         for d in &dbs {
             tracing::info!(database = %d.name, build = ?d.build, ip_version = d.ip_version, "GeoIP database opened");
