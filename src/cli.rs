@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,8 +141,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .await
                 .context("migrating the database")?;
             kafka::ensure_topic(&config.kafka).await?;
+            let grace = Duration::from_millis(config.http.shutdown_grace_ms);
             let projector = crate::projector::Projector::new(config, pool)?;
-            projector.run(http::shutdown_signal()).await?;
+            let stop = stop_signal();
+            finish_within(grace, stop.clone(), projector.run(stopped(stop))).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup => {
@@ -243,26 +247,69 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         state = state.with_api(api);
     }
     // One shutdown signal for the server and the projector.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        http::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = stop_signal();
+    let grace = Duration::from_millis(state.config().http.shutdown_grace_ms);
     let projector = if state.config().projector.enabled {
         let p = crate::projector::Projector::new(state.config().clone(), state.pool().clone())?;
-        Some(tokio::spawn(p.run(stopped(stop_rx.clone()))))
+        Some(tokio::spawn(p.run(stopped(stop.clone()))))
     } else {
         None
     };
-    http::run(state, listener, stopped(stop_rx)).await?;
-    if let Some(p) = projector {
-        p.await??;
-    }
+    let server = tokio::spawn(http::run(state, listener, stopped(stop.clone())));
+    finish_within(grace, stop, async move {
+        server.await??;
+        if let Some(p) = projector {
+            p.await??;
+        }
+        anyhow::Ok(())
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Set once Ctrl-C or SIGTERM arrived.
+fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        http::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves once `stop` is set.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Runs `work` to its end; once `stop` is set, gives it `grace` more (in-flight requests
+/// drain, the projector commits the batch in hand), then exits the process anyway. A broker or
+/// database that is gone must not hold a stopping process: nothing is lost by leaving, since a
+/// batch that did not commit is applied again by the next worker.
+async fn finish_within<T>(
+    grace: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        () = stopped(stop) => {}
+    }
+    let grace_ms = grace.as_millis() as u64;
+    tracing::info!(grace_ms, "shutdown: finishing in-flight work");
+    match tokio::time::timeout(grace, work).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(
+                grace_ms,
+                "shutdown: still busy after the grace period (broker or database gone?); exiting \
+                 without waiting (uncommitted work is applied again by the next worker)"
+            );
+            std::process::exit(1)
+        }
+    }
 }
 
 /// How many events one `publish_all` call carries: bounds memory of in-flight futures while

@@ -91,12 +91,17 @@ impl Default for DatabaseConfig {
 pub struct HttpConfig {
     /// Address `authtrail serve` listens on.
     pub listen: String,
+    /// How long `serve` and `project` may take to stop after SIGTERM or Ctrl-C (requests
+    /// drain, the batch in hand is applied); then they exit anyway, even with the broker or
+    /// the database gone.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            shutdown_grace_ms: 10_000,
         }
     }
 }

@@ -259,3 +259,67 @@ async fn a_postgres_restart_mid_stream_loses_and_doubles_nothing() {
     drop(worker);
     assert_exactly_once(&topic, &pool, &cfg, &events).await;
 }
+
+/// `authtrail serve` (intake, API and projector) whose broker died stops on SIGTERM within its
+/// grace period instead of hanging on the broker (final offset commit, leaving the group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
+    let mut kafka = PrivateKafka::start();
+    let topic = TestTopic::on(&kafka.brokers(), 3).await;
+    let (db, _pool) = migrated().await;
+    let port = common::services::free_port();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_authtrail"))
+        .arg("serve")
+        .env("AUTHTRAIL_KAFKA_BROKERS", kafka.brokers())
+        .env("AUTHTRAIL_KAFKA_TOPIC", topic.name())
+        .env("AUTHTRAIL_DATABASE_URL", &db.config.url)
+        .env("AUTHTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AUTHTRAIL_HTTP_SHUTDOWN_GRACE_MS", "3000")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let show = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Up when /readyz answers 200 (broker and database reachable).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited:\n{}", show());
+        assert!(Instant::now() < deadline, "serve never became ready:\n{}", show());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The projector holds the partitions; now the broker dies, then serve is asked to stop.
+    kafka.kill();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let asked = Instant::now();
+    // Generous next to the 3 s grace: this bounds a hang, it does not time the shutdown.
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(20) {
+            let _ = serve.kill();
+            panic!("serve still ran 20 s after SIGTERM (grace 3 s):\n{}", show());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("serve exited with {status} {:?} after SIGTERM", asked.elapsed());
+    assert!(
+        show().contains("shutdown"),
+        "serve logged nothing about its shutdown:\n{}",
+        show()
+    );
+}

@@ -459,12 +459,15 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
     let topic = TestTopic::new(4).await;
     let (db, pool) = migrated().await;
     let cfg = config(&topic, &db, "rebuild-live");
-    let events = stream(63, 60, 6000);
+    // More events than the run needs: the publisher below stops a little after the swap.
+    let events = stream(63, 60, 40_000);
     publish(&topic, &events[..3000]).await;
     let live = Live::start(&cfg, &pool);
     wait_caught_up(&pool, topic.name(), 3000, Duration::from_secs(120)).await;
 
-    // Keep publishing while the rebuild runs, and a little after its swap.
+    // Keep publishing while the rebuild runs, and a little after its swap: a steady 1 000
+    // events/s, as live traffic would come (unpaced, the broker takes all of them before the
+    // rebuild has read the first ones).
     let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publisher = {
         let topic_cfg = topic.config.clone();
@@ -473,7 +476,9 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
         tokio::spawn(async move {
             let p = authtrail::kafka::Publisher::new(&topic_cfg).unwrap();
             let (mut published, mut after) = (0, 0);
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
             for chunk in rest.chunks(100) {
+                pace.tick().await;
                 p.publish_all(chunk).await.unwrap();
                 published += chunk.len();
                 if swapped.load(std::sync::atomic::Ordering::SeqCst) {
@@ -496,6 +501,8 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
     }
     let swapped_at: i64 = report.checkpoints.values().sum();
     let published = 3000 + publisher.await.unwrap();
+    eprintln!("swapped at {swapped_at}; {published} published in all");
+    assert!(published < events.len(), "the publisher ran out of events before the swap");
     assert!(
         swapped_at >= 3000 && (swapped_at as usize) < published,
         "swapped at {swapped_at} of {published}: events were published before and after the swap"

@@ -192,9 +192,11 @@ impl Projector {
                 break;
             }
         }
+        // Async: Kafka's committed offsets only mirror the checkpoints (for lag monitoring), and
+        // a synchronous commit would wait for a broker that may be gone.
         if let Err(e) = self
             .consumer
-            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Async)
         {
             tracing::debug!(error = %e, "final offset commit");
         }
