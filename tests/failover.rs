@@ -261,7 +261,8 @@ async fn a_postgres_restart_mid_stream_loses_and_doubles_nothing() {
 }
 
 /// `authtrail serve` (intake, API and projector) whose broker died stops on SIGTERM within its
-/// grace period instead of hanging on the broker (final offset commit, leaving the group).
+/// grace period, although a request it is serving waits for the broker's acknowledgement (up to
+/// `kafka.delivery_timeout_ms`, 30 s) and graceful shutdown waits for in-flight requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
     let mut kafka = PrivateKafka::start();
@@ -277,6 +278,7 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         .env("AUTHTRAIL_DATABASE_URL", &db.config.url)
         .env("AUTHTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("AUTHTRAIL_HTTP_SHUTDOWN_GRACE_MS", "3000")
+        .env("AUTHTRAIL_AUTH_API_KEYS", common::app::TEST_API_KEY)
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -297,8 +299,37 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         assert!(Instant::now() < deadline, "serve never became ready:\n{}", show());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The projector holds the partitions; now the broker dies, then serve is asked to stop.
+    // The projector holds the partitions; now the broker dies, an event arrives (its request
+    // waits for an acknowledgement that cannot come), then serve is asked to stop.
     kafka.kill();
+    let body = common::examples()
+        .into_iter()
+        .find(|(n, _)| n == "login.succeeded.json")
+        .unwrap()
+        .1;
+    let in_flight = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/events"))
+            .header("content-type", "application/json")
+            .header("x-api-key", common::app::TEST_API_KEY)
+            .body(body)
+            .send(),
+    );
+    // In flight once enriched (the intake then waits for the broker).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("authtrail_enrich_seconds_count 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event never reached the intake:\n{}", show());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let term = std::process::Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
         .status()
@@ -317,6 +348,7 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("serve exited with {status} {:?} after SIGTERM", asked.elapsed());
+    in_flight.abort();
     assert!(
         show().contains("shutdown"),
         "serve logged nothing about its shutdown:\n{}",
