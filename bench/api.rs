@@ -21,12 +21,12 @@
 //! (`BENCH_ONLY_LATENCY=1`: step 4 only; `BENCH_REUSE=1`: keep the loaded database and use it
 //! again on the next run when its row counts match, which saves the ~9-minute load;
 //! `BENCH_CONNECTIONS=16,2`: the closed-loop connection counts; `BENCH_HTTP_SECONDS=20`: each
-//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). Step 4 publishes without the CloudEvents
-//! header unless `BENCH_CONTENT_TYPE_HEADER=1`: with it, Tansu 0.6 falls seconds behind at
-//! 2 000/s (BENCHMARKS.md, session 6).
+//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). Step 4 publishes with the CloudEvents
+//! header, as the default configuration does, unless `BENCH_CONTENT_TYPE_HEADER=0`.
 
 use authtrail::config::Config;
 use chrono::Utc;
+use common::env_usize;
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -34,6 +34,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
 
 const SECRET: &str = "bench-only-hs256-secret-at-least-32-bytes!";
 /// Closed-loop load: 16 connections saturate the 2-core host (throughput), 2 show latency
@@ -49,13 +52,6 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
             .collect(),
         Err(_) => default.to_vec(),
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn token(sub: &str, role: &str) -> String {
@@ -398,8 +394,7 @@ struct Visible {
 /// `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS]` (`projector.fetch_wait_ms`, how long the broker may
 /// hold a fetch; `projector.batch_max_wait_ms`; `kafka.linger_ms`, how long the publisher
 /// gathers events into one batch per partition). Each run on a fresh topic and consumer group.
-/// The publisher leaves out the CloudEvents header unless `BENCH_CONTENT_TYPE_HEADER=1` (see
-/// `main`).
+/// The publisher sets the CloudEvents header unless `BENCH_CONTENT_TYPE_HEADER=0`.
 async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usize) {
     let variants =
         std::env::var("BENCH_LATENCY_VARIANTS").unwrap_or_else(|_| "defaults,500:50:5".into());
@@ -498,10 +493,7 @@ async fn main() {
     config.kafka.brokers = brokers;
     config.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.kafka.partitions = 12;
-    // Tansu 0.6 looks up each record's headers with a query of its own on an unindexed table:
-    // with the CloudEvents header on, its storage falls behind and the publisher's
-    // acknowledgements wait seconds at 2 000 events/s (BENCHMARKS.md, session 6).
-    config.kafka.content_type_header = std::env::var_os("BENCH_CONTENT_TYPE_HEADER").is_some();
+    config.kafka.content_type_header = common::content_type_header();
     config.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.auth.jwt_hs256_secret = SECRET.into();
     config.api.read_per_minute = 100_000_000;

@@ -26,18 +26,6 @@ use std::time::Instant;
 #[path = "common/mod.rs"]
 mod common;
 
-const TABLES: &[&str] = &[
-    "sessions",
-    "login_history",
-    "security_events",
-    "security_event_reviews",
-    "trusted_devices",
-    "user_profiles",
-    "daily_login_stats",
-    "processed_events",
-    "projection_checkpoints",
-];
-
 #[tokio::main]
 async fn main() {
     let admin = std::env::var("AUTHTRAIL_TEST_DATABASE_URL")
@@ -86,7 +74,7 @@ async fn main() {
     .await;
     let projector_rate = n as f64 / projector_secs;
     let mut rows = 0i64;
-    for t in TABLES {
+    for t in common::TABLES {
         let c: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}"))
             .fetch_one(&pool)
             .await
@@ -97,7 +85,7 @@ async fn main() {
     let written: i64 = sqlx::query_scalar(
         "SELECT sum(n_tup_ins + n_tup_upd)::bigint FROM pg_stat_user_tables WHERE relname = ANY($1)",
     )
-    .bind(TABLES)
+    .bind(common::TABLES)
     .fetch_one(&pool)
     .await
     .unwrap_or(0);
@@ -110,39 +98,9 @@ async fn main() {
     println!("  phases: {}", line.join(", "));
 
     // (a) COPY of the same final rows into the same, empty tables.
-    let (copy_cfg, copy_pool) = fresh_db(&admin, "authtrail_bench_copy").await;
-    let mut dumps = vec![];
-    {
-        let mut src = pool.acquire().await.unwrap();
-        for t in TABLES {
-            let mut out = src
-                .copy_out_raw(&format!("COPY {t} TO STDOUT"))
-                .await
-                .unwrap();
-            let mut data = Vec::new();
-            use futures::StreamExt;
-            while let Some(chunk) = out.next().await {
-                data.extend_from_slice(&chunk.unwrap());
-            }
-            dumps.push((*t, data));
-        }
-    }
-    let mut dst = PgConnection::connect(&copy_cfg.url).await.unwrap();
-    let start = Instant::now();
-    let mut tx = dst.begin().await.unwrap();
-    for (t, data) in &dumps {
-        let mut copy = tx
-            .copy_in_raw(&format!("COPY {t} FROM STDIN"))
-            .await
-            .unwrap();
-        copy.send(data.as_slice()).await.unwrap();
-        copy.finish().await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    let copy_secs = start.elapsed().as_secs_f64();
+    let copy_secs = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
     let copy_rate = n as f64 / copy_secs;
     println!("(a) COPY of the final rows: {copy_secs:.1}s, {copy_rate:.0} events/s equivalent");
-    drop(copy_pool);
 
     // (b) One INSERT per event in its own transaction.
     let (naive_cfg, _naive_pool) = fresh_db(&admin, "authtrail_bench_naive").await;

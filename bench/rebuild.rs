@@ -11,7 +11,8 @@
 //! 1. publish `BENCH_EVENTS` (default 1 000 000) seeded events to a fresh topic;
 //! 2. **read**: the log reader alone (no database) — the broker's ceiling for both contenders;
 //! 3. **live projector**: `Projector` (consumer group, batches, `apply_batch`) from an empty
-//!    database until its checkpoints cover the log;
+//!    database until its checkpoints cover the log; then **COPY** of its final rows into empty
+//!    tables (the sink's physical limit), and the ratio of the two;
 //! 4. **rebuild**: `authtrail rebuild` (own consumer, same `apply_batch` into a fresh schema with
 //!    deferred reader-only indexes and relaxed commits, index build, swap) with the live tables as
 //!    the target; then, with `BENCH_PLAIN_REBUILD=1`, a rebuild without those two measures.
@@ -20,8 +21,7 @@
 //! `AUTHTRAIL_TEST_DATABASE_URL`; `BENCH_PARTITIONS`, default 12; `BENCH_BATCH`, default 5 000;
 //! `BENCH_REBUILD_BATCH`, the rebuild's own, default `rebuild::default_batch`, 4 × `BENCH_BATCH`;
 //! `BENCH_WORKERS`, default 2; `BENCH_BATCH_WAIT_MS`, the live worker's `batch_max_wait_ms`;
-//! `BENCH_CONTENT_TYPE_HEADER=1` publishes with the CloudEvents header, off by default because
-//! Tansu 0.6 looks up each record's headers with a query of its own on an unindexed table).
+//! `BENCH_CONTENT_TYPE_HEADER=0` publishes without the CloudEvents header).
 
 use authtrail::config::{Config, KafkaConfig};
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
@@ -175,8 +175,7 @@ async fn broker() {
         brokers,
         topic: format!("bench-rebuild-{}", uuid::Uuid::new_v4().simple()),
         partitions,
-        // Tansu 0.6 falls behind on per-record header lookups (see `bench/api.rs`).
-        content_type_header: std::env::var_os("BENCH_CONTENT_TYPE_HEADER").is_some(),
+        content_type_header: common::content_type_header(),
         ..KafkaConfig::default()
     };
     authtrail::kafka::ensure_topic(&kafka).await.unwrap();
@@ -271,6 +270,13 @@ async fn broker() {
         "live projector: {live_s:>7.1} s  {:>8.0} ev/s  (batch_max_wait_ms={})",
         n as f64 / live_s,
         config.projector.batch_max_wait_ms
+    );
+    // The sink's physical limit on the same rows: the live projector ÷ COPY.
+    let copy_s = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
+    println!(
+        "COPY of the final rows: {copy_s:>7.1} s  {:>8.0} ev/s equivalent; live projector (from the broker) / COPY = {:.2}",
+        n as f64 / copy_s,
+        copy_s / live_s
     );
 
     // Rebuild, swapping in over the live tables.

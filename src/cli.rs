@@ -8,10 +8,10 @@ use crate::{db, http, kafka, telemetry};
 use anyhow::Context;
 use authtrail_events::Event;
 use clap::{Parser, Subcommand};
+use std::future::Future;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 

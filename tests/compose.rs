@@ -97,7 +97,10 @@ fn every_authtrail_variable_of_compose_and_the_image_is_a_configuration_key() {
     assert!(config.database.url.starts_with("postgres://authtrail:"));
     assert!(config.database.url.contains("@postgres:5432/authtrail"));
     assert_eq!(config.http.listen.to_string(), "0.0.0.0:8080");
-    assert!(!config.web.demo, "the demo sign-in must be off in production");
+    assert!(
+        !config.web.demo,
+        "the demo sign-in must be off in production"
+    );
     assert_eq!(
         config.ingest.geoip_databases,
         vec![
@@ -171,9 +174,10 @@ fn readme_rows() -> Vec<Row> {
             Row {
                 service: code(cells[1])[0].clone(),
                 image: code(cells[2]).first().cloned().unwrap_or_default(),
-                host_port: code(cells[3]).first().cloned().filter(|p| {
-                    p.chars().last().is_some_and(|c| c.is_ascii_digit())
-                }),
+                host_port: code(cells[3])
+                    .first()
+                    .cloned()
+                    .filter(|p| p.chars().last().is_some_and(|c| c.is_ascii_digit())),
                 depends_on: code(cells[4]),
             }
         })
@@ -216,7 +220,11 @@ fn compose_services_ports_and_dependencies_agree_with_the_readme() {
             .unwrap_or_default();
         match &row.host_port {
             Some(port) => assert_eq!(published, vec![port.clone()], "{}", row.service),
-            None => assert!(published.is_empty(), "{} publishes {published:?}", row.service),
+            None => assert!(
+                published.is_empty(),
+                "{} publishes {published:?}",
+                row.service
+            ),
         }
         let mut deps: Vec<String> = svc["depends_on"]
             .as_mapping()
@@ -232,7 +240,10 @@ fn compose_services_ports_and_dependencies_agree_with_the_readme() {
                 svc["depends_on"][d.as_str()]["condition"].as_str(),
                 Some("service_healthy")
             );
-            assert!(!service(&c, d)["healthcheck"].is_null(), "{d} has a health check");
+            assert!(
+                !service(&c, d)["healthcheck"].is_null(),
+                "{d} has a health check"
+            );
         }
     }
 }
@@ -264,5 +275,8 @@ fn authtrail_reaches_kafka_and_postgres_where_they_listen() {
     let ports = service(&c, "authtrail")["ports"][0].as_str().unwrap();
     assert_eq!(ports.rsplit_once(':').unwrap().1, listen_port);
     let health = serde_yaml::to_string(&service(&c, "authtrail")["healthcheck"]["test"]).unwrap();
-    assert!(health.contains(&format!("127.0.0.1/{listen_port}")), "{health}");
+    assert!(
+        health.contains(&format!("127.0.0.1/{listen_port}")),
+        "{health}"
+    );
 }

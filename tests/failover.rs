@@ -49,7 +49,12 @@ fn reference(events: &[Event], rules: &authtrail_projections::Rules) -> Tables {
 /// The check every test here ends with: `pool` holds each of `events` exactly once, its tables
 /// hash the same as a clean single pass over the same topic into a fresh database, and equal
 /// the reference model of `events`.
-async fn assert_exactly_once(topic: &TestTopic, pool: &sqlx::PgPool, cfg: &Config, events: &[Event]) {
+async fn assert_exactly_once(
+    topic: &TestTopic,
+    pool: &sqlx::PgPool,
+    cfg: &Config,
+    events: &[Event],
+) {
     let in_log: i64 = topic.end_offsets().await.iter().sum();
     let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
         .fetch_one(pool)
@@ -64,7 +69,10 @@ async fn assert_exactly_once(topic: &TestTopic, pool: &sqlx::PgPool, cfg: &Confi
     a.remove("projection_checkpoints");
     b.remove("projection_checkpoints");
     assert_eq!(a, b, "tables differ from a clean single pass");
-    assert_eq!(export(pool).await, reference(events, &cfg.projector.rules()));
+    assert_eq!(
+        export(pool).await,
+        reference(events, &cfg.projector.rules())
+    );
 }
 
 /// Waits until the worker logs an assignment that satisfies `ok`.
@@ -140,14 +148,26 @@ async fn the_survivor_takes_over_a_killed_workers_partitions_without_loss() {
     await_assignment(&b, Duration::from_secs(60), split).await;
 
     publish(&topic, &events).await;
-    wait_beyond(&pool, topic.name(), (events.len() / 4) as i64, Duration::from_secs(120)).await;
+    wait_beyond(
+        &pool,
+        topic.name(),
+        (events.len() / 4) as i64,
+        Duration::from_secs(120),
+    )
+    .await;
     a.sigkill();
     let killed_at = checkpoint_total(&pool, topic.name()).await;
-    assert!(killed_at < events.len() as i64, "the kill came after the end");
+    assert!(
+        killed_at < events.len() as i64,
+        "the kill came after the end"
+    );
     await_assignment(&b, Duration::from_secs(60), |p| p.len() == 12).await;
-    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-        wait_caught_up(&pool, topic.name(), events.len() as i64, Duration::from_secs(180)),
-    ))
+    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
+        &pool,
+        topic.name(),
+        events.len() as i64,
+        Duration::from_secs(180),
+    )))
     .await;
     if caught_up.is_err() {
         panic!(
@@ -245,9 +265,12 @@ async fn a_postgres_restart_mid_stream_loses_and_doubles_nothing() {
         }
     }
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-        wait_caught_up(&pool, topic.name(), events.len() as i64, Duration::from_secs(180)),
-    ))
+    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
+        &pool,
+        topic.name(),
+        events.len() as i64,
+        Duration::from_secs(180),
+    )))
     .await;
     if caught_up.is_err() {
         panic!(
@@ -295,8 +318,16 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         if ok {
             break;
         }
-        assert!(serve.try_wait().unwrap().is_none(), "serve exited:\n{}", show());
-        assert!(Instant::now() < deadline, "serve never became ready:\n{}", show());
+        assert!(
+            serve.try_wait().unwrap().is_none(),
+            "serve exited:\n{}",
+            show()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "serve never became ready:\n{}",
+            show()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The projector holds the partitions; now the broker dies, an event arrives (its request
@@ -327,7 +358,11 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         if metrics.contains("authtrail_enrich_seconds_count 1") {
             break;
         }
-        assert!(Instant::now() < deadline, "the event never reached the intake:\n{}", show());
+        assert!(
+            Instant::now() < deadline,
+            "the event never reached the intake:\n{}",
+            show()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let term = std::process::Command::new("kill")
@@ -343,11 +378,17 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         }
         if asked.elapsed() > Duration::from_secs(20) {
             let _ = serve.kill();
-            panic!("serve still ran 20 s after SIGTERM (grace 3 s):\n{}", show());
+            panic!(
+                "serve still ran 20 s after SIGTERM (grace 3 s):\n{}",
+                show()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!("serve exited with {status} {:?} after SIGTERM", asked.elapsed());
+    eprintln!(
+        "serve exited with {status} {:?} after SIGTERM",
+        asked.elapsed()
+    );
     in_flight.abort();
     assert!(
         show().contains("shutdown"),

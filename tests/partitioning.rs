@@ -21,7 +21,8 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/partition-vectors.tsv");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/partition-vectors.tsv");
     let text = std::fs::read_to_string(path).unwrap();
     let out: Vec<Vector> = text
         .lines()
@@ -107,7 +108,9 @@ fn event_for(key: &str, i: usize) -> authtrail_events::Event {
 async fn the_publisher_places_every_key_where_the_vectors_say() {
     let vectors = vectors();
     let topic = TestTopic::new(vectors[0].partitions).await;
-    assert!(vectors.iter().all(|v| v.partitions == vectors[0].partitions));
+    assert!(vectors
+        .iter()
+        .all(|v| v.partitions == vectors[0].partitions));
     let events: Vec<_> = vectors
         .iter()
         .enumerate()

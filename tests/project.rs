@@ -7,9 +7,7 @@ mod common;
 use authtrail_events::Event;
 use authtrail_projections::gen::StreamGen;
 use authtrail_projections::memory::Tables;
-use common::projection::{
-    checkpoint_total, config, export, project_all, table_hashes,
-};
+use common::projection::{checkpoint_total, config, export, project_all, table_hashes};
 use common::{TestDb, TestTopic};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

@@ -502,7 +502,10 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
     let swapped_at: i64 = report.checkpoints.values().sum();
     let published = 3000 + publisher.await.unwrap();
     eprintln!("swapped at {swapped_at}; {published} published in all");
-    assert!(published < events.len(), "the publisher ran out of events before the swap");
+    assert!(
+        published < events.len(),
+        "the publisher ran out of events before the swap"
+    );
     assert!(
         swapped_at >= 3000 && (swapped_at as usize) < published,
         "swapped at {swapped_at} of {published}: events were published before and after the swap"

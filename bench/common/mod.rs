@@ -9,6 +9,12 @@ use authtrail::projector::LogMessage;
 use authtrail_projections::gen::StreamGen;
 use sqlx::{Connection, PgConnection, PgPool};
 
+/// `BENCH_CONTENT_TYPE_HEADER`: whether benches publish with the CloudEvents `content-type`
+/// header, as the configuration's default does; `0` leaves it out (to measure what it costs).
+pub fn content_type_header() -> bool {
+    std::env::var("BENCH_CONTENT_TYPE_HEADER").map_or(true, |v| v != "0")
+}
+
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -114,4 +120,55 @@ pub async fn project_live(
         }
     }
     (start.elapsed().as_secs_f64(), phases)
+}
+
+/// The projection's tables, in the order the COPY baseline writes them.
+pub const TABLES: &[&str] = &[
+    "sessions",
+    "login_history",
+    "security_events",
+    "security_event_reviews",
+    "trusted_devices",
+    "user_profiles",
+    "daily_login_stats",
+    "processed_events",
+    "projection_checkpoints",
+];
+
+/// The physical limit of the sink: the final rows in `pool`'s tables, written with
+/// `COPY ... FROM STDIN` into the same, empty tables of a fresh database `name`, in one
+/// transaction. Returns the seconds the writing took (reading the rows out is not counted).
+pub async fn copy_baseline(admin: &str, pool: &PgPool, name: &str) -> f64 {
+    use futures::StreamExt;
+    let (copy_cfg, copy_pool) = fresh_db(admin, name).await;
+    let mut dumps = vec![];
+    {
+        let mut src = pool.acquire().await.unwrap();
+        for t in TABLES {
+            let mut out = src
+                .copy_out_raw(&format!("COPY {t} TO STDOUT"))
+                .await
+                .unwrap();
+            let mut data = Vec::new();
+            while let Some(chunk) = out.next().await {
+                data.extend_from_slice(&chunk.unwrap());
+            }
+            dumps.push((*t, data));
+        }
+    }
+    let mut dst = PgConnection::connect(&copy_cfg.url).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut tx = sqlx::Connection::begin(&mut dst).await.unwrap();
+    for (t, data) in &dumps {
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY {t} FROM STDIN"))
+            .await
+            .unwrap();
+        copy.send(data.as_slice()).await.unwrap();
+        copy.finish().await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    drop(copy_pool);
+    secs
 }
