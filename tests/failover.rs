@@ -182,9 +182,9 @@ async fn the_survivor_takes_over_a_killed_workers_partitions_without_loss() {
 }
 
 /// Traffic is published and projected through a broker of the test's own, which is SIGKILLed
-/// and restarted twice mid-stream. Publishes that fail while it is down are retried by the
-/// test (as an auth service would), with the same event ids; every event whose publish was
-/// acknowledged must be projected exactly once.
+/// and restarted twice mid-stream, with publishes in flight. Publishes that fail while it is
+/// down are retried by the test (as an auth service would), with the same event ids; every
+/// event whose publish was acknowledged must be projected exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     let mut kafka = PrivateKafka::start();
@@ -196,26 +196,33 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     let logs = tempfile::tempdir().unwrap();
     let _worker = Worker::spawn(&cfg, &logs.path().join("worker.log"));
 
-    let publisher = topic.publisher();
-    let mut acked = 0usize;
-    let mut restarts = 0;
-    for chunk in events.chunks(500) {
-        // Retry until the broker acknowledged the chunk: the idempotent producer and the
-        // projector's dedupe by event id make a retried publish harmless.
-        loop {
-            match publisher.publish_all(chunk).await {
-                Ok(_) => break,
-                Err(e) => eprintln!("publish failed ({e}); retrying"),
+    // The traffic: chunks of 200 at a steady pace, each retried until the broker acknowledged
+    // it (the idempotent producer and the projector's dedupe by event id make a retried publish
+    // harmless). It goes on while the broker dies, so publishes are in flight at each kill.
+    let (acked_tx, mut acked) = tokio::sync::watch::channel(0usize);
+    let traffic = {
+        let (publisher, events) = (topic.publisher(), events.clone());
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(40));
+            for chunk in events.chunks(200) {
+                pace.tick().await;
+                while let Err(e) = publisher.publish_all(chunk).await {
+                    eprintln!("publish failed ({e}); retrying");
+                }
+                acked_tx.send_modify(|n| *n += chunk.len());
             }
-        }
-        acked += chunk.len();
-        // Kill the broker while the projector is mid-stream, twice.
-        if restarts < 2 && acked >= (restarts + 1) * events.len() / 3 {
-            wait_beyond(&pool, topic.name(), 0, Duration::from_secs(120)).await;
-            kafka.restart();
-            restarts += 1;
-        }
+        })
+    };
+    let mut restarts = 0;
+    for third in 1..=2 {
+        let target = third * events.len() / 3;
+        acked.wait_for(|n| *n >= target).await.unwrap();
+        // Kill it while the projector is mid-stream too.
+        wait_beyond(&pool, topic.name(), 0, Duration::from_secs(120)).await;
+        tokio::task::block_in_place(|| kafka.restart());
+        restarts += 1;
     }
+    traffic.await.unwrap();
     assert_eq!(restarts, 2);
     // Retried chunks may have been stored twice (a publish that timed out after the broker
     // took it): the log may hold more messages than events. Wait for all of them.
