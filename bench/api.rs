@@ -21,7 +21,8 @@
 //! (`BENCH_ONLY_LATENCY=1`: step 4 only; `BENCH_REUSE=1`: keep the loaded database and use it
 //! again on the next run when its row counts match, which saves the ~9-minute load;
 //! `BENCH_CONNECTIONS=16,2`: the closed-loop connection counts; `BENCH_HTTP_SECONDS=20`: each
-//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4). Step 4 publishes with the CloudEvents
+//! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4; `BENCH_WARMUP_SECONDS=5`: traffic at the
+//! same rate before each measured latency run, not counted, while the broker's JIT warms up). Step 4 publishes with the CloudEvents
 //! header, as the default configuration does, unless `BENCH_CONTENT_TYPE_HEADER=0`.
 
 use authtrail::config::Config;
@@ -434,6 +435,13 @@ async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usiz
                 "off"
             }
         );
+        // The broker's JIT compiles its hot paths in the first seconds of traffic: a warm-up
+        // at the same rate on the same topic goes first, and is not measured.
+        let warmup = env_usize("BENCH_WARMUP_SECONDS", 5);
+        if warmup > 0 {
+            let w = event_to_visible(&c, pool, rate, warmup).await;
+            eprintln!("  warm-up ({warmup} s, not counted): p50 {:.1} ms, p99 {:.1} ms", w.p50, w.p99);
+        }
         let v = event_to_visible(&c, pool, rate, seconds).await;
         println!(
             "\nevent → visible at {rate} events/s for {seconds} s ({what}): {} events, p50 {:.1} ms, p99 {:.1} ms (publish → broker ack: p50 {:.1} ms, p99 {:.1} ms; broker ack → visible: p50 {:.1} ms, p99 {:.1} ms)",

@@ -67,11 +67,6 @@ pub async fn watermarks(
 
 /// Per partition, the first offset whose broker timestamp is at or after `time`; the high
 /// watermark when there is none.
-///
-/// Brokers disagree on "none": Apache Kafka answers offset -1 (`End`), Tansu 0.6 answers offset
-/// 0 for a time after the partition's last message. An answer at or below the low watermark is
-/// therefore checked against the partition's last message: when that one is older than `time`,
-/// the answer is the high watermark.
 pub async fn offsets_for_time(
     cfg: &KafkaConfig,
     partitions: &[i32],
@@ -93,10 +88,8 @@ pub async fn offsets_for_time(
         for e in got.elements() {
             tracing::debug!(partition = e.partition(), answer = ?e.offset(), %time, "offsets for times");
             let (low, high) = marks[&e.partition()];
-            let resolved = resolve_answer(e.offset(), low, high, time.timestamp_millis(), || {
-                last_timestamp(&c, &cfg.topic, e.partition(), high - 1)
-            })
-            .with_context(|| format!("offsets for times, partition {}", e.partition()))?;
+            let resolved = resolve_answer(e.offset(), low, high)
+                .with_context(|| format!("offsets for times, partition {}", e.partition()))?;
             out.insert(e.partition(), resolved);
         }
         Ok(out)
@@ -104,57 +97,16 @@ pub async fn offsets_for_time(
     .await?
 }
 
-/// Turns a broker's offsets-for-times answer into an offset in `[low, high]`.
-///
-/// - Apache Kafka: the first offset with timestamp `>= time`, or -1 (`End`) when none.
-/// - Tansu 0.6: the same, except that "none" comes back as offset 0. An answer at or below the
-///   low watermark of a non-empty partition is therefore checked against the timestamp of the
-///   partition's last message (`last_ts`): older than `time` means none, i.e. the high watermark.
-pub fn resolve_answer(
-    answer: Offset,
-    low: i64,
-    high: i64,
-    time_ms: i64,
-    last_ts: impl FnOnce() -> anyhow::Result<Option<i64>>,
-) -> anyhow::Result<i64> {
+/// Turns a broker's offsets-for-times answer into an offset in `[low, high]`: the first offset
+/// with a timestamp at or after the time, or -1 (`End`) when there is none, which is the high
+/// watermark. Answers below the low watermark (retention moved the start) are the start.
+pub fn resolve_answer(answer: Offset, low: i64, high: i64) -> anyhow::Result<i64> {
     Ok(match answer {
         Offset::End | Offset::Invalid => high,
         Offset::Offset(o) if o < 0 => high,
-        Offset::Offset(o) if o <= low && high > low => match last_ts()? {
-            Some(ts) if ts < time_ms => high,
-            _ => low,
-        },
         Offset::Offset(o) => o.clamp(low, high),
         other => bail!("unexpected answer {other:?}"),
     })
-}
-
-/// The broker timestamp (ms) of the message at `offset`.
-fn last_timestamp(
-    c: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> anyhow::Result<Option<i64>> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    c.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let out = loop {
-        if std::time::Instant::now() >= deadline {
-            bail!("reading offset {offset} of partition {partition} timed out");
-        }
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.partition() == partition && m.offset() >= offset => {
-                break m.timestamp().to_millis();
-            }
-            Some(Ok(_)) | None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => break None,
-            Some(Err(e)) => return Err(e.into()),
-        }
-    };
-    c.unassign()?;
-    Ok(out)
 }
 
 /// What to read of one partition: `[start, end)`, or from `start` on when `end` is `None`.
@@ -286,40 +238,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_brokers_answers_for_a_time_after_the_last_message_mean_the_end() {
-        let never = || -> anyhow::Result<Option<i64>> { panic!("not needed") };
-        // Apache Kafka: -1.
-        assert_eq!(
-            resolve_answer(Offset::End, 0, 40, 1_000, never).unwrap(),
-            40
-        );
-        assert_eq!(
-            resolve_answer(Offset::Offset(-1), 0, 40, 1_000, never).unwrap(),
-            40
-        );
-        // Tansu 0.6: 0, although the last message (at 999) is older than the time.
-        assert_eq!(
-            resolve_answer(Offset::Offset(0), 0, 40, 1_000, || Ok(Some(999))).unwrap(),
-            40
-        );
-        // A genuine 0: the log starts at or after the time.
-        assert_eq!(
-            resolve_answer(Offset::Offset(0), 0, 40, 1_000, || Ok(Some(5_000))).unwrap(),
-            0
-        );
+    fn offsets_for_times_answers_resolve_within_the_watermarks() {
+        // None at or after the time: -1, the end.
+        assert_eq!(resolve_answer(Offset::End, 0, 40).unwrap(), 40);
+        assert_eq!(resolve_answer(Offset::Offset(-1), 0, 40).unwrap(), 40);
+        // The log starts at or after the time.
+        assert_eq!(resolve_answer(Offset::Offset(0), 0, 40).unwrap(), 0);
         // Retention moved the start: answers below it are the start.
-        assert_eq!(
-            resolve_answer(Offset::Offset(3), 7, 40, 1_000, || Ok(Some(5_000))).unwrap(),
-            7
-        );
+        assert_eq!(resolve_answer(Offset::Offset(3), 7, 40).unwrap(), 7);
         // In the middle; an empty partition.
-        assert_eq!(
-            resolve_answer(Offset::Offset(12), 0, 40, 1_000, never).unwrap(),
-            12
-        );
-        assert_eq!(
-            resolve_answer(Offset::Offset(0), 0, 0, 1_000, never).unwrap(),
-            0
-        );
+        assert_eq!(resolve_answer(Offset::Offset(12), 0, 40).unwrap(), 12);
+        assert_eq!(resolve_answer(Offset::Offset(0), 0, 0).unwrap(), 0);
     }
 }
