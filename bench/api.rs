@@ -440,7 +440,10 @@ async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usiz
         let warmup = env_usize("BENCH_WARMUP_SECONDS", 5);
         if warmup > 0 {
             let w = event_to_visible(&c, pool, rate, warmup).await;
-            eprintln!("  warm-up ({warmup} s, not counted): p50 {:.1} ms, p99 {:.1} ms", w.p50, w.p99);
+            eprintln!(
+                "  warm-up ({warmup} s, not counted): p50 {:.1} ms, p99 {:.1} ms",
+                w.p50, w.p99
+            );
         }
         let v = event_to_visible(&c, pool, rate, seconds).await;
         println!(

@@ -73,6 +73,7 @@ pub fn log_of(events: &[Event], partitions: i32, topic: &str) -> Vec<LogMessage>
 /// split into `lanes` concurrent transactions ([`authtrail::projector::split_lanes`], one state
 /// cache per lane), as `Projector` applies a consumed batch. Returns the seconds taken and the
 /// phases (summed over lanes: with lanes > 1 they add up to more than the wall time).
+#[allow(clippy::too_many_arguments)] // the bench settings, spelt out at each call
 pub async fn project_live(
     pool: &PgPool,
     projection: &str,
