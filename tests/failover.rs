@@ -12,39 +12,14 @@ mod common;
 
 use authtrail::config::Config;
 use authtrail_events::Event;
-use authtrail_projections::gen::StreamGen;
-use authtrail_projections::memory::Tables;
 use common::projection::{
-    checkpoint_total, checkpoints, config, export, project_all, table_hashes, wait_beyond,
-    wait_caught_up, Worker,
+    checkpoint_total, config, export, migrated, project_all, publish, reference, stream,
+    table_hashes, wait_beyond, wait_caught_up, wait_caught_up_or_show, Worker,
 };
 use common::services::{PrivateKafka, PrivatePostgres};
-use common::{TestDb, TestTopic};
+use common::TestTopic;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
-
-fn stream(seed: u64, users: usize, n: usize) -> Vec<Event> {
-    StreamGen::new(seed, users, "2026-11-01T00:00:00Z".parse().unwrap()).take(n)
-}
-
-async fn migrated() -> (TestDb, sqlx::PgPool) {
-    let db = TestDb::new().await;
-    let pool = authtrail::db::migrate(&db.config).await.unwrap();
-    (db, pool)
-}
-
-async fn publish(topic: &TestTopic, events: &[Event]) {
-    let publisher = topic.publisher();
-    for chunk in events.chunks(2000) {
-        publisher.publish_all(chunk).await.unwrap();
-    }
-}
-
-fn reference(events: &[Event], rules: &authtrail_projections::Rules) -> Tables {
-    let mut t = Tables::default();
-    t.apply_batch(rules, events);
-    t
-}
 
 /// The check every test here ends with: `pool` holds each of `events` exactly once, its tables
 /// hash the same as a clean single pass over the same topic into a fresh database, and equal
@@ -162,21 +137,14 @@ async fn the_survivor_takes_over_a_killed_workers_partitions_without_loss() {
         "the kill came after the end"
     );
     await_assignment(&b, Duration::from_secs(60), |p| p.len() == 12).await;
-    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
+    wait_caught_up_or_show(
         &pool,
         topic.name(),
         events.len() as i64,
         Duration::from_secs(180),
-    )))
+        &[&a, &b],
+    )
     .await;
-    if caught_up.is_err() {
-        panic!(
-            "not caught up; checkpoints {:?}\nA:\n{}\nB:\n{}",
-            checkpoints(&pool, topic.name()).await,
-            a.tail(30),
-            b.tail(30)
-        );
-    }
     drop(b);
     assert_exactly_once(&topic, &pool, &cfg, &events).await;
 }
@@ -272,20 +240,14 @@ async fn a_postgres_restart_mid_stream_loses_and_doubles_nothing() {
         }
     }
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
+    wait_caught_up_or_show(
         &pool,
         topic.name(),
         events.len() as i64,
         Duration::from_secs(180),
-    )))
+        &[&worker],
+    )
     .await;
-    if caught_up.is_err() {
-        panic!(
-            "not caught up; checkpoints {:?}\nworker:\n{}",
-            checkpoints(&pool, topic.name()).await,
-            worker.tail(40)
-        );
-    }
     drop(worker);
     assert_exactly_once(&topic, &pool, &cfg, &events).await;
 }

@@ -6,35 +6,14 @@ mod common;
 
 use authtrail_events::Event;
 use authtrail_projections::gen::StreamGen;
-use authtrail_projections::memory::Tables;
-use common::projection::{checkpoint_total, config, export, project_all, table_hashes};
-use common::{TestDb, TestTopic};
+use common::projection::{
+    checkpoint_total, config, export, migrated, project_all, publish, reference, stream,
+    table_hashes,
+};
+use common::TestTopic;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use std::time::Duration;
-
-fn stream(seed: u64, users: usize, n: usize) -> Vec<Event> {
-    StreamGen::new(seed, users, "2026-11-01T00:00:00Z".parse().unwrap()).take(n)
-}
-
-async fn migrated() -> (TestDb, sqlx::PgPool) {
-    let db = TestDb::new().await;
-    let pool = authtrail::db::migrate(&db.config).await.unwrap();
-    (db, pool)
-}
-
-async fn publish(topic: &TestTopic, events: &[Event]) {
-    let publisher = topic.publisher();
-    for chunk in events.chunks(2000) {
-        publisher.publish_all(chunk).await.unwrap();
-    }
-}
-
-fn reference(events: &[Event], rules: &authtrail_projections::Rules) -> Tables {
-    let mut t = Tables::default();
-    t.apply_batch(rules, events);
-    t
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_sink_equals_the_reference_model_whatever_the_batch_size() {

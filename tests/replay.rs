@@ -11,34 +11,18 @@ use authtrail::replay::export::{self, Filter, Format, ReplayArgs};
 use authtrail::replay::rebuild::{self, Options};
 use authtrail::replay::{log, schema};
 use authtrail_events::Event;
-use authtrail_projections::gen::StreamGen;
 use authtrail_projections::memory::Tables;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::projection::{config, export as export_tables, wait_caught_up};
-use common::{Raw, TestDb, TestTopic};
+use common::projection::{
+    config, export as export_tables, migrated, publish, stream, wait_caught_up,
+};
+use common::{Raw, TestTopic};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn stream(seed: u64, users: usize, n: usize) -> Vec<Event> {
-    StreamGen::new(seed, users, "2026-11-01T00:00:00Z".parse().unwrap()).take(n)
-}
-
-async fn migrated() -> (TestDb, sqlx::PgPool) {
-    let db = TestDb::new().await;
-    let pool = authtrail::db::migrate(&db.config).await.unwrap();
-    (db, pool)
-}
-
-async fn publish(topic: &TestTopic, events: &[Event]) {
-    let publisher = topic.publisher();
-    for chunk in events.chunks(2000) {
-        publisher.publish_all(chunk).await.unwrap();
-    }
-}
 
 /// Waits until the wall clock has passed `t` by at least a millisecond (broker timestamps have
 /// millisecond resolution): a condition on the clock, not a guess at how long something takes.

@@ -123,18 +123,8 @@ pub async fn project_live(
     (start.elapsed().as_secs_f64(), phases)
 }
 
-/// The projection's tables, in the order the COPY baseline writes them.
-pub const TABLES: &[&str] = &[
-    "sessions",
-    "login_history",
-    "security_events",
-    "security_event_reviews",
-    "trusted_devices",
-    "user_profiles",
-    "daily_login_stats",
-    "processed_events",
-    "projection_checkpoints",
-];
+/// The projection's tables (read tables, dedupe set, dead letters, checkpoints).
+pub use authtrail::replay::schema::PROJECTION_TABLES as TABLES;
 
 /// The physical limit of the sink: the final rows in `pool`'s tables, written with
 /// `COPY ... FROM STDIN` into the same, empty tables of a fresh database `name`, in one

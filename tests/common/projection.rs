@@ -4,6 +4,8 @@
 use super::{TestDb, TestTopic};
 use authtrail::config::Config;
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
+use authtrail_events::Event;
+use authtrail_projections::gen::StreamGen;
 use authtrail_projections::memory::Tables;
 use authtrail_projections::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
@@ -13,6 +15,59 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// `n` events of `users` users from the seeded generator, starting 2026-11-01.
+pub fn stream(seed: u64, users: usize, n: usize) -> Vec<Event> {
+    StreamGen::new(seed, users, "2026-11-01T00:00:00Z".parse().unwrap()).take(n)
+}
+
+/// A database of the test's own, migrated.
+pub async fn migrated() -> (TestDb, PgPool) {
+    let db = TestDb::new().await;
+    let pool = authtrail::db::migrate(&db.config).await.unwrap();
+    (db, pool)
+}
+
+/// Appends `events` to the test's topic, in chunks.
+pub async fn publish(topic: &TestTopic, events: &[Event]) {
+    let publisher = topic.publisher();
+    for chunk in events.chunks(2000) {
+        publisher.publish_all(chunk).await.unwrap();
+    }
+}
+
+/// The tables the reference model (in memory) folds `events` into.
+pub fn reference(events: &[Event], rules: &authtrail_projections::Rules) -> Tables {
+    let mut t = Tables::default();
+    t.apply_batch(rules, events);
+    t
+}
+
+/// Waits until the checkpoints of `topic` add up to `total`; when they do not in time, panics
+/// with the checkpoints and the tails of the workers' logs.
+pub async fn wait_caught_up_or_show(
+    pool: &PgPool,
+    topic: &str,
+    total: i64,
+    timeout: Duration,
+    workers: &[&Worker],
+) {
+    let caught_up = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_caught_up(
+        pool, topic, total, timeout,
+    )))
+    .await;
+    if caught_up.is_err() {
+        let logs: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{}:\n{}", w.log.display(), w.tail(30)))
+            .collect();
+        panic!(
+            "not caught up; checkpoints {:?}\n{}",
+            checkpoints(pool, topic).await,
+            logs.join("\n")
+        );
+    }
+}
 
 /// A configuration pointing at the test's topic and database.
 pub fn config(topic: &TestTopic, db: &TestDb, group: &str) -> Config {
