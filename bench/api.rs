@@ -22,7 +22,8 @@
 //! again on the next run when its row counts match, which saves the ~9-minute load;
 //! `BENCH_CONNECTIONS=16,2`: the closed-loop connection counts; `BENCH_HTTP_SECONDS=20`: each
 //! load's length; `BENCH_SKIP_LATENCY=1`: skip step 4; `BENCH_WARMUP_SECONDS=5`: traffic at the
-//! same rate before each measured latency run, not counted, while the broker's JIT warms up). Step 4 publishes with the CloudEvents
+//! same rate before each measured latency run, not counted, while the broker's JIT warms up;
+//! `BENCH_SHOW_BATCHES=1`: the projector's batch-time histogram after each latency run). Step 4 publishes with the CloudEvents
 //! header, as the default configuration does, unless `BENCH_CONTENT_TYPE_HEADER=0`.
 
 use authtrail::config::Config;
@@ -392,9 +393,9 @@ struct Visible {
 
 /// Event→visible with each of `BENCH_LATENCY_VARIANTS` (default `defaults,500:50:5`, the old
 /// defaults as the baseline): `defaults` (the configured ones) or
-/// `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS]` (`projector.fetch_wait_ms`, how long the broker may
-/// hold a fetch; `projector.batch_max_wait_ms`; `kafka.linger_ms`, how long the publisher
-/// gathers events into one batch per partition). Each run on a fresh topic and consumer group.
+/// `FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS[:LANES]]` (`projector.fetch_wait_ms`, how long the
+/// broker may hold a fetch; `projector.batch_max_wait_ms`; `kafka.linger_ms`, how long the
+/// publisher gathers events into one batch per partition; `projector.lanes`). Each run on a fresh topic and consumer group.
 /// The publisher sets the CloudEvents header unless `BENCH_CONTENT_TYPE_HEADER=0`.
 async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usize) {
     let variants =
@@ -410,25 +411,29 @@ async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usiz
         let mut next = || parts.next();
         let (fetch, batch) = (next(), next());
         let (Some(fetch), Some(batch)) = (fetch, batch) else {
-            panic!("BENCH_LATENCY_VARIANTS: FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS], not {v}");
+            panic!(
+                "BENCH_LATENCY_VARIANTS: FETCH_WAIT_MS:BATCH_WAIT_MS[:LINGER_MS[:LANES]], not {v}"
+            );
         };
-        Some((fetch, batch, next()))
+        Some((fetch, batch, next(), next()))
     });
     for variant in variants {
         let mut c = config.clone();
         c.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
         c.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
-        if let Some((fetch, batch, linger)) = variant {
+        if let Some((fetch, batch, linger, lanes)) = variant {
             c.projector.fetch_wait_ms = fetch;
             c.projector.batch_max_wait_ms = batch;
             c.kafka.linger_ms = linger.unwrap_or(c.kafka.linger_ms);
+            c.projector.lanes = lanes.map_or(c.projector.lanes, |l| l as usize);
         }
         let what = format!(
-            "{}: fetch_wait_ms={}, batch_max_wait_ms={}, linger_ms={}, content-type header {}",
+            "{}: fetch_wait_ms={}, batch_max_wait_ms={}, linger_ms={}, lanes={}, content-type header {}",
             if variant.is_some() { "set" } else { "defaults" },
             c.projector.fetch_wait_ms,
             c.projector.batch_max_wait_ms,
             c.kafka.linger_ms,
+            c.projector.lanes,
             if c.kafka.content_type_header {
                 "on"
             } else {
@@ -446,6 +451,17 @@ async fn latency_runs(config: &Config, pool: &PgPool, rate: usize, seconds: usiz
             );
         }
         let v = event_to_visible(&c, pool, rate, seconds).await;
+        if std::env::var_os("BENCH_SHOW_BATCHES").is_some() {
+            // Where the projector's time went, batch by batch (the warm-up's batches included).
+            for line in authtrail::telemetry::metrics().render().lines() {
+                if line.starts_with("authtrail_projector_batch_seconds")
+                    || line.starts_with("authtrail_projector_phase_seconds_sum")
+                    || line.starts_with("authtrail_projector_phase_seconds_count")
+                {
+                    println!("  {line}");
+                }
+            }
+        }
         println!(
             "\nevent → visible at {rate} events/s for {seconds} s ({what}): {} events, p50 {:.1} ms, p99 {:.1} ms (publish → broker ack: p50 {:.1} ms, p99 {:.1} ms; broker ack → visible: p50 {:.1} ms, p99 {:.1} ms)",
             v.events, v.p50, v.p99, v.ack_p50, v.ack_p99, v.after_ack_p50, v.after_ack_p99
@@ -510,6 +526,7 @@ async fn main() {
     config.api.read_per_minute = 100_000_000;
     config.api.read_burst = 1_000_000;
     let pool = authtrail::db::migrate(&config.database).await.unwrap();
+    let _ = authtrail::telemetry::metrics();
     if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
         latency_runs(&config, &pool, rate, seconds).await;
         pool.close().await;
