@@ -1,7 +1,7 @@
 //! Kafka: the one place that turns [`KafkaConfig`] into clients.
 //!
-//! authtrail speaks only the Kafka protocol through librdkafka (rdkafka), so the same code runs
-//! against Apache Kafka in production and Tansu in development and CI.
+//! authtrail speaks only the Kafka protocol through librdkafka (rdkafka); production,
+//! development, CI and the benchmarks all run Apache Kafka.
 
 mod publisher;
 mod topic;

@@ -146,7 +146,7 @@ impl Options {
 
 /// A rebuild's batch when none is given: four live batches. A rebuild is all catch-up, where
 /// fewer, larger transactions pay (1 M events: build phase 47.8 s at 5 000, 40.4 s at 20 000;
-/// BENCHMARKS.md), and nobody waits for its rows to become visible.
+/// docs/benchmarks-history.md), and nobody waits for its rows to become visible.
 pub fn default_batch(config: &Config) -> usize {
     config.projector.batch_max_messages.saturating_mul(4).max(1)
 }
