@@ -23,9 +23,9 @@ fn home(e: &Event, partitions: i32) -> Home {
 /// Makes some session events name a session of another user (a hostile or broken producer).
 fn cross_user(events: &mut [Event], every: usize) {
     let mut owners: Vec<(String, String)> = vec![]; // (session, user)
-    for i in 0..events.len() {
-        let user = events[i].subject.clone().unwrap_or_default();
-        if let Some(sid) = session_of(&events[i].data) {
+    for (i, event) in events.iter_mut().enumerate() {
+        let user = event.subject.clone().unwrap_or_default();
+        if let Some(sid) = session_of(&event.data) {
             if !owners.iter().any(|(s, _)| s == sid) {
                 owners.push((sid.to_owned(), user.clone()));
             }
@@ -37,7 +37,7 @@ fn cross_user(events: &mut [Event], every: usize) {
             continue;
         };
         let other = OpaqueId::try_from(other).expect("a generated id");
-        match &mut events[i].data {
+        match &mut event.data {
             EventData::TokenRefreshed(d) => d.session_id = other,
             EventData::SessionActivity(d) => d.session_id = other,
             EventData::SessionLoggedOut(d) => d.session_id = other,
