@@ -158,9 +158,6 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `/readyz`'s enrichment check when no GeoIP database is open.
-pub const GEOIP_MISSING: &str = "degraded: no GeoIP database (ingest.geoip_databases): events get no country or city, and the new-country rule never fires";
-
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let kafka = match tokio::time::timeout(
         Duration::from_secs(6),
@@ -188,10 +185,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     // Without GeoIP the server still takes events (ready), but records no place for them:
     // said here, so a deployment that forgot its GeoIP data shows it on every probe.
-    let enrichment = match state.intake() {
-        None => "off (no intake)",
-        Some(i) if i.enricher().geoip().databases().is_empty() => GEOIP_MISSING,
-        Some(_) => "ok",
+    let no_geoip = state
+        .intake()
+        .is_some_and(|i| i.enricher().geoip().databases().is_empty());
+    let enrichment = match (state.intake(), no_geoip) {
+        (None, _) => "off (no intake)",
+        (Some(_), true) => "degraded: no GeoIP database (ingest.geoip_databases): events get no country or city, and the new-country rule never fires",
+        (Some(_), false) => "ok",
     };
     let ready = kafka == "ok" && database == "ok";
     let status = if ready {
@@ -199,7 +199,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let word = match (ready, enrichment == GEOIP_MISSING) {
+    let word = match (ready, no_geoip) {
         (false, _) => "not ready",
         (true, true) => "degraded",
         (true, false) => "ready",

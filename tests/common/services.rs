@@ -139,7 +139,7 @@ impl PrivatePostgres {
             dir,
             port: free_port(),
         };
-        pg.cluster(&["start"]);
+        pg.launch();
         pg
     }
 
@@ -152,38 +152,41 @@ impl PrivatePostgres {
         self.dir.path().join("postgres.log")
     }
 
-    fn cluster(&self, args: &[&str]) {
-        let data = self.dir.path().join("data");
-        let mut cmd = Command::new(tool("tools/postgres/cluster"));
-        cmd.arg(args[0]).arg(&data);
-        if args[0] == "start" {
-            cmd.arg(self.port.to_string()).arg(self.log());
-        } else {
-            cmd.args(&args[1..]);
-        }
-        let out = cmd.stdin(Stdio::null()).output().unwrap();
+    /// `tools/postgres/cluster VERB DATA_DIR REST...`; panics with its error and the log.
+    fn cluster(&self, verb: &str, rest: &[String]) {
+        let out = Command::new(tool("tools/postgres/cluster"))
+            .arg(verb)
+            .arg(self.dir.path().join("data"))
+            .args(rest)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
-            "tools/postgres/cluster {args:?}: {}\nlog:\n{}",
+            "tools/postgres/cluster {verb} {rest:?}: {}\nlog:\n{}",
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.log()).unwrap_or_default()
         );
     }
 
+    fn launch(&self) {
+        let log = self.log().display().to_string();
+        self.cluster("start", &[self.port.to_string(), log]);
+    }
+
     /// A crash as far as the data goes: `immediate` mode (no checkpoint; WAL recovery at the
     /// next start), then a start on the same port.
     pub fn crash_and_restart(&self) {
-        self.cluster(&["stop", "immediate"]);
-        self.cluster(&["start"]);
+        self.cluster("stop", &["immediate".to_owned()]);
+        self.launch();
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
         let _ = Command::new(tool("tools/postgres/cluster"))
             .arg("stop")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("immediate")
             .output();
     }
