@@ -514,8 +514,32 @@ async fn main() {
     if !loaded {
         drop_database(&admin, name).await;
     }
+    let config = bench_config(&url, brokers);
+    let pool = authtrail::db::migrate(&config.database).await.unwrap();
+    let _ = authtrail::telemetry::metrics();
+    if std::env::var_os("BENCH_ONLY_LATENCY").is_none() {
+        if loaded {
+            eprintln!(
+                "reusing {name}: {sessions} sessions, {history} login attempts (BENCH_REUSE)"
+            );
+        } else {
+            load_and_mark(&pool, sessions, history).await;
+        }
+        read_benchmarks(&config, &url, sessions, history).await;
+    }
+    if std::env::var_os("BENCH_SKIP_LATENCY").is_none() {
+        latency_runs(&config, &pool, rate, seconds).await;
+    }
+    pool.close().await;
+    if !reuse {
+        drop_database(&admin, name).await;
+    }
+}
+
+/// The configuration every part of this benchmark starts from.
+fn bench_config(url: &str, brokers: String) -> Config {
     let mut config = Config::default();
-    config.database.url = url.clone();
+    config.database.url = url.to_owned();
     config.database.max_connections = CONNECTIONS as u32;
     config.kafka.brokers = brokers;
     config.kafka.topic = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
@@ -525,63 +549,50 @@ async fn main() {
     config.auth.jwt_hs256_secret = SECRET.into();
     config.api.read_per_minute = 100_000_000;
     config.api.read_burst = 1_000_000;
-    let pool = authtrail::db::migrate(&config.database).await.unwrap();
-    let _ = authtrail::telemetry::metrics();
-    if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
-        latency_runs(&config, &pool, rate, seconds).await;
-        pool.close().await;
-        if !reuse {
-            drop_database(&admin, name).await;
-        }
-        return;
-    }
-    if loaded {
-        eprintln!("reusing {name}: {sessions} sessions, {history} login attempts (BENCH_REUSE)");
-    } else {
-        load(&pool, sessions, history).await;
-        sqlx::query(
-            "CREATE TABLE bench_loaded (sessions bigint NOT NULL, history bigint NOT NULL)",
-        )
-        .execute(&pool)
+    config
+}
+
+/// Loads the tables and records what was loaded (for `BENCH_REUSE`).
+async fn load_and_mark(pool: &PgPool, sessions: usize, history: usize) {
+    load(pool, sessions, history).await;
+    sqlx::query("CREATE TABLE bench_loaded (sessions bigint NOT NULL, history bigint NOT NULL)")
+        .execute(pool)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO bench_loaded VALUES ($1, $2)")
-            .bind(sessions as i64)
-            .bind(history as i64)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    sqlx::query("INSERT INTO bench_loaded VALUES ($1, $2)")
+        .bind(sessions as i64)
+        .bind(history as i64)
+        .execute(pool)
+        .await
+        .unwrap();
+}
 
-    // The API in this process, with the Prometheus recorder installed as `authtrail serve` does
-    // (every request records its route's metrics).
-    let _ = authtrail::telemetry::metrics();
-    let intake = Arc::new(authtrail::ingest::Intake::from_config(&config).unwrap());
-    let verifier = Arc::new(authtrail::auth::Verifier::from_config(&config.auth).unwrap());
-    let api = authtrail::api::Api::new(&config, intake.publisher().clone()).unwrap();
-    let state = authtrail::http::AppState::new(config.clone(), pool.clone())
-        .with_verifier(verifier)
-        .with_intake(intake)
-        .with_api(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(authtrail::http::run(
-        state,
-        listener,
-        std::future::pending(),
-    ));
+/// The API in this process, built as `authtrail serve` builds it (the Prometheus recorder
+/// installed: every request records its route's metrics), without a projector: the read
+/// benchmarks measure the API on loaded tables.
+async fn start_api(config: &Config) -> std::net::SocketAddr {
+    let mut config = config.clone();
+    config.http.listen = "127.0.0.1:0".into();
+    config.projector.enabled = false;
+    let app = authtrail::app::Application::build(config).await.unwrap();
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    addr
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let users = (sessions / 10).max(1);
-    let tokens: Vec<String> = (0..1000)
-        .map(|i| token(&format!("u-{}", (i * 7919) % users), "user"))
-        .collect();
+/// The wrk scripts: "my sessions" with one of `tokens` per request, and introspection of a
+/// random session.
+fn wrk_scripts(
+    dir: &std::path::Path,
+    tokens: &[String],
+    sessions: usize,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let lua_tokens = tokens
         .iter()
         .map(|t| format!("\"{t}\""))
         .collect::<Vec<_>>()
         .join(",\n");
-    let sessions_lua = dir.path().join("sessions.lua");
+    let sessions_lua = dir.join("sessions.lua");
     std::fs::write(
         &sessions_lua,
         format!(
@@ -589,7 +600,7 @@ async fn main() {
         ),
     )
     .unwrap();
-    let introspect_lua = dir.path().join("introspect.lua");
+    let introspect_lua = dir.join("introspect.lua");
     std::fs::write(
         &introspect_lua,
         format!(
@@ -598,9 +609,33 @@ async fn main() {
         ),
     )
     .unwrap();
-    // Sanity: a request of each kind answers 200 with data.
-    let client = reqwest::Client::new();
-    let probe = client
+    (sessions_lua, introspect_lua)
+}
+
+/// The same two reads as pgbench scripts: the SQL the handlers run, without HTTP.
+fn pgbench_scripts(users: usize, sessions: usize) -> (String, String) {
+    let sessions_sql = format!(
+            "\\set u random(0, {})\n\\set k random(0, 999)\nSELECT s.session_id, s.user_id, session_status(s, now()) AS status, s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, coalesce(td.trusted, s.trusted_device) AS trusted_device, s.otp_required, s.otp_verified, s.suspicious, s.suspicious_reason FROM sessions s LEFT JOIN trusted_devices td ON td.user_id = s.user_id AND td.device_id = s.device_id WHERE true AND s.user_id = 'u-' || ((:k * 7919) % {users}) AND s.ended_at IS NULL AND session_status(s, now()) = 'active' ORDER BY s.created_at DESC, s.session_id ASC LIMIT 51;\n",
+            users - 1
+        );
+    let introspect_sql = format!(
+            "\\set i random(1, {sessions})\nSELECT session_id, user_id AS user, least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at, created_at, last_activity_at, login_method, roles, trusted_device, suspicious FROM sessions s WHERE session_id = 's-' || :i AND session_status(s, now()) = 'active';\n"
+        );
+    (sessions_sql, introspect_sql)
+}
+
+/// Steps 1-3: each read over HTTP (wrk), inside the server (its histogram) and as bare SQL
+/// (pgbench), at each connection count; prints the table.
+async fn read_benchmarks(config: &Config, url: &str, sessions: usize, history: usize) {
+    let addr = start_api(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = (sessions / 10).max(1);
+    let tokens: Vec<String> = (0..1000)
+        .map(|i| token(&format!("u-{}", (i * 7919) % users), "user"))
+        .collect();
+    let (sessions_lua, introspect_lua) = wrk_scripts(dir.path(), &tokens, sessions);
+    // Sanity: a request answers 200 with data.
+    let probe = reqwest::Client::new()
         .get(format!("http://{addr}/api/v1/auth/sessions"))
         .bearer_auth(&tokens[0])
         .send()
@@ -612,14 +647,7 @@ async fn main() {
         .unwrap()
         .len();
     eprintln!("user 0 has {active} active sessions");
-
-    let sessions_sql = format!(
-            "\\set u random(0, {})\n\\set k random(0, 999)\nSELECT s.session_id, s.user_id, session_status(s, now()) AS status, s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, coalesce(td.trusted, s.trusted_device) AS trusted_device, s.otp_required, s.otp_verified, s.suspicious, s.suspicious_reason FROM sessions s LEFT JOIN trusted_devices td ON td.user_id = s.user_id AND td.device_id = s.device_id WHERE true AND s.user_id = 'u-' || ((:k * 7919) % {users}) AND s.ended_at IS NULL AND session_status(s, now()) = 'active' ORDER BY s.created_at DESC, s.session_id ASC LIMIT 51;\n",
-            users - 1
-        );
-    let introspect_sql = format!(
-            "\\set i random(1, {sessions})\nSELECT session_id, user_id AS user, least(expires_at, absolute_expires_at, idle_expires_at) AS expires_at, created_at, last_activity_at, login_method, roles, trusted_device, suspicious FROM sessions s WHERE session_id = 's-' || :i AND session_status(s, now()) = 'active';\n"
-        );
+    let (sessions_sql, introspect_sql) = pgbench_scripts(users, sessions);
     let mut rows = Vec::new();
     let http_seconds = env_usize("BENCH_HTTP_SECONDS", 20);
     let routes = [
@@ -651,7 +679,7 @@ async fn main() {
             ));
             rows.push((
                 format!("same SQL (pgbench, prepared, {c} connections)"),
-                pgbench(&url, sql, dir.path(), name, c, http_seconds),
+                pgbench(url, sql, dir.path(), name, c, http_seconds),
             ));
         }
     }
@@ -659,13 +687,6 @@ async fn main() {
     println!("| what | requests/s | p50 | p99 |\n|---|---|---|---|");
     for (what, (r, p50, p99)) in rows {
         println!("| {what} | {r:.0} | {p50:.2} ms | {p99:.2} ms |");
-    }
-    if std::env::var_os("BENCH_SKIP_LATENCY").is_none() {
-        latency_runs(&config, &pool, rate, seconds).await;
-    }
-    pool.close().await;
-    if !reuse {
-        drop_database(&admin, name).await;
     }
 }
 

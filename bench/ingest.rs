@@ -12,9 +12,9 @@
 //! `BENCH_CONCURRENCY` (4) tune it. GeoIP uses DB-IP from `.data/geoip/` when fetched, else
 //! MaxMind's test database.
 
-use authtrail::auth::{api_key_sha256, Verifier};
+use authtrail::app::Application;
+use authtrail::auth::api_key_sha256;
 use authtrail::config::{Config, IngestConfig, KafkaConfig};
-use authtrail::http::AppState;
 use authtrail::ingest::{Enricher, Intake, Limits, CE_BATCH};
 use authtrail::kafka::{self, Publisher};
 use authtrail::simulate::{Generator, Settings};
@@ -128,16 +128,14 @@ async fn run_http(cfg: &KafkaConfig, bodies: &[Vec<u8>], n: usize, conc: usize) 
         ..Config::default()
     };
     config.auth.api_key_sha256 = vec![api_key_sha256(API_KEY)];
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .connect_lazy(&config.database.url)
-        .unwrap();
-    let state = AppState::new(config.clone(), pool)
-        .with_verifier(Arc::new(Verifier::from_config(&config.auth).unwrap()))
-        .with_intake(Arc::new(Intake::from_config(&config).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
+    // The intake alone, as `serve` builds it.
+    config.api.enabled = false;
+    config.projector.enabled = false;
+    config.http.listen = "127.0.0.1:0".into();
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}/v1/events", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(authtrail::http::run(state, listener, async move {
+    let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();

@@ -7,7 +7,7 @@
 //!   `projector.lanes`).
 //! - **(a) COPY**: the final rows the projector produced, written with `COPY ... FROM STDIN` into
 //!   the same (empty) tables: the physical limit of the sink.
-//! - **(b) one INSERT per event, each in its own transaction**: the seeds' approach (a row per
+//! - **(b) one INSERT per event, each in its own transaction**: the naive approach (a row per
 //!   event, written as it happens). Measured on a sample (`BENCH_NAIVE_EVENTS`, default 20 000)
 //!   because at its rate a million would take many minutes; its events/s is a rate either way.
 //! - **(b') the projector with one event per transaction**, on the same sample: the same read
@@ -17,10 +17,11 @@
 //! projector, would be measured. Run: `./dev with cargo bench --bench project`
 //! (`BENCH_EVENTS`, default 1 000 000; `BENCH_BATCH`, default 5 000).
 
-use authtrail::projector::{apply_batch, Cache};
+use authtrail::events::Event;
+use authtrail::projector::{apply_batch, Cache, LogMessage};
 use authtrail_projections::Rules;
 use common::{env_usize, fresh_db};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Instant;
 
 #[path = "common/mod.rs"]
@@ -61,11 +62,50 @@ async fn main() {
 
     // Projector.
     let (_, pool) = fresh_db(&admin, "authtrail_bench_project").await;
+    let projector_rate = projector(&pool, &rules, &messages, batch, lanes, cache_sessions).await;
+
+    // (a) COPY of the same final rows into the same, empty tables.
+    let copy_secs = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
+    let copy_rate = n as f64 / copy_secs;
+    println!("(a) COPY of the final rows: {copy_secs:.1}s, {copy_rate:.0} events/s equivalent");
+
+    // (b) One INSERT per event in its own transaction.
+    let naive_rate = naive_inserts(&admin, &events[..naive_n]).await;
+    println!(
+        "(b) one INSERT per event, own transaction ({naive_n} events): {naive_rate:.0} events/s"
+    );
+
+    // (b') The same projection, one event per transaction: what batching buys.
+    let single_rate =
+        one_per_transaction(&admin, &rules, &messages[..naive_n], cache_sessions).await;
+    println!("(b') the projector, one event per transaction ({naive_n} events): {single_rate:.0} events/s");
+    println!(
+        "ratios: projector/COPY = {:.2} (target >= 0.5), projector/per-event INSERT = {:.1}x (target >= 20x)",
+        projector_rate / copy_rate,
+        projector_rate / naive_rate
+    );
+    println!(
+        "        projector/one-event transactions = {:.1}x",
+        projector_rate / single_rate
+    );
+}
+
+/// The projector's path over `messages` into `pool`, as `Projector` applies consumed batches;
+/// prints the time, the rows and the phases. Returns events per second.
+async fn projector(
+    pool: &PgPool,
+    rules: &Rules,
+    messages: &[LogMessage],
+    batch: usize,
+    lanes: usize,
+    cache_sessions: usize,
+) -> f64 {
+    let n = messages.len();
     let (projector_secs, phases) = common::project_live(
-        &pool,
+        pool,
         "bench",
-        &rules,
-        &messages,
+        rules,
+        messages,
         batch,
         lanes,
         cache_sessions,
@@ -76,7 +116,7 @@ async fn main() {
     let mut rows = 0i64;
     for t in common::TABLES {
         let c: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}"))
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .unwrap();
         rows += c;
@@ -86,7 +126,7 @@ async fn main() {
         "SELECT sum(n_tup_ins + n_tup_upd)::bigint FROM pg_stat_user_tables WHERE relname = ANY($1)",
     )
     .bind(common::TABLES)
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
     .unwrap_or(0);
     println!("projector: {projector_secs:.1}s, {projector_rate:.0} events/s ({rows} final rows; ~{written} rows inserted or updated on the way)");
@@ -96,21 +136,20 @@ async fn main() {
         .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
         .collect();
     println!("  phases: {}", line.join(", "));
+    projector_rate
+}
 
-    // (a) COPY of the same final rows into the same, empty tables.
-    let copy_secs = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
-    let copy_rate = n as f64 / copy_secs;
-    println!("(a) COPY of the final rows: {copy_secs:.1}s, {copy_rate:.0} events/s equivalent");
-
-    // (b) One INSERT per event in its own transaction.
-    let (naive_cfg, _naive_pool) = fresh_db(&admin, "authtrail_bench_naive").await;
+/// The naive way: each of `events` one INSERT in its own transaction, into a fresh database.
+/// Returns events per second.
+async fn naive_inserts(admin: &str, events: &[Event]) -> f64 {
+    let (naive_cfg, _naive_pool) = fresh_db(admin, "authtrail_bench_naive").await;
     let mut c = PgConnection::connect(&naive_cfg.url).await.unwrap();
     sqlx::query("CREATE TABLE naive_events (id uuid PRIMARY KEY, type text NOT NULL, subject text, time timestamptz NOT NULL, data jsonb NOT NULL)")
         .execute(&mut c)
         .await
         .unwrap();
     let start = Instant::now();
-    for e in events.iter().take(naive_n) {
+    for e in events {
         let mut tx = c.begin().await.unwrap();
         sqlx::query("INSERT INTO naive_events VALUES ($1, $2, $3, $4, $5)")
             .bind(e.id)
@@ -123,21 +162,26 @@ async fn main() {
             .unwrap();
         tx.commit().await.unwrap();
     }
-    let naive_rate = naive_n as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "(b) one INSERT per event, own transaction ({naive_n} events): {naive_rate:.0} events/s"
-    );
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
 
-    // (b') The same projection, one event per transaction: what batching buys.
-    let (_, single_pool) = fresh_db(&admin, "authtrail_bench_single").await;
+/// The projector's path with one event per transaction (each of `messages`), into a fresh
+/// database. Returns events per second.
+async fn one_per_transaction(
+    admin: &str,
+    rules: &Rules,
+    messages: &[LogMessage],
+    cache_sessions: usize,
+) -> f64 {
+    let (_, single_pool) = fresh_db(admin, "authtrail_bench_single").await;
     let start = Instant::now();
     let mut cache = Cache::new(cache_sessions);
-    for m in messages.iter().take(naive_n) {
+    for m in messages {
         let mut tx = single_pool.begin().await.unwrap();
         apply_batch(
             &mut tx,
             "bench",
-            &rules,
+            rules,
             std::slice::from_ref(m),
             &Default::default(),
             &mut cache,
@@ -145,17 +189,7 @@ async fn main() {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        cache.committed(&rules);
+        cache.committed(rules);
     }
-    let single_rate = naive_n as f64 / start.elapsed().as_secs_f64();
-    println!("(b') the projector, one event per transaction ({naive_n} events): {single_rate:.0} events/s");
-    println!(
-        "ratios: projector/COPY = {:.2} (target >= 0.5), projector/per-event INSERT = {:.1}x (target >= 20x)",
-        projector_rate / copy_rate,
-        projector_rate / naive_rate
-    );
-    println!(
-        "        projector/one-event transactions = {:.1}x",
-        projector_rate / single_rate
-    );
+    messages.len() as f64 / start.elapsed().as_secs_f64()
 }

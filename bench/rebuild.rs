@@ -24,9 +24,10 @@
 //! `BENCH_CONTENT_TYPE_HEADER=0` publishes without the CloudEvents header).
 
 use authtrail::config::{Config, KafkaConfig};
+use authtrail::events::Event;
 use authtrail::projector::{Projector, NOTIFY_CHANNEL};
 use authtrail::replay::log::{self, Chunk, Range};
-use authtrail::replay::rebuild::{self, Options};
+use authtrail::replay::rebuild::{self, Options, Source};
 use common::{env_usize, fresh_db};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -100,24 +101,17 @@ async fn memory() {
         n as f64 / live_s
     );
 
-    let opts = Options {
-        schema: Some("authtrail_rebuild_bench".into()),
-        drop_old: true,
-        swap: true,
-        batch: env_usize("BENCH_REBUILD_BATCH", rebuild::default_batch(&config)),
-        progress_bar: false,
-        lock_distance: 20_000,
-        fast: true,
-        workers: env_usize("BENCH_WORKERS", 2),
-        cache_sessions: config.projector.state_cache_sessions,
-    };
+    let opts = rebuild_options(
+        &config,
+        env_usize("BENCH_REBUILD_BATCH", rebuild::default_batch(&config)),
+    );
     let t = Instant::now();
     let report = rebuild::rebuild_from(
         &config,
         &pool,
         &opts,
         None,
-        rebuild::Source::Memory(messages.clone()),
+        Source::Memory(messages.clone()),
     )
     .await
     .unwrap();
@@ -136,31 +130,48 @@ async fn memory() {
         rebuild::phase_line(&report.phases)
     );
     println!("ratio rebuild/live: {:.2}x", live_s / rebuild_s);
-    if std::env::var("BENCH_PLAIN_REBUILD").is_ok_and(|v| v == "1") {
-        let opts = Options {
-            schema: Some("authtrail_rebuild_plain".into()),
-            fast: false,
-            workers: 1,
-            ..opts
-        };
-        let t = Instant::now();
-        let report = rebuild::rebuild_from(
-            &config,
-            &pool,
-            &opts,
-            None,
-            rebuild::Source::Memory(messages.clone()),
-        )
+    plain_rebuild(&config, &pool, opts, Source::Memory(messages.clone()), n).await;
+    pool.close().await;
+}
+
+/// With `BENCH_PLAIN_REBUILD=1`, a rebuild like `opts` but without deferred indexes and relaxed
+/// commits (one worker), for comparison.
+async fn plain_rebuild(config: &Config, pool: &PgPool, opts: Options, source: Source, n: usize) {
+    if !std::env::var("BENCH_PLAIN_REBUILD").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let opts = Options {
+        schema: Some("authtrail_rebuild_plain".into()),
+        fast: false,
+        workers: 1,
+        ..opts
+    };
+    let t = Instant::now();
+    let report = rebuild::rebuild_from(config, pool, &opts, None, source)
         .await
         .unwrap();
-        let s = t.elapsed().as_secs_f64();
-        println!(
-            "rebuild, indexes kept and synchronous commits: {s:>7.1} s  {:>8.0} ev/s  (identical: {})",
-            n as f64 / s,
-            report.identical()
-        );
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "rebuild, indexes kept and synchronous commits: {s:>7.1} s  {:>8.0} ev/s  (identical: {})",
+        n as f64 / s,
+        report.identical()
+    );
+}
+
+/// The rebuild's options in these benchmarks: swapped in over the live tables (dropped), in
+/// batches of `batch`, `BENCH_WORKERS` workers (default 2).
+fn rebuild_options(config: &Config, batch: usize) -> Options {
+    Options {
+        schema: Some("authtrail_rebuild_bench".into()),
+        drop_old: true,
+        swap: true,
+        batch,
+        progress_bar: false,
+        lock_distance: 20_000,
+        fast: true,
+        workers: env_usize("BENCH_WORKERS", 2),
+        cache_sessions: config.projector.state_cache_sessions,
     }
-    pool.close().await;
 }
 
 async fn broker() {
@@ -186,46 +197,10 @@ async fn broker() {
         t.elapsed().as_secs_f64()
     );
 
-    let t = Instant::now();
-    let publisher = authtrail::kafka::Publisher::new(&kafka).unwrap();
-    for (i, chunk) in events.chunks(5_000).enumerate() {
-        publisher.publish_all(chunk).await.unwrap();
-        if (i + 1) % 40 == 0 {
-            eprintln!("  published {}", (i + 1) * 5_000);
-        }
-    }
-    drop(publisher);
-    drop(events);
-    let publish_s = t.elapsed().as_secs_f64();
-    println!(
-        "publish:        {publish_s:>7.1} s  {:>8.0} ev/s",
-        n as f64 / publish_s
-    );
+    publish(&kafka, events).await;
 
     // The broker's ceiling: read everything, no database.
-    let parts = log::partitions(&kafka).await.unwrap();
-    let marks = log::watermarks(&kafka, &parts).await.unwrap();
-    let t = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-    let ranges = parts
-        .iter()
-        .map(|&p| Range {
-            partition: p,
-            start: 0,
-            end: Some(marks[&p].1),
-        })
-        .collect();
-    let _reader = log::spawn_reader(&kafka, ranges, batch, tx, Arc::new(AtomicBool::new(false)));
-    let mut read = 0usize;
-    while let Some(Chunk::Messages(m)) = rx.recv().await {
-        read += m.len();
-    }
-    assert_eq!(read, n);
-    let read_s = t.elapsed().as_secs_f64();
-    println!(
-        "read (no db):   {read_s:>7.1} s  {:>8.0} ev/s",
-        n as f64 / read_s
-    );
+    let read_s = read_all(&kafka, batch, n).await;
 
     // Live projector.
     let (db, pool) = fresh_db(&admin, "authtrail_bench_rebuild").await;
@@ -240,7 +215,93 @@ async fn broker() {
         "BENCH_BATCH_WAIT_MS",
         config.projector.batch_max_wait_ms as usize,
     ) as u64;
-    let mut listener = PgListener::connect_with(&pool).await.unwrap();
+    let live_s = live_projector(&config, &pool, n).await;
+    // The sink's physical limit on the same rows: the live projector ÷ COPY.
+    let copy_s = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
+    println!(
+        "COPY of the final rows: {copy_s:>7.1} s  {:>8.0} ev/s equivalent; live projector (from the broker) / COPY = {:.2}",
+        n as f64 / copy_s,
+        copy_s / live_s
+    );
+
+    // Rebuild, swapping in over the live tables.
+    let opts = rebuild_options(&config, batch);
+    let t = Instant::now();
+    let report = rebuild::rebuild(&config, &pool, &opts, None).await.unwrap();
+    let rebuild_s = t.elapsed().as_secs_f64();
+    assert_eq!(report.messages as usize, n);
+    println!(
+        "rebuild:        {rebuild_s:>7.1} s  {:>8.0} ev/s  (identical to live: {})",
+        n as f64 / rebuild_s,
+        report.identical()
+    );
+    println!(
+        "  of which the swap (live workers paused): {:.1} s; {}",
+        report.swap_seconds,
+        rebuild::phase_line(&report.phases)
+    );
+    println!(
+        "ratio rebuild/live: {:.2}x; rebuild/read ceiling: {:.2}",
+        live_s / rebuild_s,
+        read_s / rebuild_s
+    );
+    plain_rebuild(&config, &pool, opts, Source::Kafka, n).await;
+    pool.close().await;
+}
+
+/// Publishes `events` to `kafka`'s topic, in chunks, and prints the rate.
+async fn publish(kafka: &KafkaConfig, events: Vec<Event>) {
+    let n = events.len();
+    let t = Instant::now();
+    let publisher = authtrail::kafka::Publisher::new(kafka).unwrap();
+    for (i, chunk) in events.chunks(5_000).enumerate() {
+        publisher.publish_all(chunk).await.unwrap();
+        if (i + 1) % 40 == 0 {
+            eprintln!("  published {}", (i + 1) * 5_000);
+        }
+    }
+    drop(publisher);
+    drop(events);
+    let publish_s = t.elapsed().as_secs_f64();
+    println!(
+        "publish:        {publish_s:>7.1} s  {:>8.0} ev/s",
+        n as f64 / publish_s
+    );
+}
+
+/// Reads the whole topic (`n` messages) with the log reader, no database; prints the rate and
+/// returns the seconds taken.
+async fn read_all(kafka: &KafkaConfig, batch: usize, n: usize) -> f64 {
+    let parts = log::partitions(kafka).await.unwrap();
+    let marks = log::watermarks(kafka, &parts).await.unwrap();
+    let t = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let ranges = parts
+        .iter()
+        .map(|&p| Range {
+            partition: p,
+            start: 0,
+            end: Some(marks[&p].1),
+        })
+        .collect();
+    let _reader = log::spawn_reader(kafka, ranges, batch, tx, Arc::new(AtomicBool::new(false)));
+    let mut read = 0usize;
+    while let Some(Chunk::Messages(m)) = rx.recv().await {
+        read += m.len();
+    }
+    assert_eq!(read, n);
+    let read_s = t.elapsed().as_secs_f64();
+    println!(
+        "read (no db):   {read_s:>7.1} s  {:>8.0} ev/s",
+        n as f64 / read_s
+    );
+    read_s
+}
+
+/// Runs a live `Projector` from an empty database until its checkpoints cover the topic's `n`
+/// messages; prints the rate and returns the seconds taken.
+async fn live_projector(config: &Config, pool: &PgPool, n: usize) -> f64 {
+    let mut listener = PgListener::connect_with(pool).await.unwrap();
     listener.listen(NOTIFY_CHANNEL).await.unwrap();
     let t = Instant::now();
     let projector = Projector::new(config.clone(), pool.clone()).unwrap();
@@ -250,7 +311,7 @@ async fn broker() {
     }));
     let mut last = Instant::now();
     loop {
-        let done = checkpoint_total(&pool, &kafka.topic).await;
+        let done = checkpoint_total(pool, &config.kafka.topic).await;
         if done >= n as i64 {
             break;
         }
@@ -271,60 +332,5 @@ async fn broker() {
         n as f64 / live_s,
         config.projector.batch_max_wait_ms
     );
-    // The sink's physical limit on the same rows: the live projector ÷ COPY.
-    let copy_s = common::copy_baseline(&admin, &pool, "authtrail_bench_copy").await;
-    println!(
-        "COPY of the final rows: {copy_s:>7.1} s  {:>8.0} ev/s equivalent; live projector (from the broker) / COPY = {:.2}",
-        n as f64 / copy_s,
-        copy_s / live_s
-    );
-
-    // Rebuild, swapping in over the live tables.
-    let opts = Options {
-        schema: Some("authtrail_rebuild_bench".into()),
-        drop_old: true,
-        swap: true,
-        batch,
-        progress_bar: false,
-        lock_distance: 20_000,
-        fast: true,
-        workers: env_usize("BENCH_WORKERS", 2),
-        cache_sessions: config.projector.state_cache_sessions,
-    };
-    let t = Instant::now();
-    let report = rebuild::rebuild(&config, &pool, &opts, None).await.unwrap();
-    let rebuild_s = t.elapsed().as_secs_f64();
-    assert_eq!(report.messages as usize, n);
-    println!(
-        "rebuild:        {rebuild_s:>7.1} s  {:>8.0} ev/s  (identical to live: {})",
-        n as f64 / rebuild_s,
-        report.identical()
-    );
-    println!(
-        "  of which the swap (live workers paused): {:.1} s; {}",
-        report.swap_seconds,
-        rebuild::phase_line(&report.phases)
-    );
-    println!(
-        "ratio rebuild/live: {:.2}x; rebuild/read ceiling: {:.2}",
-        live_s / rebuild_s,
-        read_s / rebuild_s
-    );
-    if std::env::var("BENCH_PLAIN_REBUILD").is_ok_and(|v| v == "1") {
-        let opts = Options {
-            schema: Some("authtrail_rebuild_plain".into()),
-            fast: false,
-            workers: 1,
-            ..opts
-        };
-        let t = Instant::now();
-        let report = rebuild::rebuild(&config, &pool, &opts, None).await.unwrap();
-        let s = t.elapsed().as_secs_f64();
-        println!(
-            "rebuild, indexes kept and synchronous commits: {s:>7.1} s  {:>8.0} ev/s  (identical: {})",
-            n as f64 / s,
-            report.identical()
-        );
-    }
-    pool.close().await;
+    live_s
 }

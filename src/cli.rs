@@ -4,15 +4,14 @@
 //! database error.
 
 use crate::config::Config;
-use crate::{db, http, kafka, telemetry};
+use crate::signal::{finish_within, stop_signal, stopped};
+use crate::{db, kafka, telemetry};
 use anyhow::Context;
 use authtrail_events::Event;
 use clap::{Parser, Subcommand};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -157,7 +156,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(args) => {
-            let token = mint_dev_token(&config.auth, &args)?;
+            let token = crate::auth::dev_token::mint(
+                &config.auth,
+                &crate::auth::dev_token::DevToken {
+                    sub: args.sub,
+                    role: args.role,
+                    sid: args.sid,
+                    ttl: args.ttl,
+                },
+            )?;
             eprintln!("authtrail token: DEV/TEST ONLY - signed with the configured HS256 secret");
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -177,139 +184,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Mints a dev/test HS256 JWT with `sub`, `role`, optional `sid`, `iat`, `nbf`, `exp`, and the
-/// configured `iss`/`aud`. Refuses roles the verifier would not accept and a missing secret.
-pub fn mint_dev_token(
-    auth: &crate::config::AuthConfig,
-    args: &TokenArgs,
-) -> anyhow::Result<String> {
-    use crate::auth::Role;
-    if auth.jwt_hs256_secret.len() < 32 {
-        anyhow::bail!("auth.jwt_hs256_secret is not set (at least 32 bytes): nothing to sign with");
-    }
-    if !auth.jwt_algorithms.iter().any(|a| a == "HS256") {
-        anyhow::bail!("HS256 is not in auth.jwt_algorithms: the server would refuse the token");
-    }
-    let role: Role = serde_json::from_value(serde_json::Value::String(args.role.clone()))
-        .map_err(|_| anyhow::anyhow!("--role: use user, admin, super_admin or service"))?;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = crate::auth::Claims {
-        sub: args.sub.clone(),
-        sid: args.sid.clone(),
-        role,
-        exp: now + args.ttl,
-        nbf: Some(now),
-        iat: Some(now),
-        iss: auth.jwt_issuer.clone(),
-        aud: auth.jwt_audience.clone().map(serde_json::Value::String),
-    };
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(auth.jwt_hs256_secret.as_bytes()),
-    )?)
-}
-
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let _ = telemetry::metrics();
-    kafka::ensure_topic(&config.kafka).await.with_context(|| {
-        format!(
-            "ensuring topic {} on {}",
-            config.kafka.topic, config.kafka.brokers
-        )
-    })?;
-    let pool = db::migrate(&config.database)
-        .await
-        .context("migrating the database")?;
-    let listener = tokio::net::TcpListener::bind(&config.http.listen)
-        .await
-        .with_context(|| format!("binding {}", config.http.listen))?;
-    let intake = Arc::new(
-        crate::ingest::Intake::from_config(&config).context("setting up the event intake")?,
-    );
-    let verifier = Arc::new(
-        crate::auth::Verifier::from_config(&config.auth).context("setting up authentication")?,
-    );
-    if !verifier.enabled() {
-        tracing::warn!(
-            "no JWT key and no API key configured: every POST /v1/events and /api/v1 request is refused (401)"
-        );
-    }
-    let api = if config.api.enabled {
-        Some(crate::api::Api::new(&config, intake.publisher().clone())?)
-    } else {
-        None
-    };
-    let mut state = http::AppState::new(config, pool)
-        .with_verifier(verifier)
-        .with_intake(intake);
-    if let Some(api) = api {
-        state = state.with_api(api);
-    }
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    let app = crate::app::Application::build(config).await?;
     // One shutdown signal for the server and the projector.
     let stop = stop_signal();
-    let grace = Duration::from_millis(state.config().http.shutdown_grace_ms);
-    let projector = if state.config().projector.enabled {
-        let p = crate::projector::Projector::new(state.config().clone(), state.pool().clone())?;
-        Some(tokio::spawn(p.run(stopped(stop.clone()))))
-    } else {
-        None
-    };
-    let server = tokio::spawn(http::run(state, listener, stopped(stop.clone())));
-    finish_within(grace, stop, async move {
-        server.await??;
-        if let Some(p) = projector {
-            p.await??;
-        }
-        anyhow::Ok(())
-    })
-    .await?;
+    finish_within(grace, stop.clone(), app.run_until_stopped(stopped(stop))).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Set once Ctrl-C or SIGTERM arrived.
-fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        http::shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-/// Resolves once `stop` is set.
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Runs `work` to its end; once `stop` is set, gives it `grace` more (in-flight requests
-/// drain, the projector commits the batch in hand), then exits the process anyway. A broker or
-/// database that is gone must not hold a stopping process: nothing is lost by leaving, since a
-/// batch that did not commit is applied again by the next worker.
-async fn finish_within<T>(
-    grace: Duration,
-    stop: tokio::sync::watch::Receiver<bool>,
-    work: impl Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    tokio::select! {
-        done = &mut work => return done,
-        () = stopped(stop) => {}
-    }
-    let grace_ms = grace.as_millis() as u64;
-    tracing::info!(grace_ms, "shutdown: finishing in-flight work");
-    match tokio::time::timeout(grace, work).await {
-        Ok(done) => done,
-        Err(_) => {
-            tracing::warn!(
-                grace_ms,
-                "shutdown: still busy after the grace period (broker or database gone?); exiting \
-                 without waiting (uncommitted work is applied again by the next worker)"
-            );
-            std::process::exit(1)
-        }
-    }
 }
 
 /// How many events one `publish_all` call carries: bounds memory of in-flight futures while

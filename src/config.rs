@@ -270,7 +270,7 @@ pub struct ProjectorConfig {
     /// its own checkpoints and state cache), so that the worker's CPU work of one overlaps the
     /// database's work of another. 1 = one transaction per batch.
     pub lanes: usize,
-    /// Session rules (defaults: NIST 800-63B AAL2 and the seeds).
+    /// Session rules (defaults: NIST 800-63B AAL2 and the original design).
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
     pub max_concurrent_sessions: usize,

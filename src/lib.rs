@@ -9,10 +9,12 @@
 //!   (appends events, resolves after the broker acknowledged) and topic administration.
 //! - `projections/` (crate [`authtrail_projections`]): the pure fold, no I/O.
 //! - [`db`]: PostgreSQL pool and the forward-only migrations in `migrations/`.
-//! - [`http`]: the HTTP server (`authtrail serve`): health, readiness, Prometheus metrics.
+//! - [`auth`]: verifying JWTs and API keys. [`server`]: the HTTP layer every feature shares —
+//!   state, caller extractors, per-route policies (rate limit, audit), the one error type and
+//!   its RFC 9457 bodies, health/readiness/metrics routes.
 //! - [`ingest`]: the intake (`POST /v1/events`, `authtrail publish`): validate, enrich (GeoIP,
-//!   user agent, device fingerprint), append; [`auth`]: JWT/API-key callers and extractors;
-//!   [`problem`]: RFC 9457 error bodies; [`simulate`]: realistic traffic with injected attacks.
+//!   user agent, device fingerprint), append; [`simulate`]: realistic traffic with injected
+//!   attacks.
 //! - [`api`]: the query API (`/api/v1/...`): users' sessions and history, admin monitoring,
 //!   revocation appended to the log, introspection, SSE, OpenAPI document.
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
@@ -22,8 +24,10 @@
 //!   route.
 //! - [`web`]: serves the dashboard built from `web/` (user sessions and history, admin security
 //!   monitoring) under `/ui/`; it talks only to the public query API.
+//! - [`app`]: the composition root, [`app::Application::build`], used by `serve`, the tests and
+//!   the benchmarks.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
-//!   [`telemetry`]: logging and metrics set-up.
+//!   [`telemetry`]: logging and metrics set-up; [`signal`]: shutdown signals and grace.
 //!
 //! `src/main.rs` only calls [`cli::main`].
 
@@ -34,16 +38,17 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod http;
 pub mod ingest;
 pub mod kafka;
-pub mod problem;
 pub mod projector;
 pub mod replay;
+pub mod server;
+pub mod signal;
 pub mod simulate;
 pub mod telemetry;
 pub mod web;

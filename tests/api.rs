@@ -518,6 +518,11 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
         ),
         m(
             Method::GET,
+            "/api/v1/admin/as-of/{time}/users/{id}/sessions",
+            "/api/v1/admin/as-of/2026-01-01T00:00:00Z/users/alice/sessions".into(),
+        ),
+        m(
+            Method::GET,
             "/api/v1/admin/security-events",
             "/api/v1/admin/security-events".into(),
         ),
@@ -1584,4 +1589,57 @@ async fn requests_after_the_database_dropped_the_connections_still_answer() {
         vec![200; 8],
         "after the connections were dropped"
     );
+}
+
+/// Every route is added with its policy; the as-of route, once outside the query API, shows it:
+/// rate limited, audited as `admin.action`, `no-store`, per-route metrics and documented with
+/// the statuses its policy can answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_as_of_route_is_rate_limited_audited_uncached_measured_and_documented() {
+    let app = spawn_api_with(Options::default(), |c| {
+        c.api.read_per_minute = 1;
+        c.api.read_burst = 2;
+    })
+    .await;
+    let path = "/api/v1/admin/as-of/2026-01-01T00:00:00Z/users/alice/sessions";
+    let admin = admin_token();
+    let first = app.get(path, &admin).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    assert_eq!(first.body["user_id"], "alice");
+    // The read was appended as an admin action about alice, and projected as such.
+    app.settle().await;
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "SELECT metadata->>'actor', user_id FROM security_events
+         WHERE event_type = 'admin_action' AND metadata->>'action' = 'sessions.as_of'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, vec![("admin-1".to_owned(), "alice".to_owned())]);
+    // The read budget (burst 2) is spent: the third read is refused.
+    assert_eq!(app.get(path, &admin).await.status, StatusCode::OK);
+    let limited = app.get(path, &admin).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.header("cache-control"), Some("no-store"));
+    assert!(limited.header("retry-after").is_some());
+    // Measured per route.
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    assert!(metrics
+        .body
+        .as_str()
+        .unwrap()
+        .contains("route=\"/api/v1/admin/as-of/{time}/users/{id}/sessions\""));
+    // Documented, with the statuses of its policy.
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let op = &doc.body["paths"]["/api/v1/admin/as-of/{time}/users/{id}/sessions"]["get"];
+    for status in ["200", "400", "401", "403", "429", "503"] {
+        assert!(
+            op["responses"].get(status).is_some(),
+            "as-of documents no {status}: {op}"
+        );
+    }
+    assert!(doc.body["components"]["responses"]["RateLimited"].is_object());
 }

@@ -3,11 +3,9 @@
 //!
 //! Keys in `tests/auth_keys/` are throwaway test keys.
 
-use authtrail::auth::{
-    api_key_sha256, AdminUser, AuthError, AuthUser, CredentialKind, JwtError, Role, ServiceCaller,
-    Verifier,
-};
+use authtrail::auth::{api_key_sha256, AuthError, CredentialKind, JwtError, Role, Verifier};
 use authtrail::config::AuthConfig;
+use authtrail::server::{AdminUser, AuthUser, ServiceCaller};
 use axum::http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};

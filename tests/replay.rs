@@ -731,8 +731,14 @@ fn expected_story() -> Vec<Instant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_of_a_scripted_story_at_four_instants_via_cli_and_api() {
-    let app = common::app::spawn_app().await;
     let (db, pool) = migrated().await;
+    // The intake and the query API (whose as-of route is under test) on the test's database.
+    let database = db.config.clone();
+    let app = common::app::spawn_app_with(move |c| {
+        c.api.enabled = true;
+        c.database = database;
+    })
+    .await;
     // Background traffic of other users first, then the story.
     publish(&app.topic, &stream(65, 10, 300)).await;
     publish(&app.topic, &story()).await;

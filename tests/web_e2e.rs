@@ -1,4 +1,4 @@
-//! The web dashboard (issue 7) end to end, in real headless Chromium.
+//! The web dashboard end to end, in real headless Chromium.
 //!
 //! A server with the query API, the dashboard (`web/dist`) and an in-process projector on its
 //! own topic and database; simulated traffic plus a few people with known sessions; then

@@ -20,15 +20,13 @@
 //! Holding more than the contract asks never changes a result, so old rows are dropped only to
 //! bound memory ([`Cache::committed`]).
 
+use crate::position::{Position, TopicPartition};
 use crate::state::{Changes, Needs, State};
 use crate::Rules;
 use authtrail_events::Event;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
-
-/// A partition of the log: `(topic, partition)`.
-pub type Home = (String, i32);
 
 /// How long before a partition's latest events the cache keeps rows (beyond the rules' windows).
 const KEEP_BEFORE: TimeDelta = TimeDelta::hours(1);
@@ -37,7 +35,8 @@ const EVICT_EVERY: u64 = 64;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    home: Home,
+    /// The partition the entity's events arrive on.
+    home: TopicPartition,
     covered: DateTime<Utc>,
 }
 
@@ -50,9 +49,9 @@ pub struct Cache {
     state: State,
     entries: HashMap<String, Entry>,
     /// The checkpoint this cache's last committed batch left per partition.
-    next: HashMap<Home, i64>,
+    next: HashMap<TopicPartition, i64>,
     /// The earliest event time of each partition's part of its latest batch.
-    low: HashMap<Home, DateTime<Utc>>,
+    low: HashMap<TopicPartition, DateTime<Utc>>,
     epoch: Option<Uuid>,
     /// A batch changed the cache and its commit was not confirmed yet.
     unconfirmed: bool,
@@ -106,7 +105,7 @@ impl Cache {
 
     /// Starts a batch: `epoch` is the projection's epoch and `checkpoints` the locked
     /// checkpoint of every partition in the batch, both as read in the batch's transaction.
-    pub fn begin(&mut self, epoch: Option<Uuid>, checkpoints: &BTreeMap<Home, i64>) {
+    pub fn begin(&mut self, epoch: Option<Uuid>, checkpoints: &BTreeMap<TopicPartition, i64>) {
         if !self.enabled {
             return;
         }
@@ -124,7 +123,7 @@ impl Cache {
 
     /// Decides what the batch's `events` (each with the partition it came from) must load
     /// beyond what is held, and forgets what it will load again.
-    pub fn plan(&mut self, events: &[(&Event, &Home)], needs: &Needs) -> Needs {
+    pub fn plan(&mut self, events: &[(&Event, &TopicPartition)], needs: &Needs) -> Needs {
         if !self.enabled {
             return needs.clone();
         }
@@ -133,7 +132,7 @@ impl Cache {
         };
         // Where each entity of the batch lives and its earliest event here; one seen on two
         // partitions (the topic was repartitioned) is loaded and not kept.
-        let mut homes: BTreeMap<String, (&Home, DateTime<Utc>)> = BTreeMap::new();
+        let mut homes: BTreeMap<String, (&TopicPartition, DateTime<Utc>)> = BTreeMap::new();
         let mut transient = BTreeSet::new();
         for (e, home) in events {
             let key = e.partition_key();
@@ -240,7 +239,7 @@ impl Cache {
     pub fn keep(
         &mut self,
         mut state: State,
-        events: &[(&Event, &Home)],
+        events: &[(&Event, &TopicPartition)],
         needs: &Needs,
         changes: &Changes,
         epoch: Option<Option<Uuid>>,
@@ -264,7 +263,7 @@ impl Cache {
             }
         }
         self.state = state;
-        let mut low: HashMap<&Home, DateTime<Utc>> = HashMap::new();
+        let mut low: HashMap<&TopicPartition, DateTime<Utc>> = HashMap::new();
         for (e, home) in events {
             let l = low.entry(home).or_insert(e.time);
             *l = (*l).min(e.time);
@@ -277,13 +276,13 @@ impl Cache {
         }
     }
 
-    /// Records the checkpoints the batch moved: `(topic, partition, next offset)`.
-    pub fn advanced(&mut self, advanced: &[(String, i32, i64)]) {
+    /// Records the checkpoints the batch moved (each the next offset of its partition).
+    pub fn advanced(&mut self, advanced: &[Position]) {
         if !self.enabled {
             return;
         }
-        for (t, p, next) in advanced {
-            self.next.insert((t.clone(), *p), *next);
+        for next in advanced {
+            self.next.insert(next.topic_partition(), next.offset);
         }
     }
 
@@ -345,7 +344,7 @@ impl Cache {
         }
     }
 
-    fn forget_home(&mut self, home: &Home) {
+    fn forget_home(&mut self, home: &TopicPartition) {
         let gone: Vec<String> = self
             .entries
             .iter()

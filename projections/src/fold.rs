@@ -1,11 +1,11 @@
-//! The rules of the seeds, applied deterministically, event by event, in log order.
+//! The audit rules, applied deterministically, event by event, in log order.
 //!
 //! Every decision uses the event's own time (`t`): "active at `t`", "failures in the window
 //! before `t`". Nothing reads a clock, and nothing depends on what else happens to be loaded.
 
 use crate::rows::{
-    Client, LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice,
-    UserProfile,
+    Client, LoginAttempt, Review, SecurityEvent, Session, Severity, StatCounts, StatKey,
+    TrustedDevice, UserProfile,
 };
 use crate::state::{Changes, State};
 use crate::Rules;
@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Namespace of security event ids: `UUIDv5(NAMESPACE, "<event id>/<kind>")`.
-pub const SECURITY_EVENT_NAMESPACE: Uuid =
+pub(crate) const SECURITY_EVENT_NAMESPACE: Uuid =
     Uuid::from_u128(0x6a1f_2d3c_8b4e_4f50_9a61_7c2e_3d4f_5a6b);
 
 /// The security event id the fold gives to what `event` caused under `kind`.
@@ -71,10 +71,40 @@ pub struct Fold<'r> {
     dirty_profiles: BTreeSet<String>,
 }
 
-/// Severity levels of the seeds.
-const INFO: &str = "info";
-const WARNING: &str = "warning";
-const CRITICAL: &str = "critical";
+/// What an OTP event says happened to a one-time password.
+#[derive(Debug, Clone, Copy)]
+enum OtpOutcome {
+    Sent,
+    Verified,
+    Failed,
+}
+
+impl OtpOutcome {
+    /// The kind of security event it makes (also the kind in its id).
+    const fn as_str(self) -> &'static str {
+        match self {
+            OtpOutcome::Sent => "otp_sent",
+            OtpOutcome::Verified => "otp_verified",
+            OtpOutcome::Failed => "otp_failed",
+        }
+    }
+
+    /// How its security event describes it.
+    const fn verb(self) -> &'static str {
+        match self {
+            OtpOutcome::Sent => "OTP sent",
+            OtpOutcome::Verified => "OTP verified",
+            OtpOutcome::Failed => "OTP verification failed",
+        }
+    }
+
+    const fn severity(self) -> Severity {
+        match self {
+            OtpOutcome::Sent | OtpOutcome::Verified => Severity::Info,
+            OtpOutcome::Failed => Severity::Warning,
+        }
+    }
+}
 
 /// Where and on what an event happened, as far as it says.
 #[derive(Default, Clone, Copy)]
@@ -188,8 +218,7 @@ impl<'r> Fold<'r> {
             EventData::SessionRevoked(d) => self.session_revoked(event, d),
             EventData::OtpSent(d) => self.otp(
                 event,
-                "otp_sent",
-                INFO,
+                OtpOutcome::Sent,
                 d.session_id.as_ref(),
                 &d.channel.to_string(),
                 None,
@@ -204,8 +233,7 @@ impl<'r> Fold<'r> {
                 }
                 self.otp(
                     event,
-                    "otp_verified",
-                    INFO,
+                    OtpOutcome::Verified,
                     d.session_id.as_ref(),
                     &d.channel.to_string(),
                     None,
@@ -213,8 +241,7 @@ impl<'r> Fold<'r> {
             }
             EventData::OtpFailed(d) => self.otp(
                 event,
-                "otp_failed",
-                WARNING,
+                OtpOutcome::Failed,
                 d.session_id.as_ref(),
                 &d.channel.to_string(),
                 d.reason.as_deref(),
@@ -232,17 +259,24 @@ impl<'r> Fold<'r> {
     // ---- logins -------------------------------------------------------------------------
 
     fn login_succeeded(&mut self, event: &Event, d: &LoginSucceeded) {
-        let t = event.time;
         let user = event
             .subject
             .clone()
             .expect("login.succeeded has a subject");
-        let key = event.partition_key();
         let ctx = Context::of(event);
-        let who = d.identifier.clone().unwrap_or_else(|| user.clone());
+        let reason = self.login_suspicion(event, &user, &ctx);
+        self.make_room(event, &user, d.session_id.as_str(), &ctx);
+        self.open_session(event, d, &user, &ctx, reason.clone());
+        self.record_login(event, d, &user, &ctx, reason.clone());
+        self.login_security_events(event, d, &user, &ctx, reason);
+    }
 
+    /// Why a successful login is suspicious, if it is (the reasons joined by `; `), judged on
+    /// the state before it.
+    fn login_suspicion(&self, event: &Event, user: &str, ctx: &Context) -> Option<String> {
+        let t = event.time;
         // Rule 1: recent failures of this key.
-        let failures = self.recent_failures(&key, t);
+        let failures = self.recent_failures(&event.partition_key(), t);
         let mut reasons = vec![];
         if failures >= self.rules.failed_attempts_threshold {
             reasons.push(format!("Multiple failed login attempts ({failures})"));
@@ -252,7 +286,7 @@ impl<'r> Fold<'r> {
         let had_login = self
             .state
             .profiles
-            .get(&user)
+            .get(user)
             .is_some_and(|p| p.first_login_at.is_some());
         let country = ctx.country_code();
         if let (true, Some(cc)) = (had_login, &country) {
@@ -260,50 +294,65 @@ impl<'r> Fold<'r> {
             let seen = self
                 .state
                 .countries
-                .get(&user)
+                .get(user)
                 .is_some_and(|v| v.iter().any(|(at, c)| c == cc && *at >= from && *at < t));
             if !seen {
                 let label = ctx.country_label().unwrap_or_else(|| cc.clone());
                 reasons.push(format!("Login from unusual location: {label}"));
             }
         }
-        let suspicious = !reasons.is_empty();
-        let reason = suspicious.then(|| reasons.join("; "));
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
 
-        // Concurrent-session limit: make room for the new session.
-        let sid = d.session_id.as_str().to_owned();
-        let mut active = self.active_sessions(&user, t);
-        active.retain(|s| *s != sid);
-        if active.len() >= self.rules.max_sessions {
-            let mut by_activity: Vec<(DateTime<Utc>, String)> = active
-                .iter()
-                .map(|s| (self.state.sessions[s].last_activity_at, s.clone()))
-                .collect();
-            by_activity.sort();
-            let excess = active.len() + 1 - self.rules.max_sessions;
-            for (_, victim) in by_activity.into_iter().take(excess) {
-                self.revoke(&victim, event, "concurrent_limit", "system");
-                let detail = format!(
-                    "Session revoked — concurrent session limit ({})",
-                    self.rules.max_sessions
-                );
-                self.security_event(
-                    event,
-                    &format!("session_revoked/{victim}"),
-                    "session_revoked",
-                    INFO,
-                    detail,
-                    Some(&user),
-                    &ctx,
-                    json!({ "session_id": victim, "reason": "concurrent_limit" }),
-                );
-            }
+    /// Concurrent-session limit: revokes the user's least recently active sessions (other than
+    /// `sid`) so that the new session `sid` fits.
+    fn make_room(&mut self, event: &Event, user: &str, sid: &str, ctx: &Context) {
+        let mut active = self.active_sessions(user, event.time);
+        active.retain(|s| s != sid);
+        if active.len() < self.rules.max_sessions {
+            return;
         }
+        let mut by_activity: Vec<(DateTime<Utc>, String)> = active
+            .iter()
+            .map(|s| (self.state.sessions[s].last_activity_at, s.clone()))
+            .collect();
+        by_activity.sort();
+        let excess = active.len() + 1 - self.rules.max_sessions;
+        for (_, victim) in by_activity.into_iter().take(excess) {
+            self.revoke(&victim, event, "concurrent_limit", "system");
+            let detail = format!(
+                "Session revoked — concurrent session limit ({})",
+                self.rules.max_sessions
+            );
+            self.security_event(
+                event,
+                &format!("session_revoked/{victim}"),
+                "session_revoked",
+                Severity::Info,
+                detail,
+                Some(user),
+                ctx,
+                json!({ "session_id": victim, "reason": "concurrent_limit" }),
+            );
+        }
+    }
 
+    /// Opens the login's session in the state; a session known from earlier events keeps what
+    /// happened to it ([`keep_history`]).
+    fn open_session(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        ctx: &Context,
+        reason: Option<String>,
+    ) {
+        let t = event.time;
+        let sid = d.session_id.as_str().to_owned();
         let trusted = d.device_id.as_ref().is_some_and(|dev| {
             self.state
                 .devices
-                .get(&(user.clone(), dev.as_str().to_owned()))
+                .get(&(user.to_owned(), dev.as_str().to_owned()))
                 .is_some_and(|x| x.trusted)
         });
         let mut metadata = json!({});
@@ -312,7 +361,7 @@ impl<'r> Fold<'r> {
         }
         let mut session = Session {
             session_id: sid.clone(),
-            user_id: user.clone(),
+            user_id: user.to_owned(),
             login_method: Some(d.login_method.to_string()),
             identifier: d.identifier.clone(),
             client: ctx.client(),
@@ -338,8 +387,8 @@ impl<'r> Fold<'r> {
                 .flatten()
                 .map(|r| r.as_str().to_owned())
                 .collect(),
-            suspicious,
-            suspicious_reason: reason.clone(),
+            suspicious: reason.is_some(),
+            suspicious_reason: reason,
             metadata,
             first_event_id: event.id,
             last_event_id: event.id,
@@ -348,8 +397,20 @@ impl<'r> Fold<'r> {
             keep_history(&mut session, prev);
         }
         self.state.insert_session(session);
-        self.dirty_sessions.insert(sid.clone());
+        self.dirty_sessions.insert(sid);
+    }
 
+    /// The login's history row, the user's profile and countries, and the day's statistics.
+    fn record_login(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        ctx: &Context,
+        reason: Option<String>,
+    ) {
+        let t = event.time;
+        let suspicious = reason.is_some();
         self.changes.login_history.push(LoginAttempt {
             identifier: d.identifier.clone(),
             success: true,
@@ -357,27 +418,39 @@ impl<'r> Fold<'r> {
             otp_required: d.otp_required.unwrap_or(false),
             otp_verified: d.otp_verified.unwrap_or(false),
             suspicious,
-            suspicious_reason: reason.clone(),
-            session_id: Some(sid.clone()),
-            ..ctx.attempt(event, key)
+            suspicious_reason: reason,
+            session_id: Some(d.session_id.as_str().to_owned()),
+            ..ctx.attempt(event, event.partition_key())
         });
 
-        let profile = self.profile(&user);
+        let profile = self.profile(user);
         profile.first_login_at = Some(profile.first_login_at.map_or(t, |f| f.min(t)));
         profile.last_login_at = Some(profile.last_login_at.map_or(t, |l| l.max(t)));
         profile.successful_logins += 1;
-        if let Some(cc) = &country {
+        if let Some(cc) = ctx.country_code() {
             self.state
                 .countries
-                .entry(user.clone())
+                .entry(user.to_owned())
                 .or_default()
-                .push((t, cc.clone()));
+                .push((t, cc));
         }
-        self.count(t, &ctx, |c| {
+        self.count(t, ctx, |c| {
             c.successes += 1;
             c.suspicious += i64::from(suspicious);
         });
+    }
 
+    /// The login's security event, and a second one when it is suspicious.
+    fn login_security_events(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        ctx: &Context,
+        reason: Option<String>,
+    ) {
+        let who = d.identifier.clone().unwrap_or_else(|| user.to_owned());
+        let sid = d.session_id.as_str();
         let super_admin = d
             .roles
             .iter()
@@ -394,9 +467,9 @@ impl<'r> Fold<'r> {
             format!("Login — {who} ({})", d.login_method)
         };
         let severity = if super_admin && d.otp_verified != Some(true) {
-            WARNING
+            Severity::Warning
         } else {
-            INFO
+            Severity::Info
         };
         self.security_event(
             event,
@@ -404,8 +477,8 @@ impl<'r> Fold<'r> {
             "login_success",
             severity,
             description,
-            Some(&user),
-            &ctx,
+            Some(user),
+            ctx,
             json!({ "session_id": sid, "login_method": d.login_method }),
         );
         if let Some(reason) = reason {
@@ -419,10 +492,10 @@ impl<'r> Fold<'r> {
                 event,
                 "suspicious_activity",
                 "suspicious_activity",
-                WARNING,
+                Severity::Warning,
                 description,
-                Some(&user),
-                &ctx,
+                Some(user),
+                ctx,
                 json!({ "session_id": sid, "reason": reason }),
             );
         }
@@ -458,7 +531,7 @@ impl<'r> Fold<'r> {
             event,
             "login_failure",
             "login_failure",
-            WARNING,
+            Severity::Warning,
             description,
             user,
             &ctx,
@@ -470,7 +543,7 @@ impl<'r> Fold<'r> {
                 event,
                 "suspicious_activity",
                 "suspicious_activity",
-                WARNING,
+                Severity::Warning,
                 description,
                 user,
                 &ctx,
@@ -563,7 +636,7 @@ impl<'r> Fold<'r> {
             self.revoke(&sid, event, "refresh_token_reuse", "system");
             let ctx = Context::of(event);
             let description = format!("Refresh token reuse — session {sid} revoked");
-            self.security_event(event, "suspicious_activity", "suspicious_activity", CRITICAL, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
+            self.security_event(event, "suspicious_activity", "suspicious_activity", Severity::Critical, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
             return;
         }
         let active = s.is_active_at(t);
@@ -651,26 +724,20 @@ impl<'r> Fold<'r> {
                 revoked.len()
             ),
         };
-        self.security_event(event, "session_revoked", "session_revoked", INFO, description, Some(&user), &Context::default(), json!({ "scope": d.scope, "reason": d.reason, "revoked_by": d.revoked_by, "sessions": revoked }));
+        self.security_event(event, "session_revoked", "session_revoked", Severity::Info, description, Some(&user), &Context::default(), json!({ "scope": d.scope, "reason": d.reason, "revoked_by": d.revoked_by, "sessions": revoked }));
     }
 
     // ---- other facts --------------------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
     fn otp(
         &mut self,
         event: &Event,
-        kind: &str,
-        severity: &str,
+        outcome: OtpOutcome,
         sid: Option<&authtrail_events::data::OpaqueId>,
         channel: &str,
         reason: Option<&str>,
     ) {
-        let verb = match kind {
-            "otp_sent" => "OTP sent",
-            "otp_verified" => "OTP verified",
-            _ => "OTP verification failed",
-        };
+        let verb = outcome.verb();
         let description = match reason {
             Some(r) => format!("{verb} ({channel}): {r}"),
             None => format!("{verb} ({channel})"),
@@ -678,9 +745,9 @@ impl<'r> Fold<'r> {
         let user = event.subject.clone();
         self.security_event(
             event,
-            kind,
-            kind,
-            severity,
+            outcome.as_str(),
+            outcome.as_str(),
+            outcome.severity(),
             description,
             user.as_deref(),
             &Context::default(),
@@ -738,7 +805,7 @@ impl<'r> Fold<'r> {
             event,
             kind,
             kind,
-            INFO,
+            Severity::Info,
             description,
             Some(&user),
             &ctx,
@@ -754,7 +821,11 @@ impl<'r> Fold<'r> {
             Some(by) if by_other => format!("Password changed by {by}"),
             _ => "Password changed".to_owned(),
         };
-        let severity = if by_other { WARNING } else { INFO };
+        let severity = if by_other {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
         self.security_event(
             event,
             "password_changed",
@@ -782,7 +853,7 @@ impl<'r> Fold<'r> {
             }
         }
         let description = format!("Account locked — {}", d.reason.as_str());
-        self.security_event(event, "account_locked", "account_locked", WARNING, description, Some(&user), &Context::default(), json!({ "reason": d.reason, "until": d.until, "actor": d.actor, "sessions_revoked": revoked }));
+        self.security_event(event, "account_locked", "account_locked", Severity::Warning, description, Some(&user), &Context::default(), json!({ "reason": d.reason, "until": d.until, "actor": d.actor, "sessions_revoked": revoked }));
     }
 
     fn account_unlocked(&mut self, event: &Event, d: &AccountLock) {
@@ -796,7 +867,7 @@ impl<'r> Fold<'r> {
             event,
             "account_unlocked",
             "account_unlocked",
-            INFO,
+            Severity::Info,
             description,
             Some(&user),
             &Context::default(),
@@ -818,7 +889,7 @@ impl<'r> Fold<'r> {
                 d.actor.as_str()
             ),
         };
-        self.security_event(event, "admin_action", "admin_action", INFO, description, target.as_deref(), &Context::default(), json!({ "action": d.action, "actor": d.actor, "target_user": d.target_user, "details": d.details }));
+        self.security_event(event, "admin_action", "admin_action", Severity::Info, description, target.as_deref(), &Context::default(), json!({ "action": d.action, "actor": d.actor, "target_user": d.target_user, "details": d.details }));
     }
 
     fn reviewed(&mut self, event: &Event, d: &SecurityEventReviewed) {
@@ -861,7 +932,7 @@ impl<'r> Fold<'r> {
         event: &Event,
         id_kind: &str,
         event_type: &str,
-        severity: &str,
+        severity: Severity,
         description: String,
         user: Option<&str>,
         ctx: &Context,
@@ -871,7 +942,7 @@ impl<'r> Fold<'r> {
             id: security_event_id(event.id, id_kind),
             user_id: user.filter(|u| !u.is_empty()).map(str::to_owned),
             event_type: event_type.to_owned(),
-            severity: severity.to_owned(),
+            severity,
             description,
             ip: ctx.ip(),
             user_agent: ctx.0.user_agent.map(str::to_owned),

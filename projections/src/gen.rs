@@ -128,70 +128,9 @@ impl StreamGen {
         let roll = self.rng.random_range(0..100u32);
         let has_session = !self.users[u].sessions.is_empty();
         match roll {
-            0..=19 => {
-                let sid = self.token("sess");
-                let rt = self.token("rt");
-                let ctry = self.place(u);
-                let mut data = self.client(u, ctry);
-                let admin = u % 17 == 0;
-                data["session_id"] = json!(sid);
-                data["login_method"] =
-                    json!(["password", "sso", "microsoft"][self.rng.random_range(0..3)]);
-                data["expires_at"] = json!((time + TimeDelta::minutes(15)).to_rfc3339());
-                data["identifier"] = json!(format!("{user}@example.com"));
-                data["refresh_token_id"] = json!(rt);
-                data["roles"] = if admin {
-                    json!(["admin", "super_admin"])
-                } else {
-                    json!(["user"])
-                };
-                data["otp_required"] = json!(admin);
-                data["otp_verified"] = json!(admin);
-                self.users[u].sessions.push((sid, rt, vec![]));
-                self.envelope("login.succeeded", Some(&user), time, data)
-            }
-            20..=31 => {
-                let ctry = self.place(u);
-                let mut data = self.client(u, ctry);
-                let unknown = self.rng.random_bool(0.2);
-                data["identifier"] = json!(if unknown {
-                    format!("Typo{}@Example.com", u % 7)
-                } else {
-                    format!("{user}@example.com")
-                });
-                data["failure_reason"] = json!(if unknown {
-                    "unknown_user"
-                } else {
-                    "bad_password"
-                });
-                if self.rng.random_bool(0.3) {
-                    data.as_object_mut().expect("object").remove("geo");
-                }
-                self.envelope(
-                    "login.failed",
-                    if unknown { None } else { Some(&user) },
-                    time,
-                    data,
-                )
-            }
-            32..=49 if has_session => {
-                let k = self.rng.random_range(0..self.users[u].sessions.len());
-                let new = self.token("rt");
-                let reuse = self.rng.random_bool(0.04) && !self.users[u].sessions[k].2.is_empty();
-                let (sid, cur, rotated) = self.users[u].sessions[k].clone();
-                let presented = if reuse {
-                    rotated[0].clone()
-                } else {
-                    cur.clone()
-                };
-                if !reuse {
-                    let s = &mut self.users[u].sessions[k];
-                    s.2.push(cur);
-                    s.1 = new.clone();
-                }
-                let data = json!({ "session_id": sid, "refresh_token_id": new, "previous_refresh_token_id": presented, "expires_at": (time + TimeDelta::minutes(15)).to_rfc3339() });
-                self.envelope("token.refreshed", Some(&user), time, data)
-            }
+            0..=19 => self.login(u, &user, time),
+            20..=31 => self.failed_login(u, &user, time),
+            32..=49 if has_session => self.refresh(u, &user, time),
             50..=69 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
                 let sid = self.users[u].sessions[k].0.clone();
@@ -223,20 +162,7 @@ impl StreamGen {
                 let ty = ["otp.sent", "otp.verified", "otp.failed"][self.rng.random_range(0..3)];
                 self.envelope(ty, Some(&user), time, json!({ "channel": "email" }))
             }
-            85..=88 => {
-                let ty = if self.rng.random_bool(0.7) {
-                    "device.trusted"
-                } else {
-                    "device.untrusted"
-                };
-                let dev = self.rng.random_range(0..3u8);
-                self.envelope(
-                    ty,
-                    Some(&user),
-                    time,
-                    json!({ "device_id": format!("dev-{u}-{dev}"), "device_name": "Gen device" }),
-                )
-            }
+            85..=88 => self.device_trust(u, &user, time),
             89 => self.envelope(
                 "password.changed",
                 Some(&user),
@@ -259,26 +185,7 @@ impl StreamGen {
                 time,
                 json!({ "action": "users.view", "actor": "admin-1", "target_user": user }),
             ),
-            95..=97 if !self.recent_events.is_empty() => {
-                let k = self.rng.random_range(0..self.recent_events.len());
-                let kind = [
-                    "login_success",
-                    "login_failure",
-                    "suspicious_activity",
-                    "admin_action",
-                ][self.rng.random_range(0..4)];
-                let target = security_event_id(self.recent_events[k], kind);
-                // Reviews come from an admin command: keyed by a user other than the event's.
-                let reviewer_subject = self.users[self.rng.random_range(0..self.users.len())]
-                    .id
-                    .clone();
-                self.envelope(
-                    "security_event.reviewed",
-                    Some(&reviewer_subject),
-                    time,
-                    json!({ "security_event_id": target, "reviewer": "admin-1" }),
-                )
-            }
+            95..=97 if !self.recent_events.is_empty() => self.review(time),
             _ => self.envelope(
                 "session.activity",
                 Some(&user),
@@ -286,5 +193,113 @@ impl StreamGen {
                 json!({ "session_id": format!("unknown-{u}") }),
             ),
         }
+    }
+
+    /// A successful login of user `u` opening a new session (admins with OTP).
+    fn login(&mut self, u: usize, user: &str, time: DateTime<Utc>) -> Event {
+        let sid = self.token("sess");
+        let rt = self.token("rt");
+        let ctry = self.place(u);
+        let mut data = self.client(u, ctry);
+        let admin = u % 17 == 0;
+        data["session_id"] = json!(sid);
+        data["login_method"] = json!(["password", "sso", "microsoft"][self.rng.random_range(0..3)]);
+        data["expires_at"] = json!((time + TimeDelta::minutes(15)).to_rfc3339());
+        data["identifier"] = json!(format!("{user}@example.com"));
+        data["refresh_token_id"] = json!(rt);
+        data["roles"] = if admin {
+            json!(["admin", "super_admin"])
+        } else {
+            json!(["user"])
+        };
+        data["otp_required"] = json!(admin);
+        data["otp_verified"] = json!(admin);
+        self.users[u].sessions.push((sid, rt, vec![]));
+        self.envelope("login.succeeded", Some(user), time, data)
+    }
+
+    /// A failed login of user `u`, or (one in five) of a mistyped identifier nobody has.
+    fn failed_login(&mut self, u: usize, user: &str, time: DateTime<Utc>) -> Event {
+        let ctry = self.place(u);
+        let mut data = self.client(u, ctry);
+        let unknown = self.rng.random_bool(0.2);
+        data["identifier"] = json!(if unknown {
+            format!("Typo{}@Example.com", u % 7)
+        } else {
+            format!("{user}@example.com")
+        });
+        data["failure_reason"] = json!(if unknown {
+            "unknown_user"
+        } else {
+            "bad_password"
+        });
+        if self.rng.random_bool(0.3) {
+            data.as_object_mut().expect("object").remove("geo");
+        }
+        self.envelope(
+            "login.failed",
+            if unknown { None } else { Some(user) },
+            time,
+            data,
+        )
+    }
+
+    /// A refresh of one of user `u`'s sessions (which has one); now and then an old refresh
+    /// token presented again.
+    fn refresh(&mut self, u: usize, user: &str, time: DateTime<Utc>) -> Event {
+        let k = self.rng.random_range(0..self.users[u].sessions.len());
+        let new = self.token("rt");
+        let reuse = self.rng.random_bool(0.04) && !self.users[u].sessions[k].2.is_empty();
+        let (sid, cur, rotated) = self.users[u].sessions[k].clone();
+        let presented = if reuse {
+            rotated[0].clone()
+        } else {
+            cur.clone()
+        };
+        if !reuse {
+            let s = &mut self.users[u].sessions[k];
+            s.2.push(cur);
+            s.1 = new.clone();
+        }
+        let data = json!({ "session_id": sid, "refresh_token_id": new, "previous_refresh_token_id": presented, "expires_at": (time + TimeDelta::minutes(15)).to_rfc3339() });
+        self.envelope("token.refreshed", Some(user), time, data)
+    }
+
+    /// User `u` trusts (mostly) or untrusts one of their devices.
+    fn device_trust(&mut self, u: usize, user: &str, time: DateTime<Utc>) -> Event {
+        let ty = if self.rng.random_bool(0.7) {
+            "device.trusted"
+        } else {
+            "device.untrusted"
+        };
+        let dev = self.rng.random_range(0..3u8);
+        self.envelope(
+            ty,
+            Some(user),
+            time,
+            json!({ "device_id": format!("dev-{u}-{dev}"), "device_name": "Gen device" }),
+        )
+    }
+
+    /// An admin's review of a security event one of the recent events caused (or may have).
+    fn review(&mut self, time: DateTime<Utc>) -> Event {
+        let k = self.rng.random_range(0..self.recent_events.len());
+        let kind = [
+            "login_success",
+            "login_failure",
+            "suspicious_activity",
+            "admin_action",
+        ][self.rng.random_range(0..4)];
+        let target = security_event_id(self.recent_events[k], kind);
+        // Reviews come from an admin command: keyed by a user other than the event's.
+        let reviewer_subject = self.users[self.rng.random_range(0..self.users.len())]
+            .id
+            .clone();
+        self.envelope(
+            "security_event.reviewed",
+            Some(&reviewer_subject),
+            time,
+            json!({ "security_event_id": target, "reviewer": "admin-1" }),
+        )
     }
 }

@@ -10,14 +10,16 @@
 //! - [`rows`]: the rows of the read tables as plain values.
 //! - [`state`]: what a batch must load ([`Needs`]), the loaded slice ([`State`]), and what it
 //!   changes ([`Changes`]).
-//! - [`fold`]: the rules of the seeds, applied event by event ([`Fold`]).
+//! - [`fold`]: the audit rules, applied event by event ([`Fold`]).
 //! - [`cache`]: what a worker keeps of the state between batches, and why that is exact.
+//! - [`position`]: partitions of the log and places in them, which the cache keys by.
 //! - [`memory`]: the read tables in memory — the reference model the SQL sink is tested against,
 //!   and a projection that needs no database.
 
 pub mod cache;
 pub mod fold;
 pub mod memory;
+pub mod position;
 pub mod rows;
 pub mod state;
 
@@ -27,6 +29,7 @@ pub mod gen;
 pub use authtrail_events as events;
 pub use cache::Cache;
 pub use fold::Fold;
+pub use position::{Position, TopicPartition};
 pub use state::{Changes, Needs, State};
 
 use chrono::TimeDelta;

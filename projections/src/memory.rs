@@ -6,7 +6,8 @@
 //! the earliest review). Tests compare the two; tools that need a projection without a database
 //! (time travel for one user) can use it directly.
 
-use crate::cache::{Cache, Home};
+use crate::cache::Cache;
+use crate::position::{Position, TopicPartition};
 use crate::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
 };
@@ -39,7 +40,7 @@ pub fn fresh<'e>(events: &'e [Event], already: &BTreeSet<Uuid>) -> Vec<&'e Event
 }
 
 /// Folds a batch of new events over a loaded state.
-pub fn fold_batch(rules: &Rules, state: State, events: &[&Event]) -> Changes {
+pub(crate) fn fold_batch(rules: &Rules, state: State, events: &[&Event]) -> Changes {
     fold_with_state(rules, state, events).0
 }
 
@@ -56,7 +57,7 @@ pub fn fold_with_state(rules: &Rules, state: State, events: &[&Event]) -> (Chang
 /// had applied (its checkpoint), and the projection's epoch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogPosition {
-    pub checkpoints: BTreeMap<Home, i64>,
+    pub checkpoints: BTreeMap<TopicPartition, i64>,
     pub epoch: Option<Uuid>,
 }
 
@@ -167,18 +168,18 @@ impl Tables {
     pub fn apply_batch_cached(
         &mut self,
         rules: &Rules,
-        events: &[(Event, Home)],
+        events: &[(Event, TopicPartition)],
         cache: &mut Cache,
         log: &mut LogPosition,
     ) {
-        let homes: BTreeSet<&Home> = events.iter().map(|(_, h)| h).collect();
-        let at: BTreeMap<Home, i64> = homes
+        let homes: BTreeSet<&TopicPartition> = events.iter().map(|(_, h)| h).collect();
+        let at: BTreeMap<TopicPartition, i64> = homes
             .iter()
             .map(|h| ((*h).clone(), log.checkpoints.get(*h).copied().unwrap_or(0)))
             .collect();
         cache.begin(log.epoch, &at);
         let mut seen = BTreeSet::new();
-        let new: Vec<(&Event, &Home)> = events
+        let new: Vec<(&Event, &TopicPartition)> = events
             .iter()
             .filter(|(e, _)| !self.processed.contains(&e.id) && seen.insert(e.id))
             .map(|(e, h)| (e, h))
@@ -186,9 +187,9 @@ impl Tables {
         for (_, h) in events {
             *log.checkpoints.entry(h.clone()).or_default() += 1;
         }
-        let advanced: Vec<(String, i32, i64)> = homes
+        let advanced: Vec<Position> = homes
             .iter()
-            .map(|h| (h.0.clone(), h.1, log.checkpoints[*h]))
+            .map(|h| (*h).clone().at(log.checkpoints[*h]))
             .collect();
         let mut bumped = None;
         let mut changes = Changes::default();

@@ -5,8 +5,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The device and place of a login or session, as the event said (enriched at ingest).
+/// The device and place of a login or session, as the event said (enriched at ingest). The
+/// query API shows it as it is (feature `api`: read from SQL, described in OpenAPI).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(sqlx::FromRow, utoipa::ToSchema))]
 pub struct Client {
     pub device_id: Option<String>,
     pub device_name: Option<String>,
@@ -22,7 +24,7 @@ pub struct Client {
     pub longitude: Option<f64>,
 }
 
-/// One session: everything both seeds track, as facts. Status is not stored: queries evaluate
+/// One session: everything the auth services track about it, as facts. Status is not stored: queries evaluate
 /// it against "now" from these facts (see [`Session::status_at`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -140,14 +142,14 @@ pub struct LoginAttempt {
     pub attempted_at: DateTime<Utc>,
 }
 
-/// One security event (the seeds' taxonomy × severity).
+/// One security event (its type in the taxonomy × severity).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecurityEvent {
     /// Deterministic: UUIDv5 of the source event id and the kind, so replays give the same ids.
     pub id: Uuid,
     pub user_id: Option<String>,
     pub event_type: String,
-    pub severity: String,
+    pub severity: Severity,
     pub description: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -157,6 +159,35 @@ pub struct SecurityEvent {
     pub metadata: serde_json::Value,
     pub source_event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// How serious a security event is; stored (and serialised) as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    /// Allowed by the table; no rule raises it yet.
+    Error,
+    Critical,
+}
+
+impl Severity {
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An admin's review of a security event. Kept apart from the event so that the two can be

@@ -5,19 +5,22 @@
 
 use authtrail_events::data::{EventData, OpaqueId};
 use authtrail_events::Event;
-use authtrail_projections::cache::{Cache, Home};
+use authtrail_projections::cache::Cache;
 use authtrail_projections::gen::StreamGen;
 use authtrail_projections::memory::{LogPosition, Tables};
 use authtrail_projections::state::session_of;
-use authtrail_projections::Rules;
+use authtrail_projections::{Rules, TopicPartition};
 use proptest::prelude::*;
 use std::hash::{Hash, Hasher};
+
+/// The partition an event arrives on.
+type Home = TopicPartition;
 
 /// The partition of an event's key (any stable hash does for the model).
 fn home(e: &Event, partitions: i32) -> Home {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     e.partition_key().hash(&mut h);
-    ("events".to_owned(), (h.finish() % partitions as u64) as i32)
+    TopicPartition::new("events", (h.finish() % partitions as u64) as i32)
 }
 
 /// Makes some session events name a session of another user (a hostile or broken producer).
@@ -88,7 +91,7 @@ proptest! {
         let mut queues: Vec<std::collections::VecDeque<(Event, Home)>> =
             (0..partitions).map(|_| Default::default()).collect();
         for m in log {
-            queues[m.1 .1 as usize].push_back(m);
+            queues[m.1.partition as usize].push_back(m);
         }
         let mut fresh = Tables::default();
         let mut cached = Tables::default();

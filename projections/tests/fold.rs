@@ -4,7 +4,7 @@
 use authtrail_events::{parse_value, Event};
 use authtrail_projections::fold::security_event_id;
 use authtrail_projections::memory::Tables;
-use authtrail_projections::rows::SessionStatus;
+use authtrail_projections::rows::{SessionStatus, Severity};
 use authtrail_projections::Rules;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ fn kinds(t: &Tables) -> Vec<(String, String)> {
     let mut v: Vec<_> = t
         .security_events
         .values()
-        .map(|e| (e.event_type.clone(), e.severity.clone()))
+        .map(|e| (e.event_type.clone(), e.severity.as_str().to_owned()))
         .collect();
     v.sort();
     v
@@ -210,7 +210,7 @@ fn refresh_rotates_and_extends_and_reuse_revokes_with_a_critical_event() {
     assert!(t
         .security_events
         .values()
-        .any(|e| e.severity == "critical" && e.event_type == "suspicious_activity"));
+        .any(|e| e.severity == Severity::Critical && e.event_type == "suspicious_activity"));
 }
 
 #[test]

@@ -6,26 +6,22 @@
 //! means their effects are visible. Wake-ups come from the projector's `NOTIFY`; the waiter
 //! re-checks at least every second in case a notification was lost.
 
-use super::{db_error, Api};
-use crate::auth::Caller;
+use super::Api;
 use crate::kafka::Appended;
-use crate::problem::Problem;
-use authtrail_events::data::{
-    AdminAction, NonEmpty, OpaqueId, SecurityEventReviewed, SessionRevoked,
-};
+use crate::server::audit::{check_contract, event, non_empty};
+use crate::server::ApiError;
+use authtrail_events::data::{OpaqueId, SecurityEventReviewed, SessionRevoked};
 use authtrail_events::kind::RevokeScope;
-use authtrail_events::{Event, EventData};
+use authtrail_events::Event;
+use authtrail_events::EventData;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// The `source` of every event the API appends.
-pub const SOURCE: &str = "/authtrail/api";
+pub use crate::server::audit::SOURCE;
 
 /// `?wait=true`: answer only once the projection shows the command's effect.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -61,31 +57,9 @@ impl IntoResponse for CommandAccepted {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Problem {
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "api: appending to the log failed");
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "log-unavailable",
-        "Event log unavailable",
-        "the command could not be appended to the event log; retry",
-    )
-    .with_header(axum::http::header::RETRY_AFTER, "1")
-}
-
-fn event(subject: &str, data: EventData) -> Event {
-    Event {
-        id: Uuid::new_v4(),
-        source: SOURCE.to_owned(),
-        time: Utc::now(),
-        subject: Some(subject.to_owned()),
-        data,
-    }
-}
-
-fn non_empty(s: &str) -> NonEmpty {
-    NonEmpty::try_from(s.to_owned()).unwrap_or_else(|_| {
-        NonEmpty::try_from("unknown".to_owned()).expect("a literal is not empty")
-    })
+    ApiError::LogUnavailable
 }
 
 /// A `session.revoked` event about `user`'s sessions.
@@ -95,11 +69,9 @@ pub fn revoke(
     session_id: Option<&str>,
     reason: &str,
     by: &str,
-) -> Result<Event, Problem> {
+) -> Result<Event, ApiError> {
     let session_id = session_id
-        .map(|s| {
-            OpaqueId::try_from(s.to_owned()).map_err(|e| super::extract::bad_param("session_id", e))
-        })
+        .map(|s| OpaqueId::try_from(s.to_owned()).map_err(|e| ApiError::param("session_id", e)))
         .transpose()?;
     Ok(event(
         user,
@@ -123,41 +95,6 @@ pub fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -> Event
     )
 }
 
-/// An `admin.action` event: `admin` did `action` (about `target`, when one user is concerned).
-/// Its subject is the target user, else the admin.
-pub fn admin_action(admin: &Caller, action: &str, target: Option<&str>, details: Value) -> Event {
-    let details: Option<Map<String, Value>> = match details {
-        Value::Object(m) if !m.is_empty() => Some(m),
-        _ => None,
-    };
-    event(
-        target.unwrap_or(&admin.subject),
-        EventData::AdminAction(AdminAction {
-            action: non_empty(action),
-            actor: non_empty(&admin.subject),
-            target_user: target.map(str::to_owned),
-            details,
-        }),
-    )
-}
-
-/// The API builds its events directly; they must still pass the contract's parser, or the
-/// projector would set them aside as dead letters. A value from the request that breaks the
-/// contract (an over-long user id, say) is the caller's 400, named by field.
-fn check_contract(event: &Event) -> Result<(), Problem> {
-    authtrail_events::parse(&event.to_json_bytes())
-        .map(|_| ())
-        .map_err(|e| {
-            super::extract::bad_param(
-                "request",
-                format!(
-                    "the resulting {} event would be invalid: {e}",
-                    event.event_type()
-                ),
-            )
-        })
-}
-
 impl Api {
     /// Appends `events` in order (one `subject` keeps them in one partition, in order); the
     /// answer names the first. With `wait`, waits for the projection to pass all of them.
@@ -165,7 +102,7 @@ impl Api {
         &self,
         events: Vec<Event>,
         wait: bool,
-    ) -> Result<CommandAccepted, Problem> {
+    ) -> Result<CommandAccepted, ApiError> {
         for e in &events {
             check_contract(e)?;
         }
@@ -190,39 +127,19 @@ impl Api {
                 accepted.projected = true;
             } else {
                 metrics::counter!("authtrail_api_wait_timeouts_total").increment(1);
-                return Err(Problem::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "projection-timeout",
-                    "Projection did not catch up in time",
-                    format!(
-                        "the event was appended but not projected within {} ms; it will be",
-                        timeout.as_millis()
-                    ),
-                )
-                .with("event_id", head.id.to_string())
-                .with("partition", head.partition)
-                .with("offset", head.offset));
+                return Err(ApiError::ProjectionTimeout {
+                    timeout_ms: timeout.as_millis(),
+                    event_id: head.id.to_string(),
+                    partition: head.partition,
+                    offset: head.offset,
+                });
             }
         }
         Ok(accepted)
     }
 
-    /// Appends the audit record of an admin read (the read's answer waits for it: no audit, no
-    /// data).
-    pub async fn audit(
-        &self,
-        admin: &Caller,
-        action: &str,
-        target: Option<&str>,
-        details: Value,
-    ) -> Result<Appended, Problem> {
-        let event = admin_action(admin, action, target, details);
-        check_contract(&event)?;
-        self.publisher.publish(&event).await.map_err(unavailable)
-    }
-
     /// Whether the projection has passed every appended position.
-    pub async fn projected_past(&self, appended: &[Appended]) -> Result<bool, Problem> {
+    pub async fn projected_past(&self, appended: &[Appended]) -> Result<bool, ApiError> {
         let partitions: Vec<i32> = appended.iter().map(|a| a.partition).collect();
         let offsets: Vec<i64> = appended.iter().map(|a| a.offset).collect();
         let passed: i64 = sqlx::query_scalar(
@@ -235,8 +152,7 @@ impl Api {
         .bind(&partitions)
         .bind(&offsets)
         .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
+        .await?;
         Ok(passed as usize == appended.len())
     }
 
@@ -245,7 +161,7 @@ impl Api {
         &self,
         appended: &[Appended],
         timeout: Duration,
-    ) -> Result<bool, Problem> {
+    ) -> Result<bool, ApiError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut projected = self.projected();

@@ -1,28 +1,42 @@
 //! Login history: my attempts, everyone's for admins (filtered), and the suspicious ones.
 //! Newest first by `attempted_at` (event time), ties broken by id.
 
-use super::extract::{bad_param, Query};
-use super::limit::Budget;
 use super::pagination::{Page, PageRequest};
-use super::{db_error, Api, Ctx};
-use crate::auth::{AdminUser, Person};
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::{Api, Ctx};
+use crate::server::extract::Query;
+use crate::server::ApiError;
+use crate::server::{AdminUser, Admits, Audit, Budget, Person, Policy, Routes, Target};
+use authtrail_projections::rows::Client;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_mine))
-        .routes(routes!(admin_list))
-        .routes(routes!(suspicious))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Policy::new(Admits::Person, Budget::Read, Audit::No),
+            routes!(list_mine),
+        )
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Read,
+                Audit::Read("login_history.list", Target::QueryUser),
+            ),
+            routes!(admin_list),
+        )
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Read,
+                Audit::Read("security.suspicious", Target::None),
+            ),
+            routes!(suspicious),
+        )
 }
 
 /// One login attempt.
@@ -35,18 +49,10 @@ pub struct LoginAttemptView {
     pub success: bool,
     pub login_method: Option<String>,
     pub failure_reason: Option<String>,
-    pub device_id: Option<String>,
-    pub device_name: Option<String>,
-    pub device_type: Option<String>,
-    pub browser: Option<String>,
-    pub os: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub country_code: Option<String>,
-    pub country: Option<String>,
-    pub city: Option<String>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
+    /// Device and place (the projection's own shape).
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub client: Client,
     pub otp_required: bool,
     pub otp_verified: bool,
     pub suspicious: bool,
@@ -78,7 +84,7 @@ async fn list(
     api: &Api,
     f: &Filter<'_>,
     page: &PageRequest,
-) -> Result<Page<LoginAttemptView>, Problem> {
+) -> Result<Page<LoginAttemptView>, ApiError> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     if let Some(u) = f.user {
         q.push(" AND user_id = ").push_bind(u.to_owned());
@@ -110,11 +116,7 @@ async fn list(
         q.push(" AND attempted_at < ").push_bind(t);
     }
     page.push_order(&mut q, "attempted_at", "id", "::uuid");
-    let rows: Vec<LoginAttemptView> = q
-        .build_query_as()
-        .fetch_all(api.pool())
-        .await
-        .map_err(db_error)?;
+    let rows: Vec<LoginAttemptView> = q.build_query_as().fetch_all(api.pool()).await?;
     Ok(page.page(LIST, rows, |r| (r.attempted_at, r.id.to_string())))
 }
 
@@ -136,17 +138,12 @@ pub struct MineQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of my login attempts", body = Page<LoginAttemptView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn list_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
     Query(q): Query<MineQuery>,
-) -> Result<Json<Page<LoginAttemptView>>, Problem> {
-    api.limits.check(Budget::Read, &caller)?;
+) -> Result<Json<Page<LoginAttemptView>>, ApiError> {
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
         user: Some(&caller.subject),
@@ -187,24 +184,19 @@ pub struct AdminQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of login attempts", body = Page<LoginAttemptView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_list(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<AdminQuery>,
-) -> Result<Json<Page<LoginAttemptView>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<Page<LoginAttemptView>>, ApiError> {
     if let Some(ip) = &q.ip {
         ip.parse::<std::net::IpAddr>()
-            .map_err(|_| bad_param("ip", "not an IP address"))?;
+            .map_err(|_| ApiError::param("ip", "not an IP address"))?;
     }
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if s >= u {
-            return Err(bad_param("until", "must be after since"));
+            return Err(ApiError::param("until", "must be after since"));
         }
     }
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
@@ -217,16 +209,7 @@ async fn admin_list(
         since: q.since,
         until: q.until,
     };
-    let (_, page) = tokio::try_join!(
-        api.audit(
-            &admin,
-            "login_history.list",
-            q.user.as_deref(),
-            json!({ "filters": q })
-        ),
-        list(&api, &f, &page)
-    )?;
-    Ok(Json(page))
+    Ok(Json(list(&api, &f, &page).await?))
 }
 
 /// Query of the suspicious attempts.
@@ -247,31 +230,17 @@ pub struct SuspiciousQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of suspicious login attempts", body = Page<LoginAttemptView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn suspicious(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<SuspiciousQuery>,
-) -> Result<Json<Page<LoginAttemptView>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<Page<LoginAttemptView>>, ApiError> {
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
         suspicious: Some(true),
         since: q.since,
         ..Filter::default()
     };
-    let (_, page) = tokio::try_join!(
-        api.audit(
-            &admin,
-            "security.suspicious",
-            None,
-            json!({"since": q.since})
-        ),
-        list(&api, &f, &page)
-    )?;
-    Ok(Json(page))
+    Ok(Json(list(&api, &f, &page).await?))
 }

@@ -4,21 +4,23 @@
 //! now, and exactly `{"active": false}` for anything else — unknown, expired, idle, revoked,
 //! logged out — so the answer reveals nothing about sessions that do not grant access.
 
-use super::extract::Json as JsonBody;
-use super::{db_error, Ctx};
-use crate::auth::ServiceCaller;
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::Ctx;
+use crate::server::extract::Json as JsonBody;
+use crate::server::problem::ProblemDoc;
+use crate::server::ApiError;
+use crate::server::{Admits, Audit, Budget, Policy, Routes, ServiceCaller};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(introspect))
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Policy::new(Admits::Service, Budget::Read, Audit::No),
+        routes!(introspect),
+    )
 }
 
 /// The session to check.
@@ -59,16 +61,14 @@ pub struct ActiveSession {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "`{\"active\": false}` exactly, or the active session", body = Introspection),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not a service", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Bad body", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Bad body", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn introspect(
     Ctx(api): Ctx,
     ServiceCaller(_caller): ServiceCaller,
     JsonBody(req): JsonBody<IntrospectRequest>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     if req.session_id.is_empty() || req.session_id.len() > authtrail_events::data::MAX_ID_LEN {
         return Ok(Json(serde_json::json!({ "active": false })));
     }
@@ -81,8 +81,7 @@ async fn introspect(
     )
     .bind(&req.session_id)
     .fetch_optional(api.pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     metrics::counter!("authtrail_api_introspections_total", "active" => if row.is_some() { "true" } else { "false" })
         .increment(1);
     Ok(Json(match row {

@@ -1,31 +1,18 @@
-//! The OpenAPI 3.1 document (generated from the handlers' `#[utoipa::path]` by
-//! [`super::openapi_router`]) at `/api/v1/openapi.json`, and Swagger UI (vendored assets, no
+//! The OpenAPI 3.1 document (generated from the handlers' `#[utoipa::path]` and their routes'
+//! policies, [`super::routes`]) at `/api/v1/openapi.json`, and Swagger UI (vendored assets, no
 //! network) at `/api/v1/docs`.
 
-use crate::http::AppState;
+use crate::server::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 /// Where Swagger UI is served.
 pub const UI_PATH: &str = "/api/v1/docs";
-
-/// An RFC 9457 problem (`application/problem+json`), as every error of this API answers.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Problem)]
-pub struct ProblemDoc {
-    /// `urn:authtrail:problem:<slug>`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-}
 
 struct Security;
 
@@ -59,7 +46,6 @@ impl Modify for Security {
         license(name = "Apache-2.0")
     ),
     modifiers(&Security),
-    components(schemas(ProblemDoc)),
     tags(
         (name = "me", description = "The caller's own sessions and login history"),
         (name = "admin", description = "Monitoring and revocation for admin and super_admin"),
@@ -77,7 +63,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
 /// The complete document (built once).
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| super::openapi_router().split_for_parts().1)
+    DOC.get_or_init(|| super::routes().split(base()).1)
 }
 
 /// `GET /api/v1/openapi.json`, and Swagger UI when enabled.

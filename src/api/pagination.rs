@@ -6,8 +6,7 @@
 //! The cursor is opaque to clients (base64url of a small JSON value) and names the list it
 //! belongs to, so a cursor from one list is refused by another.
 
-use super::extract::bad_param;
-use crate::problem::Problem;
+use crate::server::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -38,9 +37,9 @@ impl Cursor {
     }
 
     /// Decodes a cursor of `list`; anything else is a 400.
-    pub fn decode(list: &str, s: &str) -> Result<Cursor, Problem> {
+    pub fn decode(list: &str, s: &str) -> Result<Cursor, ApiError> {
         let bad = || {
-            bad_param(
+            ApiError::param(
                 "cursor",
                 "not a cursor of this list; use next_cursor as given",
             )
@@ -63,10 +62,10 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Validates `limit` (1..=500, default 50) and decodes `cursor` for `list`.
-    pub fn new(list: &str, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, Problem> {
+    pub fn new(list: &str, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(bad_param(
+            return Err(ApiError::param(
                 "limit",
                 format!("must be between 1 and {MAX_LIMIT}"),
             ));
@@ -154,12 +153,15 @@ mod tests {
         };
         let s = c.encode();
         assert_eq!(Cursor::decode("sessions", &s).unwrap(), c);
-        assert_eq!(Cursor::decode("login_history", &s).unwrap_err().status, 400);
-        assert_eq!(Cursor::decode("sessions", "%%%").unwrap_err().status, 400);
+        assert_eq!(
+            Cursor::decode("login_history", &s).unwrap_err().status(),
+            400
+        );
+        assert_eq!(Cursor::decode("sessions", "%%%").unwrap_err().status(), 400);
         assert_eq!(
             Cursor::decode("sessions", &URL_SAFE_NO_PAD.encode(b"{}"))
                 .unwrap_err()
-                .status,
+                .status(),
             400
         );
     }

@@ -2,13 +2,12 @@
 //! `security_events_reviewed`) and the review command (`security_event.reviewed`).
 
 use super::commands::{self, CommandAccepted, WaitParam};
-use super::extract::{bad_param, Query};
-use super::limit::Budget;
 use super::pagination::{Page, PageRequest};
-use super::{db_error, not_found, Api, Ctx};
-use crate::auth::AdminUser;
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::{Api, Ctx};
+use crate::server::audit::Audited;
+use crate::server::extract::Query;
+use crate::server::problem::ProblemDoc;
+use crate::server::{AdminUser, Admits, ApiError, Audit, Budget, Policy, Routes, Target};
 use axum::extract::Path;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -16,14 +15,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_events))
-        .routes(routes!(review))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Read,
+                Audit::Read("security_events.list", Target::QueryUser),
+            ),
+            routes!(list_events),
+        )
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Command,
+                Audit::Command("security_events.review"),
+            ),
+            routes!(review),
+        )
 }
 
 /// The taxonomy of security events.
@@ -105,7 +117,7 @@ async fn list(
     api: &Api,
     f: &ListQuery,
     page: &PageRequest,
-) -> Result<Page<SecurityEventView>, Problem> {
+) -> Result<Page<SecurityEventView>, ApiError> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     if let Some(s) = &f.severity {
         q.push(" AND severity = ").push_bind(s.clone());
@@ -123,11 +135,7 @@ async fn list(
         q.push(" AND occurred_at >= ").push_bind(t);
     }
     page.push_order(&mut q, "occurred_at", "id", "::uuid");
-    let rows: Vec<SecurityEventView> = q
-        .build_query_as()
-        .fetch_all(api.pool())
-        .await
-        .map_err(db_error)?;
+    let rows: Vec<SecurityEventView> = q.build_query_as().fetch_all(api.pool()).await?;
     Ok(page.page(LIST, rows, |r| (r.occurred_at, r.id.to_string())))
 }
 
@@ -137,20 +145,15 @@ async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of security events", body = Page<SecurityEventView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn list_events(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Page<SecurityEventView>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<Page<SecurityEventView>>, ApiError> {
     if let Some(s) = &q.severity {
         if !SEVERITIES.contains(&s.as_str()) {
-            return Err(bad_param(
+            return Err(ApiError::param(
                 "severity",
                 format!("use one of {}", SEVERITIES.join(", ")),
             ));
@@ -158,23 +161,14 @@ async fn list_events(
     }
     if let Some(t) = &q.event_type {
         if !EVENT_TYPES.contains(&t.as_str()) {
-            return Err(bad_param(
+            return Err(ApiError::param(
                 "type",
                 format!("use one of {}", EVENT_TYPES.join(", ")),
             ));
         }
     }
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
-    let (_, page) = tokio::try_join!(
-        api.audit(
-            &admin,
-            "security_events.list",
-            q.user.as_deref(),
-            json!({ "filters": q })
-        ),
-        list(&api, &q, &page)
-    )?;
-    Ok(Json(page))
+    Ok(Json(list(&api, &q, &page).await?))
 }
 
 /// Mark a security event reviewed (admin): appends `security_event.reviewed` (subject the
@@ -185,35 +179,30 @@ async fn list_events(
     responses(
         (status = 200, description = "Review recorded and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Review appended to the log", body = CommandAccepted),
-        (status = 400, description = "Bad id", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such security event", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such security event", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn review(
     Ctx(api): Ctx,
     AdminUser(admin): AdminUser,
+    audited: Audited,
     Path(id): Path<String>,
     Query(w): Query<WaitParam>,
-) -> Result<CommandAccepted, Problem> {
-    api.limits.check(Budget::Command, &admin)?;
-    let id: Uuid = id.parse().map_err(|_| bad_param("id", "not a UUID"))?;
+) -> Result<CommandAccepted, ApiError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::param("id", "not a UUID"))?;
     let found: Option<(Option<String>, bool)> =
         sqlx::query_as("SELECT user_id, reviewed FROM security_events_reviewed WHERE id = $1")
             .bind(id)
             .fetch_optional(api.pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
     let Some((user, already)) = found else {
-        return Err(not_found("security event"));
+        return Err(ApiError::NotFound("security event"));
     };
     let subject = user.clone().unwrap_or_else(|| admin.subject.clone());
     let reviewed = commands::reviewed(&subject, id, &admin.subject);
-    let audit = commands::admin_action(
-        &admin,
-        "security_events.review",
+    let audit = audited.event(
         Some(&subject),
         json!({"security_event_id": id, "already_reviewed": already}),
     );

@@ -7,33 +7,56 @@
 //! events ([`super::commands`]).
 
 use super::commands::{self, CommandAccepted, WaitParam};
-use super::extract::{bad_param, Query};
-use super::limit::Budget;
 use super::pagination::{Page, PageRequest};
-use super::{db_error, not_found, Api, Ctx};
-use crate::auth::{AdminUser, Caller, Person};
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::{user_id, Api, Ctx};
+use crate::auth::Caller;
+use crate::server::audit::Audited;
+use crate::server::extract::Query;
+use crate::server::problem::ProblemDoc;
+use crate::server::{AdminUser, Admits, ApiError, Audit, Budget, Person, Policy, Routes, Target};
 use authtrail_events::kind::RevokeScope;
+use authtrail_projections::rows::Client;
 use authtrail_projections::rows::SessionStatus;
 use axum::extract::Path;
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_mine, revoke_mine))
-        .routes(routes!(get_mine, revoke_one_of_mine))
-        .routes(routes!(admin_list))
-        .routes(routes!(admin_list_user, admin_force_logout))
-        .routes(routes!(admin_revoke))
+pub fn routes() -> Routes {
+    let mine = Policy::new(Admits::Person, Budget::Read, Audit::No);
+    let my_command = Policy::new(Admits::Person, Budget::Command, Audit::No);
+    let admin_command =
+        |action| Policy::new(Admits::Admin, Budget::Command, Audit::Command(action));
+    Routes::new()
+        .add(mine, routes!(list_mine))
+        .add(mine, routes!(get_mine))
+        .add(my_command, routes!(revoke_mine))
+        .add(my_command, routes!(revoke_one_of_mine))
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Read,
+                Audit::Read("sessions.list", Target::QueryUser),
+            ),
+            routes!(admin_list),
+        )
+        .add(
+            Policy::new(
+                Admits::Admin,
+                Budget::Read,
+                Audit::Read("sessions.list_user", Target::PathId),
+            ),
+            routes!(admin_list_user),
+        )
+        .add(
+            admin_command("sessions.force_logout"),
+            routes!(admin_force_logout),
+        )
+        .add(admin_command("sessions.revoke"), routes!(admin_revoke))
 }
 
 /// Which sessions a list shows: one status, or `all`.
@@ -61,18 +84,10 @@ pub struct SessionView {
     pub current: bool,
     pub login_method: Option<String>,
     pub identifier: Option<String>,
-    pub device_id: Option<String>,
-    pub device_name: Option<String>,
-    pub device_type: Option<String>,
-    pub browser: Option<String>,
-    pub os: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub country_code: Option<String>,
-    pub country: Option<String>,
-    pub city: Option<String>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
+    /// Device and place (the projection's own shape).
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub client: Client,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     /// When the current credentials expire (each refresh extends it).
@@ -135,7 +150,11 @@ fn push_status(q: &mut QueryBuilder<'_, Postgres>, status: StatusFilter) {
         .push_bind(s.as_str());
 }
 
-async fn list(api: &Api, f: &Filter<'_>, page: &PageRequest) -> Result<Page<SessionView>, Problem> {
+async fn list(
+    api: &Api,
+    f: &Filter<'_>,
+    page: &PageRequest,
+) -> Result<Page<SessionView>, ApiError> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     if let Some(u) = f.user {
         q.push(" AND s.user_id = ").push_bind(u.to_owned());
@@ -155,16 +174,12 @@ async fn list(api: &Api, f: &Filter<'_>, page: &PageRequest) -> Result<Page<Sess
         q.push(" AND s.created_at >= ").push_bind(t);
     }
     page.push_order(&mut q, "s.created_at", "s.session_id", "");
-    let rows: Vec<SessionView> = q
-        .build_query_as()
-        .fetch_all(api.pool())
-        .await
-        .map_err(db_error)?;
+    let rows: Vec<SessionView> = q.build_query_as().fetch_all(api.pool()).await?;
     Ok(page.page(LIST, rows, |s| (s.created_at, s.session_id.clone())))
 }
 
 /// One session, if it exists (and belongs to `user`, when given).
-async fn one(api: &Api, id: &str, user: Option<&str>) -> Result<Option<SessionView>, Problem> {
+async fn one(api: &Api, id: &str, user: Option<&str>) -> Result<Option<SessionView>, ApiError> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     q.push(" AND s.session_id = ").push_bind(id.to_owned());
     if let Some(u) = user {
@@ -173,7 +188,7 @@ async fn one(api: &Api, id: &str, user: Option<&str>) -> Result<Option<SessionVi
     q.build_query_as()
         .fetch_optional(api.pool())
         .await
-        .map_err(db_error)
+        .map_err(ApiError::from)
 }
 
 fn mark_current(mut page: Page<SessionView>, caller: &Caller) -> Page<SessionView> {
@@ -183,14 +198,8 @@ fn mark_current(mut page: Page<SessionView>, caller: &Caller) -> Page<SessionVie
     page
 }
 
-fn not_active(s: &SessionView) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "session-not-active",
-        "Session not active",
-        format!("the session is already {}", s.status),
-    )
-    .with("status", s.status.clone())
+fn not_active(s: &SessionView) -> ApiError {
+    ApiError::SessionNotActive(s.status.clone())
 }
 
 /// Query of "my sessions".
@@ -215,17 +224,12 @@ pub struct MineQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of my sessions", body = Page<SessionView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not a person's token", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn list_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
     Query(q): Query<MineQuery>,
-) -> Result<Json<Page<SessionView>>, Problem> {
-    api.limits.check(Budget::Read, &caller)?;
+) -> Result<Json<Page<SessionView>>, ApiError> {
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
         user: Some(&caller.subject),
@@ -241,19 +245,16 @@ async fn list_mine(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The session", body = SessionView),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session of mine", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of mine", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn get_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
     Path(id): Path<String>,
-) -> Result<Json<SessionView>, Problem> {
-    api.limits.check(Budget::Read, &caller)?;
+) -> Result<Json<SessionView>, ApiError> {
     let mut s = one(&api, &id, Some(&caller.subject))
         .await?
-        .ok_or_else(|| not_found("session"))?;
+        .ok_or_else(|| ApiError::NotFound("session"))?;
     s.current = caller.session_id.as_deref() == Some(s.session_id.as_str());
     Ok(Json(s))
 }
@@ -265,22 +266,19 @@ async fn get_mine(
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session of mine", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The session has already ended", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of mine", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The session has already ended", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn revoke_one_of_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
     Path(id): Path<String>,
     Query(w): Query<WaitParam>,
-) -> Result<CommandAccepted, Problem> {
-    api.limits.check(Budget::Command, &caller)?;
+) -> Result<CommandAccepted, ApiError> {
     let s = one(&api, &id, Some(&caller.subject))
         .await?
-        .ok_or_else(|| not_found("session"))?;
+        .ok_or_else(|| ApiError::NotFound("session"))?;
     if s.status != SessionStatus::Active.as_str() {
         return Err(not_active(&s));
     }
@@ -315,17 +313,13 @@ pub struct RevokeMineQuery {
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
-        (status = 400, description = "The token has no `sid` to keep; use include_current=true", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn revoke_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
     Query(q): Query<RevokeMineQuery>,
-) -> Result<CommandAccepted, Problem> {
-    api.limits.check(Budget::Command, &caller)?;
+) -> Result<CommandAccepted, ApiError> {
     let e = if q.include_current {
         commands::revoke(
             &caller.subject,
@@ -336,7 +330,7 @@ async fn revoke_mine(
         )?
     } else {
         let Some(sid) = caller.session_id.as_deref() else {
-            return Err(bad_param(
+            return Err(ApiError::param(
                 "include_current",
                 "the token carries no sid, so there is no current session to keep; pass include_current=true",
             ));
@@ -376,19 +370,22 @@ pub struct AdminQuery {
     pub cursor: Option<String>,
 }
 
-fn check_admin_filters(q: &AdminQuery) -> Result<(), Problem> {
+fn check_admin_filters(q: &AdminQuery) -> Result<(), ApiError> {
     if let Some(ip) = &q.ip {
         ip.parse::<std::net::IpAddr>()
-            .map_err(|_| bad_param("ip", "not an IP address"))?;
+            .map_err(|_| ApiError::param("ip", "not an IP address"))?;
     }
     if let Some(c) = &q.country {
         if c.len() != 2 || !c.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(bad_param("country", "use a two-letter ISO 3166-1 code"));
+            return Err(ApiError::param(
+                "country",
+                "use a two-letter ISO 3166-1 code",
+            ));
         }
     }
     if let Some(d) = &q.device_type {
         d.parse::<authtrail_events::kind::DeviceType>()
-            .map_err(|e| bad_param("device_type", e))?;
+            .map_err(|e| ApiError::param("device_type", e))?;
     }
     Ok(())
 }
@@ -399,17 +396,12 @@ fn check_admin_filters(q: &AdminQuery) -> Result<(), Problem> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of sessions", body = Page<SessionView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_list(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<AdminQuery>,
-) -> Result<Json<Page<SessionView>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<Page<SessionView>>, ApiError> {
     check_admin_filters(&q)?;
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
@@ -420,12 +412,7 @@ async fn admin_list(
         device_type: q.device_type.as_deref(),
         since: q.since,
     };
-    let details = json!({"filters": {"user": q.user, "status": format!("{:?}", q.status).to_lowercase(), "ip": q.ip, "country": q.country, "device_type": q.device_type, "since": q.since}});
-    let (_, page) = tokio::try_join!(
-        api.audit(&admin, "sessions.list", q.user.as_deref(), details),
-        list(&api, &f, &page)
-    )?;
-    Ok(Json(page))
+    Ok(Json(list(&api, &f, &page).await?))
 }
 
 /// Query of one user's sessions (admin).
@@ -443,33 +430,25 @@ pub struct AdminUserQuery {
 
 /// One user's sessions, every status by default (admin).
 #[utoipa::path(get, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id"), AdminUserQuery),
+    params(("id" = String, Path, description = "User id", min_length = 1, max_length = 320), AdminUserQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the user's sessions", body = Page<SessionView>),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_list_user(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Path(user): Path<String>,
     Query(q): Query<AdminUserQuery>,
-) -> Result<Json<Page<SessionView>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let user = user_id("id", &user)?;
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
-        user: Some(&user),
+        user: Some(user),
         status: q.status.unwrap_or(StatusFilter::All),
         ..Filter::default()
     };
-    let (_, page) = tokio::try_join!(
-        api.audit(&admin, "sessions.list_user", Some(&user), json!({})),
-        list(&api, &f, &page)
-    )?;
-    Ok(Json(page))
+    Ok(Json(list(&api, &f, &page).await?))
 }
 
 /// Revoke any session (admin): appends `session.revoked` (scope `one`, subject the session's
@@ -480,23 +459,20 @@ async fn admin_list_user(
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The session has already ended", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The session has already ended", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_revoke(
     Ctx(api): Ctx,
     AdminUser(admin): AdminUser,
+    audited: Audited,
     Path(id): Path<String>,
     Query(w): Query<WaitParam>,
-) -> Result<CommandAccepted, Problem> {
-    api.limits.check(Budget::Command, &admin)?;
+) -> Result<CommandAccepted, ApiError> {
     let s = one(&api, &id, None)
         .await?
-        .ok_or_else(|| not_found("session"))?;
+        .ok_or_else(|| ApiError::NotFound("session"))?;
     if s.status != SessionStatus::Active.as_str() {
         return Err(not_active(&s));
     }
@@ -507,9 +483,7 @@ async fn admin_revoke(
         "admin_revoke",
         &admin.subject,
     )?;
-    let audit = commands::admin_action(
-        &admin,
-        "sessions.revoke",
+    let audit = audited.event(
         Some(&s.user_id),
         json!({"session_id": s.session_id, "revoke_event_id": revoke.id}),
     );
@@ -519,38 +493,28 @@ async fn admin_revoke(
 /// Log a user out everywhere (admin): appends `session.revoked` (scope `all`) and the
 /// `admin.action` record.
 #[utoipa::path(delete, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id"), WaitParam),
+    params(("id" = String, Path, description = "User id", min_length = 1, max_length = 320), WaitParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_force_logout(
     Ctx(api): Ctx,
     AdminUser(admin): AdminUser,
+    audited: Audited,
     Path(user): Path<String>,
     Query(w): Query<WaitParam>,
-) -> Result<CommandAccepted, Problem> {
-    api.limits.check(Budget::Command, &admin)?;
-    if user.trim().is_empty() || user.len() > 200 {
-        return Err(bad_param("id", "not a user id"));
-    }
+) -> Result<CommandAccepted, ApiError> {
+    let user = user_id("id", &user)?;
     let revoke = commands::revoke(
-        &user,
+        user,
         RevokeScope::All,
         None,
         "admin_force_logout",
         &admin.subject,
     )?;
-    let audit = commands::admin_action(
-        &admin,
-        "sessions.force_logout",
-        Some(&user),
-        json!({"revoke_event_id": revoke.id}),
-    );
+    let audit = audited.event(Some(user), json!({"revoke_event_id": revoke.id}));
     api.command(vec![revoke, audit], w.wait).await
 }

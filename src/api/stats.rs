@@ -2,27 +2,29 @@
 //! incrementally maintained `daily_login_stats`), and the addresses with the most failed logins
 //! (from `login_history`). Windows are whole UTC days ending today.
 
-use super::extract::{bad_param, Query};
-use super::limit::Budget;
-use super::{db_error, Ctx};
-use crate::auth::AdminUser;
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::Ctx;
+use crate::server::extract::Query;
+use crate::server::{AdminUser, Admits, ApiError, Audit, Budget, Policy, Routes, Target};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(logins))
-        .routes(routes!(geo))
-        .routes(routes!(devices))
-        .routes(routes!(top_failing_ips))
+pub fn routes() -> Routes {
+    let audited = |action| {
+        Policy::new(
+            Admits::Admin,
+            Budget::Read,
+            Audit::Read(action, Target::None),
+        )
+    };
+    Routes::new()
+        .add(audited("stats.logins"), routes!(logins))
+        .add(audited("stats.geo"), routes!(geo))
+        .add(audited("stats.devices"), routes!(devices))
+        .add(audited("stats.top_failing_ips"), routes!(top_failing_ips))
 }
 
 /// Longest window (days).
@@ -37,10 +39,10 @@ pub struct DaysQuery {
     pub days: Option<u32>,
 }
 
-fn days(d: Option<u32>) -> Result<i32, Problem> {
+fn days(d: Option<u32>) -> Result<i32, ApiError> {
     let d = d.unwrap_or(7);
     if !(1..=MAX_DAYS).contains(&d) {
-        return Err(bad_param(
+        return Err(ApiError::param(
             "days",
             format!("must be between 1 and {MAX_DAYS}"),
         ));
@@ -80,17 +82,12 @@ pub struct LoginStats {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Login counts", body = LoginStats),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn logins(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<DaysQuery>,
-) -> Result<Json<LoginStats>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<LoginStats>, ApiError> {
     let days = days(q.days)?;
     let sql = format!(
         "SELECT d::date AS day,
@@ -102,13 +99,10 @@ async fn logins(
          LEFT JOIN daily_login_stats s ON s.day = d::date
          GROUP BY d ORDER BY d"
     );
-    let query = sqlx::query_as::<_, DayCounts>(&sql)
+    let per_day = sqlx::query_as::<_, DayCounts>(&sql)
         .bind(days)
-        .fetch_all(api.pool());
-    let (_, per_day) = tokio::try_join!(
-        api.audit(&admin, "stats.logins", None, json!({ "days": days })),
-        async { query.await.map_err(db_error) }
-    )?;
+        .fetch_all(api.pool())
+        .await?;
     let sum = |f: fn(&DayCounts) -> i64| per_day.iter().map(f).sum::<i64>();
     Ok(Json(LoginStats {
         days,
@@ -143,12 +137,9 @@ pub struct GroupStats {
 
 async fn grouped(
     api: &super::Api,
-    admin: &crate::auth::Caller,
     column: &'static str,
-    action: &'static str,
     q: DaysQuery,
-) -> Result<Json<GroupStats>, Problem> {
-    api.limits.check(Budget::Read, admin)?;
+) -> Result<Json<GroupStats>, ApiError> {
     let days = days(q.days)?;
     let sql = format!(
         "SELECT NULLIF({column}, '') AS key,
@@ -157,13 +148,10 @@ async fn grouped(
          FROM daily_login_stats WHERE day >= {WINDOW_START}
          GROUP BY {column} ORDER BY total DESC, key NULLS LAST"
     );
-    let query = sqlx::query_as::<_, GroupCounts>(&sql)
+    let groups = sqlx::query_as::<_, GroupCounts>(&sql)
         .bind(days)
-        .fetch_all(api.pool());
-    let (_, groups) = tokio::try_join!(
-        api.audit(admin, action, None, json!({ "days": days })),
-        async { query.await.map_err(db_error) }
-    )?;
+        .fetch_all(api.pool())
+        .await?;
     Ok(Json(GroupStats {
         days,
         group_by: column.to_owned(),
@@ -177,17 +165,13 @@ async fn grouped(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Login counts per country", body = GroupStats),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn geo(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<DaysQuery>,
-) -> Result<Json<GroupStats>, Problem> {
-    grouped(&api, &admin, "country_code", "stats.geo", q).await
+) -> Result<Json<GroupStats>, ApiError> {
+    grouped(&api, "country_code", q).await
 }
 
 /// Logins by device type (admin).
@@ -196,17 +180,13 @@ async fn geo(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Login counts per device type", body = GroupStats),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn devices(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<DaysQuery>,
-) -> Result<Json<GroupStats>, Problem> {
-    grouped(&api, &admin, "device_type", "stats.devices", q).await
+) -> Result<Json<GroupStats>, ApiError> {
+    grouped(&api, "device_type", q).await
 }
 
 /// Window and size of the failing-address ranking.
@@ -243,21 +223,16 @@ pub struct TopFailingIps {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Failing addresses", body = TopFailingIps),
-        (status = 400, description = "Bad parameter", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn top_failing_ips(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
+    AdminUser(_admin): AdminUser,
     Query(q): Query<TopQuery>,
-) -> Result<Json<TopFailingIps>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+) -> Result<Json<TopFailingIps>, ApiError> {
     let days = days(q.days)?;
     let limit = q.limit.unwrap_or(10);
     if !(1..=super::pagination::MAX_LIMIT).contains(&limit) {
-        return Err(bad_param("limit", "must be between 1 and 500"));
+        return Err(ApiError::param("limit", "must be between 1 and 500"));
     }
     let sql = format!(
         "SELECT ip, count(*)::bigint AS failures,
@@ -267,18 +242,10 @@ async fn top_failing_ips(
          WHERE NOT success AND ip IS NOT NULL AND attempted_at >= ({WINDOW_START})::timestamp AT TIME ZONE 'UTC'
          GROUP BY ip ORDER BY failures DESC, ip LIMIT $2"
     );
-    let query = sqlx::query_as::<_, FailingIp>(&sql)
+    let ips = sqlx::query_as::<_, FailingIp>(&sql)
         .bind(days)
         .bind(i64::from(limit))
-        .fetch_all(api.pool());
-    let (_, ips) = tokio::try_join!(
-        api.audit(
-            &admin,
-            "stats.top_failing_ips",
-            None,
-            json!({ "days": days, "limit": limit })
-        ),
-        async { query.await.map_err(db_error) }
-    )?;
+        .fetch_all(api.pool())
+        .await?;
     Ok(Json(TopFailingIps { days, ips }))
 }

@@ -7,24 +7,26 @@
 //! (`processed_events` knows each event's offset). Nothing projected before the stream opened is
 //! sent, and nothing after is missed or sent twice.
 
-use super::limit::Budget;
 use super::security::SecurityEventView;
-use super::{db_error, Api, Ctx};
-use crate::auth::AdminUser;
-use crate::http::AppState;
-use crate::problem::Problem;
+use super::{Api, Ctx};
+use crate::server::{AdminUser, Admits, ApiError, Audit, Budget, Policy, Routes, Target};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stream))
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Policy::new(
+            Admits::Admin,
+            Budget::Read,
+            Audit::Read("security_events.stream", Target::None),
+        ),
+        routes!(stream),
+    )
 }
 
 /// Partition → next offset, as the checkpoints say.
@@ -118,21 +120,14 @@ fn sse(e: &SecurityEventView) -> Event {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "An endless `text/event-stream` of security events", content_type = "text/event-stream", body = SecurityEventView),
-        (status = 401, description = "Not authenticated", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn stream(
     Ctx(api): Ctx,
-    AdminUser(admin): AdminUser,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    api.limits.check(Budget::Read, &admin)?;
+    AdminUser(_admin): AdminUser,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let mut projected = api.projected();
     projected.borrow_and_update();
-    let (_, at) = tokio::try_join!(
-        api.audit(&admin, "security_events.stream", None, json!({})),
-        async { positions(&api).await.map_err(db_error) }
-    )?;
+    let at = positions(&api).await?;
     let keepalive = Duration::from_secs(api.config().stream_keepalive_secs);
     let state = Cursor {
         _open: Open::new(),

@@ -1,4 +1,5 @@
-//! Who is calling: one [`Verifier`] for every HTTP API, and axum extractors per audience.
+//! Who is calling: one [`Verifier`] for every HTTP API (the extractors per audience belong to
+//! the HTTP server layer).
 //!
 //! Credentials, in the order they are looked at:
 //! - `X-API-Key: <key>` — an intake API key. Only SHA-256 hashes are held; a presented key is
@@ -6,24 +7,16 @@
 //! - `Authorization: Bearer <token>` — a JWT (see [`jwt`] for the rules). A bearer value that is
 //!   not shaped like a JWT is tried as an API key, for clients that can only send bearer tokens.
 //!
-//! Extractors: [`ServiceCaller`] (role `service` or an API key: the intake and introspection),
-//! [`AuthUser`] (any valid JWT), [`Person`] (a JWT of a person: `user`, `admin` or
-//! `super_admin`, for routes about the caller's own sessions), [`AdminUser`] (`admin` or
-//! `super_admin`). A missing or invalid
-//! credential is 401 with a generic problem body that never echoes what was sent; a valid
-//! credential with the wrong role is 403.
+//! [`dev_token`] mints HS256 tokens for demos and tests.
 
+pub mod dev_token;
 pub mod jwt;
 
 pub use jwt::{Claims, JwtError, JwtVerifier, Role};
 
 use crate::config::AuthConfig;
-use crate::problem::Problem;
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// How the caller proved who it is.
@@ -185,122 +178,5 @@ impl Verifier {
         } else {
             self.verify_api_key(token)
         }
-    }
-}
-
-/// The 401 every authentication failure answers: generic, never echoing the credential.
-pub fn unauthorized() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
-        "missing or invalid credentials: send Authorization: Bearer <jwt> or X-API-Key: <key>",
-    )
-    .with_header(header::WWW_AUTHENTICATE, "Bearer")
-}
-
-/// The 403 for a valid caller without the required role.
-pub fn forbidden(required: &str) -> Problem {
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "Forbidden",
-        format!("this route requires role {required}"),
-    )
-}
-
-fn authenticate_parts<S>(parts: &Parts, state: &S) -> Result<Caller, Problem>
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    let verifier = Arc::<Verifier>::from_ref(state);
-    verifier.authenticate(&parts.headers).map_err(|e| {
-        tracing::info!(reason = e.label(), error = %e, "request not authenticated");
-        metrics::counter!("authtrail_auth_failures_total", "reason" => e.label()).increment(1);
-        unauthorized()
-    })
-}
-
-/// A caller with role `service` (a service JWT or an intake API key).
-#[derive(Debug, Clone)]
-pub struct ServiceCaller(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let caller = authenticate_parts(parts, state)?;
-        if caller.role != Role::Service {
-            tracing::info!(subject = %caller.subject, role = %caller.role, "service route refused: wrong role");
-            return Err(forbidden("service"));
-        }
-        Ok(ServiceCaller(caller))
-    }
-}
-
-/// Any caller with a valid JWT (users, admins, services); API keys are not users.
-#[derive(Debug, Clone)]
-pub struct AuthUser(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for AuthUser
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let caller = authenticate_parts(parts, state)?;
-        if caller.via != CredentialKind::Jwt {
-            return Err(unauthorized());
-        }
-        Ok(AuthUser(caller))
-    }
-}
-
-/// A caller with a valid JWT of a person (`user`, `admin` or `super_admin`): the routes about
-/// "my" sessions and history. A service token has no sessions of its own and gets 403.
-#[derive(Debug, Clone)]
-pub struct Person(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for Person
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
-        if caller.role == Role::Service {
-            return Err(forbidden("user, admin or super_admin"));
-        }
-        Ok(Person(caller))
-    }
-}
-
-/// A caller with a valid JWT of role `admin` or `super_admin`.
-#[derive(Debug, Clone)]
-pub struct AdminUser(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for AdminUser
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
-        if !caller.role.is_admin() {
-            return Err(forbidden("admin or super_admin"));
-        }
-        Ok(AdminUser(caller))
-    }
-}
-
-impl FromRef<crate::http::AppState> for Arc<Verifier> {
-    fn from_ref(state: &crate::http::AppState) -> Self {
-        state.verifier().clone()
     }
 }

@@ -14,64 +14,59 @@
 //! appended, and sending the same request again is safe (ids are idempotency keys).
 
 use super::{decode, framing, too_large, Intake};
-use crate::auth::ServiceCaller;
-use crate::http::AppState;
 use crate::kafka::Appended;
-use crate::problem::Problem;
+use crate::server::{Admits, ApiError, AppState, Audit, Budget, Policy, Routes, ServiceCaller};
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa_axum::routes;
 
-/// The intake's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", post(post_events))
+/// The intake's routes. Any service credential may publish; the cost of a request is bounded
+/// by the body and batch limits, not by a per-caller rate.
+pub fn router(intake: Arc<Intake>) -> Router<AppState> {
+    let publish = Policy::new(Admits::Service, Budget::Unlimited, Audit::No);
+    let (router, _) = Routes::new()
+        .add(publish, routes!(post_events))
+        .split(utoipa::openapi::OpenApi::default());
+    router.layer(Extension(intake))
 }
 
 /// The answer to an accepted request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub accepted: usize,
+    #[schema(value_type = Vec<Object>)]
     pub events: Vec<Appended>,
-}
-
-fn not_configured() -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "intake-unavailable",
-        "Intake unavailable",
-        "this server was started without the event intake",
-    )
 }
 
 fn count_request(outcome: &'static str) {
     metrics::counter!("authtrail_ingest_requests_total", "outcome" => outcome).increment(1);
 }
 
+/// Append events (role `service` or an API key).
+#[utoipa::path(post, path = "/v1/events", tag = "intake",
+    responses((status = 200, description = "Every event appended", body = Accepted)))]
 async fn post_events(
-    State(state): State<AppState>,
+    Extension(intake): Extension<Arc<Intake>>,
     ServiceCaller(caller): ServiceCaller,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Accepted>, Problem> {
+) -> Result<Json<Accepted>, ApiError> {
     let started = Instant::now();
-    let Some(intake) = state.intake().cloned() else {
-        return Err(not_configured());
-    };
     let result = handle(&intake, &headers, body).await;
     match &result {
         Ok(a) => {
             count_request("accepted");
             tracing::info!(caller = %caller.subject, events = a.accepted, elapsed_ms = started.elapsed().as_millis() as u64, "events accepted");
         }
-        Err(p) => {
-            count_request(p.slug);
-            tracing::info!(caller = %caller.subject, status = p.status.as_u16(), problem = p.slug, detail = %p.detail, "events refused");
+        Err(e) => {
+            let slug = e.kind().slug();
+            count_request(slug);
+            tracing::info!(caller = %caller.subject, status = e.status().as_u16(), problem = slug, detail = %e, "events refused");
         }
     }
     result.map(Json)
@@ -81,7 +76,7 @@ async fn handle(
     intake: &Arc<Intake>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Accepted, Problem> {
+) -> Result<Accepted, ApiError> {
     let limits = intake.limits();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -101,25 +96,20 @@ async fn handle(
     let bytes = read_limited(body, limits.max_body_bytes)
         .await
         .inspect_err(|p| {
-            if p.status == StatusCode::PAYLOAD_TOO_LARGE {
+            if p.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 reject_request("too_large")
             }
         })?;
     let events = decode(framing, &bytes, limits).inspect_err(|p| {
-        if p.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if p.status() == StatusCode::PAYLOAD_TOO_LARGE {
             reject_request("too_many")
         }
     })?;
     let count = events.len();
-    let appended = intake.submit(events).await.map_err(|e| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "broker-unavailable",
-            "Broker unavailable",
-            format!("appending to the log failed ({e}); some events may be appended: sending the same request again is safe"),
-        )
-        .with_header(header::RETRY_AFTER, "1")
-    })?;
+    let appended = intake
+        .submit(events)
+        .await
+        .map_err(|e| ApiError::BrokerUnavailable(e.to_string()))?;
     Ok(Accepted {
         accepted: count,
         events: appended,
@@ -133,18 +123,12 @@ fn reject_request(reason: &'static str) {
 }
 
 /// Reads the body, refusing more than `limit` bytes without buffering them.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Problem> {
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-body",
-                "Malformed request body",
-                format!("reading the body failed: {e}"),
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::MalformedBody(format!("reading the body failed: {e}")))?;
         if out.len() + chunk.len() > limit {
             return Err(too_large("request body", limit, "bytes"));
         }

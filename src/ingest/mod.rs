@@ -11,9 +11,8 @@ pub mod http;
 
 use crate::config::IngestConfig;
 use crate::kafka::{Appended, PublishError, Publisher};
-use crate::problem::Problem;
+use crate::server::ApiError;
 use authtrail_events::{ContractError, Event, EventType};
-use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -53,17 +52,14 @@ pub enum Framing {
 }
 
 /// The framing of a `Content-Type` value, or a 415 naming the accepted types.
-pub fn framing(content_type: Option<&str>) -> Result<Framing, Problem> {
+pub fn framing(content_type: Option<&str>) -> Result<Framing, ApiError> {
     let unsupported = |got: &str| {
-        Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!(
-                "Content-Type {got}: send one event as {CE_JSON} or application/json, or a batch as {CE_BATCH} or {NDJSON} (UTF-8)"
-            ),
-        )
-        .with("accepted", json!([CE_JSON, "application/json", CE_BATCH, NDJSON]))
+        ApiError::UnsupportedMediaType {
+        detail: format!(
+            "Content-Type {got}: send one event as {CE_JSON} or application/json, or a batch as {CE_BATCH} or {NDJSON} (UTF-8)"
+        ),
+        accepted: Some(json!([CE_JSON, "application/json", CE_BATCH, NDJSON])),
+    }
     };
     let Some(ct) = content_type else {
         return Err(unsupported("missing"));
@@ -107,29 +103,21 @@ pub struct EventError {
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// 413 with the limit that was exceeded.
-pub fn too_large(what: &str, limit: usize, unit: &str) -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too-large",
-        "Payload too large",
-        format!("{what} exceeds the limit of {limit} {unit}"),
-    )
-    .with("limit", limit)
-    .with("unit", unit)
+pub fn too_large(what: &str, limit: usize, unit: &'static str) -> ApiError {
+    ApiError::TooLarge {
+        what: what.to_owned(),
+        limit,
+        unit,
+    }
 }
 
-fn bad_body(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "malformed-body",
-        "Malformed request body",
-        detail,
-    )
+fn bad_body(detail: impl Into<String>) -> ApiError {
+    ApiError::MalformedBody(detail.into())
 }
 
 /// Splits and validates a body. All-or-nothing: any invalid event gives a 400 listing every
 /// invalid event by index, field and reason (the reasons of [`authtrail_events::parse`]).
-pub fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, Problem> {
+pub fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(too_large("request body", limits.max_body_bytes, "bytes"));
     }
@@ -201,7 +189,7 @@ pub fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event
     Ok(events)
 }
 
-fn invalid_events(errors: &[EventError], total: usize) -> Problem {
+fn invalid_events(errors: &[EventError], total: usize) -> ApiError {
     for e in errors {
         let t = e.event_type.map(EventType::as_str).unwrap_or("unknown");
         metrics::counter!("authtrail_ingest_events_rejected_total", "type" => t, "reason" => "invalid")
@@ -229,14 +217,11 @@ fn invalid_events(errors: &[EventError], total: usize) -> Problem {
         )
     };
     let listed: Vec<_> = errors.iter().take(MAX_LISTED_ERRORS).collect();
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-event",
-        "Invalid event",
+    ApiError::InvalidEvents {
         detail,
-    )
-    .with("errors", serde_json::to_value(listed).unwrap_or_default())
-    .with("invalid_count", errors.len())
+        errors: serde_json::to_value(listed).unwrap_or_default(),
+        invalid_count: errors.len(),
+    }
 }
 
 /// The `type` of an (invalid) event, when it names a known one.

@@ -14,11 +14,13 @@ mod copy;
 pub mod sink;
 
 pub use authtrail_projections::Cache;
-pub use sink::{apply_batch, invalidate_caches, LogMessage, Outcome, Phases};
+pub use sink::{apply_batch, LogMessage, Outcome, Phases};
+
+use sink::Gap;
 
 use crate::config::Config;
 use crate::kafka::admin_config;
-use authtrail_projections::Rules;
+use authtrail_projections::{Position, Rules, TopicPartition};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -33,7 +35,7 @@ pub const NOTIFY_CHANNEL: &str = "authtrail_projected";
 
 /// The lane of a partition: a worker applies its lanes' batches in concurrent transactions,
 /// each lane always the same partitions (so each lane's state cache stays exact).
-pub fn lane_of(partition: i32, lanes: usize) -> usize {
+pub(crate) fn lane_of(partition: i32, lanes: usize) -> usize {
     partition.rem_euclid(lanes.max(1) as i32) as usize
 }
 
@@ -53,8 +55,8 @@ pub fn split_lanes(batch: Vec<LogMessage>, lanes: usize) -> Vec<Vec<LogMessage>>
 /// Logs assignments and hands newly assigned partitions to the loop, which seeks them to their
 /// checkpoints (the callback runs inside librdkafka's poll and must not block on the database).
 #[derive(Default)]
-pub struct Context {
-    assigned: std::sync::Mutex<Vec<(String, i32)>>,
+pub(crate) struct Context {
+    assigned: std::sync::Mutex<Vec<TopicPartition>>,
 }
 
 impl ClientContext for Context {}
@@ -69,7 +71,7 @@ impl ConsumerContext for Context {
                     a.extend(
                         tpl.elements()
                             .iter()
-                            .map(|e| (e.topic().to_owned(), e.partition())),
+                            .map(|e| TopicPartition::new(e.topic(), e.partition())),
                     );
                 }
             }
@@ -89,9 +91,9 @@ pub struct Projector {
     pool: PgPool,
     consumer: StreamConsumer<Context>,
     /// Per partition: where the log continues past offsets that hold no data.
-    floors: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
-    /// Per partition: the last gap sought back from, `(expected, first received)`.
-    last_gaps: std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>,
+    floors: std::sync::Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Per partition: the last gap sought back from.
+    last_gaps: std::sync::Mutex<BTreeMap<TopicPartition, Gap>>,
     /// What each lane keeps of the state between batches ([`lane_of`] says whose partitions).
     caches: Vec<tokio::sync::Mutex<Cache>>,
 }
@@ -254,38 +256,8 @@ impl Projector {
                 Ok(outcome) => {
                     self.after_commit(&outcome, started);
                     let mut floors_moved = false;
-                    for (topic, partition, expected, first) in &outcome.gaps {
-                        let tp = (topic.clone(), *partition);
-                        let low = self.low_watermark(topic, *partition).await;
-                        let repeated = self
-                            .last_gaps
-                            .lock()
-                            .is_ok_and(|g| g.get(&tp) == Some(&(*expected, *first)));
-                        let floor = match low {
-                            Some(low) if low > *expected => {
-                                tracing::error!(%topic, partition, expected, low, "offsets below the log start are gone; continuing from the log start");
-                                Some(low)
-                            }
-                            _ if repeated => {
-                                tracing::warn!(%topic, partition, expected, first, "offsets hold no messages (transaction markers or compaction); continuing");
-                                Some(*first)
-                            }
-                            _ => None,
-                        };
-                        match floor {
-                            Some(f) => {
-                                if let Ok(mut floors) = self.floors.lock() {
-                                    floors.insert(tp, f);
-                                }
-                                floors_moved = true;
-                            }
-                            None => {
-                                if let Ok(mut g) = self.last_gaps.lock() {
-                                    g.insert(tp, (*expected, *first));
-                                }
-                                self.seek(topic, *partition, *expected);
-                            }
-                        }
+                    for gap in &outcome.gaps {
+                        floors_moved |= self.resolve_gap(gap).await;
                     }
                     if !floors_moved {
                         return;
@@ -302,11 +274,53 @@ impl Projector {
         }
     }
 
+    /// Decides about a gap a committed batch reported: offsets below the log start are gone, and
+    /// a gap seen again after seeking back holds no messages; either way the partition's floor
+    /// moves past it (returns `true`: apply the batch again). Otherwise seeks back to where the
+    /// partition continues and remembers the gap.
+    async fn resolve_gap(&self, gap: &Gap) -> bool {
+        let Gap {
+            topic,
+            partition,
+            expected,
+            first,
+        } = gap;
+        let tp = gap.topic_partition();
+        let low = self.low_watermark(&tp).await;
+        let repeated = self.last_gaps.lock().is_ok_and(|g| g.get(&tp) == Some(gap));
+        let floor = match low {
+            Some(low) if low > *expected => {
+                tracing::error!(%topic, partition, expected, low, "offsets below the log start are gone; continuing from the log start");
+                Some(low)
+            }
+            _ if repeated => {
+                tracing::warn!(%topic, partition, expected, first, "offsets hold no messages (transaction markers or compaction); continuing");
+                Some(*first)
+            }
+            _ => None,
+        };
+        match floor {
+            Some(f) => {
+                if let Ok(mut floors) = self.floors.lock() {
+                    floors.insert(tp, f);
+                }
+                true
+            }
+            None => {
+                if let Ok(mut g) = self.last_gaps.lock() {
+                    g.insert(tp.clone(), gap.clone());
+                }
+                self.seek(&tp.at(*expected));
+                false
+            }
+        }
+    }
+
     async fn dead_letter_once(
         &self,
         m: &LogMessage,
         error: &sqlx::Error,
-        floors: &BTreeMap<(String, i32), i64>,
+        floors: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let outcome = sink::dead_letter_rejected(
@@ -341,7 +355,7 @@ impl Projector {
         &self,
         lane: usize,
         batch: &[LogMessage],
-        floors: &BTreeMap<(String, i32), i64>,
+        floors: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Outcome, sqlx::Error> {
         let mut cache = self.caches[lane].lock().await;
         let mut tx = self.pool.begin().await?;
@@ -382,8 +396,9 @@ impl Projector {
         }
         // Kafka's committed offsets follow the checkpoints, for lag monitoring.
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in &outcome.advanced {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        for next in &outcome.advanced {
+            let _ =
+                tpl.add_partition_offset(&next.topic, next.partition, Offset::Offset(next.offset));
         }
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.store_offsets(&tpl) {
@@ -395,11 +410,14 @@ impl Projector {
     /// Seeks partitions assigned since the last call to their checkpoints, so a worker resumes
     /// exactly where the tables stand rather than where Kafka's committed offsets lag behind.
     async fn seek_new_assignments(&self) {
-        let assigned: Vec<(String, i32)> = match self.consumer.context().assigned.lock() {
+        let assigned: Vec<TopicPartition> = match self.consumer.context().assigned.lock() {
             Ok(mut a) if !a.is_empty() => std::mem::take(&mut *a),
             _ => return,
         };
-        let (topics, partitions): (Vec<String>, Vec<i32>) = assigned.into_iter().unzip();
+        let (topics, partitions): (Vec<String>, Vec<i32>) = assigned
+            .into_iter()
+            .map(|tp| (tp.topic, tp.partition))
+            .unzip();
         let rows: Result<Vec<(String, i32, i64)>, _> = sqlx::query_as(
             "SELECT topic, partition, next_offset FROM projection_checkpoints
              JOIN UNNEST($2::text[], $3::int[]) AS x(t, p) ON topic = x.t AND partition = x.p
@@ -413,7 +431,7 @@ impl Projector {
         match rows {
             Ok(rows) => {
                 for (topic, partition, next) in rows {
-                    self.seek(&topic, partition, next);
+                    self.seek(&TopicPartition::new(topic, partition).at(next));
                 }
             }
             // The checkpoint guard keeps this correct; seeking only saves re-reading.
@@ -421,12 +439,18 @@ impl Projector {
         }
     }
 
-    fn seek(&self, topic: &str, partition: i32, offset: i64) {
+    /// Makes the consumer continue from `to`.
+    fn seek(&self, to: &Position) {
+        let Position {
+            topic,
+            partition,
+            offset,
+        } = to;
         tracing::debug!(%topic, partition, offset, "seeking to checkpoint");
         if let Err(e) = self.consumer.seek(
             topic,
-            partition,
-            Offset::Offset(offset),
+            *partition,
+            Offset::Offset(*offset),
             Duration::from_secs(5),
         ) {
             // Not assigned to us any more: its new owner starts from the checkpoint.
@@ -434,9 +458,9 @@ impl Projector {
         }
     }
 
-    async fn low_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+    async fn low_watermark(&self, tp: &TopicPartition) -> Option<i64> {
         let cfg = self.config.kafka.clone();
-        let topic = topic.to_owned();
+        let TopicPartition { topic, partition } = tp.clone();
         tokio::task::spawn_blocking(move || {
             let c: BaseConsumer = admin_config(&cfg).create().ok()?;
             c.fetch_watermarks(&topic, partition, Duration::from_secs(5))

@@ -14,10 +14,9 @@
 
 use super::copy::copy_rows;
 use authtrail_events::{parse, ContractError, Event};
-use authtrail_projections::cache::Home;
 use authtrail_projections::memory::fold_with_state;
 use authtrail_projections::rows::{Session, TrustedDevice, UserProfile};
-use authtrail_projections::{Cache, Changes, Needs, Rules, State};
+use authtrail_projections::{Cache, Changes, Needs, Position, Rules, State, TopicPartition};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +31,13 @@ pub struct LogMessage {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+}
+
+impl LogMessage {
+    /// The partition the message was read from.
+    pub(crate) fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
 }
 
 impl<M: rdkafka::Message> From<&M> for LogMessage {
@@ -58,16 +64,43 @@ pub struct Outcome {
     pub dead_letters: usize,
     /// Messages below their partition's checkpoint (applied before).
     pub already_applied: usize,
-    /// `(topic, partition, expected offset, first offset received)` where the batch started
-    /// beyond the checkpoint: the consumer must seek back, unless the missing offsets are not
-    /// data. Nothing of those partitions was applied.
-    pub gaps: Vec<(String, i32, i64, i64)>,
-    /// `(topic, partition, next offset)` of every partition advanced.
-    pub advanced: Vec<(String, i32, i64)>,
+    /// Where the batch started beyond the checkpoint: the consumer must seek back, unless the
+    /// missing offsets are not data. Nothing of those partitions was applied.
+    pub gaps: Vec<Gap>,
+    /// The new checkpoint (next offset) of every partition advanced.
+    pub advanced: Vec<Position>,
     /// Security events written, for live feeds.
     pub security_events: Vec<Uuid>,
     /// Where the batch's time went, phase by phase (for metrics and the benchmark).
     pub phases: Phases,
+}
+
+/// A partition whose messages in a batch started beyond where it continues: the offsets
+/// `expected..first` were not received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub topic: String,
+    pub partition: i32,
+    /// Where the partition continues: its checkpoint, or its floor if greater.
+    pub expected: i64,
+    /// The first offset received.
+    pub first: i64,
+}
+
+impl Gap {
+    fn new(tp: TopicPartition, expected: i64, first: i64) -> Gap {
+        Gap {
+            topic: tp.topic,
+            partition: tp.partition,
+            expected,
+            first,
+        }
+    }
+
+    /// The partition of the gap.
+    pub(crate) fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
 }
 
 /// Wall time per phase of [`apply_batch`].
@@ -109,9 +142,9 @@ impl Phases {
     }
 }
 
-/// Applies one batch in one transaction. `floors` gives, per `(topic, partition)`, an offset
-/// below which the log is known to hold nothing more to read (offsets deleted by retention, or
-/// taken by transaction markers or compaction): a partition continues from the greater of its
+/// Applies one batch in one transaction. `floors` gives, per partition, an offset below which
+/// the log is known to hold nothing more to read (offsets deleted by retention, or taken by
+/// transaction markers or compaction): a partition continues from the greater of its
 /// checkpoint and its floor.
 ///
 /// `cache` is the worker's memory of the state between batches ([`Cache::disabled`] loads
@@ -122,7 +155,7 @@ pub async fn apply_batch(
     projection: &str,
     rules: &Rules,
     messages: &[LogMessage],
-    floors: &BTreeMap<(String, i32), i64>,
+    floors: &BTreeMap<TopicPartition, i64>,
     cache: &mut Cache,
 ) -> Result<Outcome, sqlx::Error> {
     let mut out = Outcome::default();
@@ -144,14 +177,77 @@ pub async fn apply_batch(
         .await?;
 
     // 1. Checkpoints, locked.
-    let mut by_partition: BTreeMap<(String, i32), Vec<&LogMessage>> = BTreeMap::new();
-    for m in messages {
-        by_partition
-            .entry((m.topic.clone(), m.partition))
-            .or_default()
-            .push(m);
+    let by_partition = group_by_partition(messages);
+    let checkpoints = lock_checkpoints(conn, projection, by_partition.keys()).await?;
+    let mut epoch = current_epoch(conn, projection).await?;
+    cache.begin(epoch, &checkpoints);
+    let accepted = accept(messages, by_partition, &checkpoints, floors, &mut out);
+    out.phases.checkpoint = lap();
+
+    // 2. Parse; dead-letter what fails.
+    let parsed = parse_batch(conn, &accepted, &mut out).await?;
+    out.phases.parse = lap();
+
+    // 3. Deduplicate by event id: record every id; those already recorded (or repeated earlier
+    // in the batch) are duplicates.
+    let recorded = record_processed(conn, &parsed).await?;
+    let mut taken = BTreeSet::new();
+    let new_homed: Vec<(&Event, &TopicPartition)> = parsed
+        .events
+        .iter()
+        .zip(&parsed.homes)
+        .filter(|(e, _)| recorded.contains(&e.id) && taken.insert(e.id))
+        .collect();
+    let new: Vec<&Event> = new_homed.iter().map(|(e, _)| *e).collect();
+    out.duplicates = parsed.events.len() - new.len();
+    out.projected = new.len();
+    out.phases.dedupe = lap();
+
+    if !new.is_empty() {
+        // 4. Load (what the cache does not hold), fold, write.
+        let needs = Needs::of(&new, rules);
+        let (state, new_epoch) =
+            load_batch_state(conn, projection, cache, &new_homed, &needs).await?;
+        if new_epoch.is_some() {
+            epoch = new_epoch;
+        }
+        let bumped = new_epoch.map(Some);
+        out.phases.load = lap();
+        let (changes, state) = fold_with_state(rules, state, &new);
+        out.security_events = changes.security_events.iter().map(|e| e.id).collect();
+        cache.keep(state, &new_homed, &needs, &changes, bumped);
+        out.phases.fold = lap();
+        guard_epoch(conn, projection, epoch).await?;
+        write_changes(conn, &changes).await?;
     }
-    let (topics, partitions): (Vec<String>, Vec<i32>) = by_partition.keys().cloned().unzip();
+
+    // 5. Checkpoints.
+    if !out.advanced.is_empty() {
+        move_checkpoints(conn, projection, &out.advanced).await?;
+        cache.advanced(&out.advanced);
+    }
+    out.phases.write = lap();
+    Ok(out)
+}
+
+/// The batch's messages by partition, each partition's in arrival order.
+fn group_by_partition(messages: &[LogMessage]) -> BTreeMap<TopicPartition, Vec<&LogMessage>> {
+    let mut by_partition: BTreeMap<TopicPartition, Vec<&LogMessage>> = BTreeMap::new();
+    for m in messages {
+        by_partition.entry(m.topic_partition()).or_default().push(m);
+    }
+    by_partition
+}
+
+/// Locks the checkpoint row of each of `partitions` (in their order; a missing row is made at
+/// 0) and returns the checkpoints.
+async fn lock_checkpoints(
+    conn: &mut PgConnection,
+    projection: &str,
+    keys: impl Iterator<Item = &TopicPartition>,
+) -> Result<BTreeMap<TopicPartition, i64>, sqlx::Error> {
+    let (topics, partitions): (Vec<&str>, Vec<i32>) =
+        keys.map(|tp| (tp.topic.as_str(), tp.partition)).unzip();
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, topic, partition, next_offset)
          SELECT $1, t, p, 0 FROM UNNEST($2::text[], $3::int[]) AS x(t, p)
@@ -174,30 +270,50 @@ pub async fn apply_batch(
     .bind(&partitions)
     .fetch_all(&mut *conn)
     .await?;
-    let checkpoints: BTreeMap<(String, i32), i64> =
-        rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
-    // The projection's epoch as this batch starts. The row is made by the first batch ever, so
-    // that the guard below always has a row to lock.
+    Ok(rows
+        .into_iter()
+        .map(|(t, p, o)| (TopicPartition::new(t, p), o))
+        .collect())
+}
+
+/// The projection's epoch as the batch starts. The row is made by the first batch ever, so that
+/// the guard ([`guard_epoch`]) always has a row to lock.
+async fn current_epoch(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
     let read_epoch = "SELECT epoch FROM projection_epochs WHERE projection = $1";
-    let mut epoch: Option<Uuid> = sqlx::query_scalar(read_epoch)
+    let epoch: Option<Uuid> = sqlx::query_scalar(read_epoch)
         .bind(projection)
         .fetch_optional(&mut *conn)
         .await?;
-    if epoch.is_none() {
-        sqlx::query(
-            "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
-             ON CONFLICT (projection) DO NOTHING",
-        )
-        .bind(projection)
-        .execute(&mut *conn)
-        .await?;
-        epoch = sqlx::query_scalar(read_epoch)
-            .bind(projection)
-            .fetch_optional(&mut *conn)
-            .await?;
+    if epoch.is_some() {
+        return Ok(epoch);
     }
-    cache.begin(epoch, &checkpoints);
+    sqlx::query(
+        "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(projection)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_scalar(read_epoch)
+        .bind(projection)
+        .fetch_optional(&mut *conn)
+        .await
+}
 
+/// The messages to apply, in the order they arrived: per partition, those at or beyond its
+/// checkpoint, unless they start beyond where it continues (a gap: none of that partition's are
+/// taken). Counts the rest in `out` (already applied, gaps) and records where each partition
+/// taken advances to.
+fn accept<'m>(
+    messages: &'m [LogMessage],
+    by_partition: BTreeMap<TopicPartition, Vec<&'m LogMessage>>,
+    checkpoints: &BTreeMap<TopicPartition, i64>,
+    floors: &BTreeMap<TopicPartition, i64>,
+    out: &mut Outcome,
+) -> Vec<&'m LogMessage> {
     let mut accepted: Vec<&LogMessage> = Vec::with_capacity(messages.len());
     for (tp, mut msgs) in by_partition {
         msgs.sort_by_key(|m| m.offset);
@@ -208,11 +324,11 @@ pub async fn apply_batch(
         let Some(first) = msgs.first() else { continue };
         let next = checkpoint.max(floors.get(&tp).copied().unwrap_or(0));
         if first.offset > next {
-            out.gaps.push((tp.0.clone(), tp.1, next, first.offset));
+            out.gaps.push(Gap::new(tp, next, first.offset));
             continue;
         }
         let last = msgs.last().expect("non-empty").offset;
-        out.advanced.push((tp.0.clone(), tp.1, last + 1));
+        out.advanced.push(tp.at(last + 1));
         accepted.extend(msgs);
     }
     // Keep the order the messages arrived in (per partition it is offset order).
@@ -222,33 +338,54 @@ pub async fn apply_batch(
         .map(|(i, m)| ((m.topic.as_str(), m.partition, m.offset), i))
         .collect();
     accepted.sort_by_key(|m| order[&(m.topic.as_str(), m.partition, m.offset)]);
-    out.phases.checkpoint = lap();
+    accepted
+}
 
-    // 2. Parse; dead-letter what fails.
-    let mut events: Vec<Event> = Vec::with_capacity(accepted.len());
-    let mut origin: Vec<&LogMessage> = Vec::with_capacity(accepted.len());
-    let mut homes: Vec<Home> = Vec::with_capacity(accepted.len());
+/// The events of a batch that parsed, each with the message it came from and its partition.
+struct Parsed<'m> {
+    events: Vec<Event>,
+    origin: Vec<&'m LogMessage>,
+    homes: Vec<TopicPartition>,
+}
+
+/// Parses the accepted messages in order; those that fail go to `dead_letters` (counted in
+/// `out`).
+async fn parse_batch<'m>(
+    conn: &mut PgConnection,
+    accepted: &[&'m LogMessage],
+    out: &mut Outcome,
+) -> Result<Parsed<'m>, sqlx::Error> {
+    let mut parsed = Parsed {
+        events: Vec::with_capacity(accepted.len()),
+        origin: Vec::with_capacity(accepted.len()),
+        homes: Vec::with_capacity(accepted.len()),
+    };
     let mut dead: Vec<(&LogMessage, ContractError)> = vec![];
-    for (m, parsed) in accepted.iter().zip(parse_all(&accepted)) {
-        match parsed {
+    for (m, result) in accepted.iter().zip(parse_all(accepted)) {
+        match result {
             Ok(e) => {
-                events.push(e);
-                origin.push(m);
-                homes.push((m.topic.clone(), m.partition));
+                parsed.events.push(e);
+                parsed.origin.push(m);
+                parsed.homes.push(m.topic_partition());
             }
             Err(e) => dead.push((m, e)),
         }
     }
     out.dead_letters = dead.len();
     write_dead_letters(conn, &dead).await?;
-    out.phases.parse = lap();
+    Ok(parsed)
+}
 
-    // 3. Deduplicate by event id: record every id; those already recorded (or repeated earlier
-    // in the batch) are duplicates. A concurrent worker inserting the same id makes this insert
-    // wait for its transaction: if that commits, the event is ours no more; never both.
+/// Records the id of every parsed event in `processed_events` and returns the ids this batch
+/// recorded: the others were projected before. A concurrent worker inserting the same id makes
+/// this insert wait for its transaction: if that commits, the event is ours no more; never both.
+async fn record_processed(
+    conn: &mut PgConnection,
+    parsed: &Parsed<'_>,
+) -> Result<BTreeSet<Uuid>, sqlx::Error> {
     // In id order: concurrent transactions (lanes, workers) that meet on an id lock it in the
     // same order, so they wait for each other rather than deadlock.
-    let mut by_id: Vec<(&Event, &&LogMessage)> = events.iter().zip(&origin).collect();
+    let mut by_id: Vec<(&Event, &&LogMessage)> = parsed.events.iter().zip(&parsed.origin).collect();
     // Stable: of two copies of one id, the earlier message stays first (it is the one recorded).
     by_id.sort_by_key(|(e, _)| e.id);
     let (mut eid, mut top, mut par, mut off) = (vec![], vec![], vec![], vec![]);
@@ -258,7 +395,7 @@ pub async fn apply_batch(
         par.push(m.partition);
         off.push(m.offset);
     }
-    let recorded: BTreeSet<Uuid> = sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "INSERT INTO processed_events (event_id, topic, partition, \"offset\")
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])
          ON CONFLICT DO NOTHING RETURNING event_id",
@@ -270,74 +407,57 @@ pub async fn apply_batch(
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .collect();
-    let mut taken = BTreeSet::new();
-    let new_homed: Vec<(&Event, &Home)> = events
-        .iter()
-        .zip(&homes)
-        .filter(|(e, _)| recorded.contains(&e.id) && taken.insert(e.id))
-        .collect();
-    let new: Vec<&Event> = new_homed.iter().map(|(e, _)| *e).collect();
-    out.duplicates = events.len() - new.len();
-    out.projected = new.len();
-    out.phases.dedupe = lap();
+    .collect())
+}
 
-    if !new.is_empty() {
-        // 4. Load (what the cache does not hold), fold, write.
-        let needs = Needs::of(&new, rules);
-        let load = cache.plan(&new_homed, &needs);
-        let mut state = cache.state_with(load_state(conn, &load).await?);
-        // An event naming another user's session writes a row of another partition, which
-        // another lane or worker may be writing at the same time. The new epoch makes those
-        // that cache it start over, and makes every transaction that read before it fail its
-        // guard (below) and retry; taking it waits for those already past their guard, so the
-        // named sessions read again after it include their commits.
-        let bumped = if Cache::foreign(&state, &needs) {
-            let new_epoch = bump_epoch(conn, projection).await?;
-            let sids: Vec<&str> = needs.session_ids.iter().map(String::as_str).collect();
-            for s in sessions_by_id(conn, &sids).await? {
-                state.insert_session(s);
-            }
-            epoch = Some(new_epoch);
-            Some(epoch)
-        } else {
-            None
-        };
-        out.phases.load = lap();
-        let (changes, state) = fold_with_state(rules, state, &new);
-        out.security_events = changes.security_events.iter().map(|e| e.id).collect();
-        cache.keep(state, &new_homed, &needs, &changes, bumped);
-        out.phases.fold = lap();
-        guard_epoch(conn, projection, epoch).await?;
-        write_changes(conn, &changes).await?;
+/// The state the batch's new events need: what `cache` does not hold, read from the tables.
+/// Returns also the projection's new epoch when the batch took one (see below).
+async fn load_batch_state(
+    conn: &mut PgConnection,
+    projection: &str,
+    cache: &mut Cache,
+    new_homed: &[(&Event, &TopicPartition)],
+    needs: &Needs,
+) -> Result<(State, Option<Uuid>), sqlx::Error> {
+    let load = cache.plan(new_homed, needs);
+    let mut state = cache.state_with(load_state(conn, &load).await?);
+    // An event naming another user's session writes a row of another partition, which
+    // another lane or worker may be writing at the same time. The new epoch makes those
+    // that cache it start over, and makes every transaction that read before it fail its
+    // guard ([`guard_epoch`]) and retry; taking it waits for those already past their guard, so
+    // the named sessions read again after it include their commits.
+    if !Cache::foreign(&state, needs) {
+        return Ok((state, None));
     }
+    let new_epoch = bump_epoch(conn, projection).await?;
+    let sids: Vec<&str> = needs.session_ids.iter().map(String::as_str).collect();
+    for s in sessions_by_id(conn, &sids).await? {
+        state.insert_session(s);
+    }
+    Ok((state, Some(new_epoch)))
+}
 
-    // 5. Checkpoints.
-    if !out.advanced.is_empty() {
-        let (t, p, o): (Vec<_>, Vec<_>, Vec<_>) = out.advanced.iter().cloned().fold(
-            (vec![], vec![], vec![]),
-            |(mut t, mut p, mut o), (a, b, c)| {
-                t.push(a);
-                p.push(b);
-                o.push(c);
-                (t, p, o)
-            },
-        );
-        sqlx::query(
-            "UPDATE projection_checkpoints c SET next_offset = x.o, updated_at = now()
-             FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
-             WHERE c.projection = $1 AND c.topic = x.t AND c.partition = x.p",
-        )
-        .bind(projection)
-        .bind(&t)
-        .bind(&p)
-        .bind(&o)
-        .execute(&mut *conn)
-        .await?;
-        cache.advanced(&out.advanced);
-    }
-    out.phases.write = lap();
-    Ok(out)
+/// Moves the checkpoints of the partitions the batch advanced.
+async fn move_checkpoints(
+    conn: &mut PgConnection,
+    projection: &str,
+    advanced: &[Position],
+) -> Result<(), sqlx::Error> {
+    let topics: Vec<&str> = advanced.iter().map(|a| a.topic.as_str()).collect();
+    let partitions: Vec<i32> = advanced.iter().map(|a| a.partition).collect();
+    let offsets: Vec<i64> = advanced.iter().map(|a| a.offset).collect();
+    sqlx::query(
+        "UPDATE projection_checkpoints c SET next_offset = x.o, updated_at = now()
+         FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
+         WHERE c.projection = $1 AND c.topic = x.t AND c.partition = x.p",
+    )
+    .bind(projection)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// How [`guard_epoch`]'s refusal begins: a passing conflict, retried like a lost connection.
@@ -377,7 +497,7 @@ async fn bump_epoch(conn: &mut PgConnection, projection: &str) -> Result<Uuid, s
 /// Gives every projection a new epoch, in the caller's transaction: for whoever changes the read
 /// tables other than through a partition's worker (retention, a rebuild swapped in), so that
 /// the workers' state caches start over.
-pub async fn invalidate_caches(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn invalidate_caches(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO projection_epochs (projection, epoch)
          SELECT projection, gen_random_uuid()
@@ -393,7 +513,7 @@ pub async fn invalidate_caches(conn: &mut PgConnection) -> Result<(), sqlx::Erro
 /// a data exception (SQLSTATE class 22), a constraint violation (23), a program limit such as an
 /// over-long index entry (54), or rows the sink could not encode. Retrying such a batch as it is
 /// would fail forever; the worker isolates the message instead ([`dead_letter_rejected`]).
-pub fn is_rejection(e: &sqlx::Error) -> bool {
+pub(crate) fn is_rejection(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => d
             .code()
@@ -407,12 +527,12 @@ pub fn is_rejection(e: &sqlx::Error) -> bool {
 /// did not go in): a `dead_letters` row naming the database's reason, and the checkpoint moves
 /// past it, in one transaction. The same checkpoint rules as [`apply_batch`] apply: a message
 /// below the checkpoint was applied before; one beyond it is a gap.
-pub async fn dead_letter_rejected(
+pub(crate) async fn dead_letter_rejected(
     tx: &mut Transaction<'_, Postgres>,
     projection: &str,
     m: &LogMessage,
     error: &sqlx::Error,
-    floors: &BTreeMap<(String, i32), i64>,
+    floors: &BTreeMap<TopicPartition, i64>,
 ) -> Result<Outcome, sqlx::Error> {
     let conn: &mut PgConnection = tx;
     let mut out = Outcome::default();
@@ -434,19 +554,13 @@ pub async fn dead_letter_rejected(
     .bind(m.partition)
     .fetch_one(&mut *conn)
     .await?;
-    let next = checkpoint.max(
-        floors
-            .get(&(m.topic.clone(), m.partition))
-            .copied()
-            .unwrap_or(0),
-    );
+    let next = checkpoint.max(floors.get(&m.topic_partition()).copied().unwrap_or(0));
     if m.offset < checkpoint {
         out.already_applied = 1;
         return Ok(out);
     }
     if m.offset > next {
-        out.gaps
-            .push((m.topic.clone(), m.partition, next, m.offset));
+        out.gaps.push(Gap::new(m.topic_partition(), next, m.offset));
         return Ok(out);
     }
     // The database's message names the constraint or limit, never the row's values (those are
@@ -472,8 +586,7 @@ pub async fn dead_letter_rejected(
     .execute(&mut *conn)
     .await?;
     out.dead_letters = 1;
-    out.advanced
-        .push((m.topic.clone(), m.partition, m.offset + 1));
+    out.advanced.push(m.topic_partition().at(m.offset + 1));
     Ok(out)
 }
 
@@ -556,7 +669,7 @@ async fn sessions_by_id(
 }
 
 /// Loads the slice of the tables a batch needs (the contract in `authtrail_projections::state`).
-pub async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sqlx::Error> {
+async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sqlx::Error> {
     let mut state = State::default();
     let Some(since) = needs.since else {
         return Ok(state);
@@ -742,7 +855,7 @@ async fn staged(conn: &mut PgConnection, stage: &str) -> Result<bool, sqlx::Erro
 }
 
 /// Writes a batch's changes: upserts of final images, appends (`COPY`), additive statistics.
-pub async fn write_changes(conn: &mut PgConnection, c: &Changes) -> Result<(), sqlx::Error> {
+async fn write_changes(conn: &mut PgConnection, c: &Changes) -> Result<(), sqlx::Error> {
     upsert(conn, &SESSIONS, c.sessions.values()).await?;
     copy_rows(conn, "login_history", c.login_history.iter()).await?;
     copy_rows(conn, "security_events", c.security_events.iter()).await?;

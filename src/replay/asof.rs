@@ -14,7 +14,7 @@ use anyhow::Context;
 use authtrail_events::Event;
 use authtrail_projections::memory::Tables;
 use authtrail_projections::rows::{Session, TrustedDevice};
-use authtrail_projections::Rules;
+use authtrail_projections::{Rules, TopicPartition};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -118,11 +118,9 @@ pub async fn build(
         if kept.is_empty() {
             continue;
         }
-        let mut floors: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut floors: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for m in &kept {
-            floors
-                .entry((m.topic.clone(), m.partition))
-                .or_insert(m.offset);
+            floors.entry(m.topic_partition()).or_insert(m.offset);
         }
         let o = schema::apply(
             &spool,

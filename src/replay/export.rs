@@ -17,6 +17,7 @@
 
 use super::log::{self, Chunk, Range};
 use crate::config::Config;
+use crate::projector::LogMessage;
 use anyhow::{bail, Context};
 use authtrail_events::{Event, EventType};
 use chrono::{DateTime, Utc};
@@ -280,6 +281,18 @@ enum Out {
 }
 
 impl Out {
+    /// Writes `out` in `format` (CSV starts with its header).
+    fn new(out: Box<dyn Write>, format: Format) -> anyhow::Result<Out> {
+        Ok(match format {
+            Format::Ndjson => Out::Ndjson(out),
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(CSV_HEADER)?;
+                Out::Csv(Box::new(w))
+            }
+        })
+    }
+
     fn write(&mut self, item: &Item) -> anyhow::Result<()> {
         match self {
             Out::Ndjson(w) => {
@@ -319,7 +332,7 @@ fn parse_offsets(s: &str, partitions: &[i32]) -> Option<BTreeMap<i32, i64>> {
 }
 
 /// Resolves a `--from`/`--to` bound to offsets per partition.
-pub async fn resolve_bound(
+async fn resolve_bound(
     config: &Config,
     partitions: &[i32],
     bound: &str,
@@ -363,6 +376,68 @@ pub async fn replay(
     out: Box<dyn Write>,
     progress: bool,
 ) -> anyhow::Result<Summary> {
+    let ranges = snapshot_ranges(config, args).await?;
+    let bar = progress.then(|| progress_bar(&ranges));
+    let mut out = Out::new(out, args.format)?;
+    let keep_data = filter.needs_data() || args.format == Format::Csv;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = log::spawn_reader(&config.kafka, ranges.clone(), 2000, tx, stop.clone());
+    let _stop_guard = StopOnDrop(stop.clone());
+
+    let mut summary = Summary::default();
+    let mut merge = Merge::new(&ranges, args.reorder_window);
+    loop {
+        let Some(chunk) = rx.recv().await else { break };
+        let done = match chunk {
+            Chunk::Messages(msgs) => {
+                merge.take(msgs, filter, keep_data, &mut summary)?;
+                if let Some(b) = &bar {
+                    b.set_position(summary.read);
+                }
+                false
+            }
+            Chunk::Done => true,
+        };
+        if done {
+            merge.finish();
+        }
+        merge.emit(&mut out, &mut summary)?;
+        if done {
+            break;
+        }
+    }
+    let reader_result = tokio::task::spawn_blocking(move || reader.join()).await?;
+    match reader_result {
+        Ok(r) => r?,
+        Err(_) => bail!("log reader panicked"),
+    }
+    merge.finish();
+    merge.emit(&mut out, &mut summary)?;
+    out.flush()?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+
+    if args.follow {
+        follow(
+            config,
+            &ranges,
+            &stop,
+            filter,
+            keep_data,
+            &mut out,
+            &mut summary,
+        )
+        .await?;
+    }
+    Ok(summary)
+}
+
+/// What to read of every partition: from `--from` (default: the log start) to `--to` (default:
+/// the end as the replay starts), within what the log holds.
+async fn snapshot_ranges(config: &Config, args: &ReplayArgs) -> anyhow::Result<Vec<Range>> {
     let partitions = log::partitions(&config.kafka).await?;
     let marks = log::watermarks(&config.kafka, &partitions).await?;
     let starts = match &args.from {
@@ -373,7 +448,7 @@ pub async fn replay(
         Some(b) => resolve_bound(config, &partitions, b).await?,
         None => marks.iter().map(|(&p, &(_, high))| (p, high)).collect(),
     };
-    let ranges: Vec<Range> = partitions
+    Ok(partitions
         .iter()
         .map(|&p| {
             let (low, high) = marks[&p];
@@ -385,181 +460,157 @@ pub async fn replay(
                 end: Some(end),
             }
         })
-        .collect();
+        .collect())
+}
+
+/// A progress bar over the messages of `ranges`.
+fn progress_bar(ranges: &[Range]) -> indicatif::ProgressBar {
     let total: u64 = ranges
         .iter()
         .map(|r| (r.end.unwrap_or(r.start) - r.start).max(0) as u64)
         .sum();
-    let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
+    let b = indicatif::ProgressBar::new(total);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
 
-    let mut out = match args.format {
-        Format::Ndjson => Out::Ndjson(out),
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_HEADER)?;
-            Out::Csv(Box::new(w))
-        }
+/// The event a message holds, with its `data` as JSON when `keep_data`; `None` when the message
+/// is not a valid event.
+fn item_of(m: LogMessage, keep_data: bool) -> anyhow::Result<Option<Item>> {
+    let payload = m.payload.unwrap_or_default();
+    let Ok(event) = authtrail_events::parse(&payload) else {
+        return Ok(None);
     };
-    let keep_data = filter.needs_data() || args.format == Format::Csv;
-
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
-    let stop = Arc::new(AtomicBool::new(false));
-    let follow_ranges: Vec<Range> = if args.follow {
-        ranges
-            .iter()
-            .map(|r| Range {
-                partition: r.partition,
-                start: r.end.unwrap_or(r.start),
-                end: None,
-            })
-            .collect()
+    let data = if keep_data {
+        Some(serde_json::to_value(&event.data)?)
     } else {
-        vec![]
+        None
     };
-    let reader = log::spawn_reader(&config.kafka, ranges.clone(), 2000, tx, stop.clone());
-    let _stop_guard = StopOnDrop(stop.clone());
+    Ok(Some(Item {
+        time: event.time,
+        partition: m.partition,
+        offset: m.offset,
+        payload,
+        event,
+        data,
+    }))
+}
 
-    let mut summary = Summary::default();
-    // The merge: a queue per partition still being read; emit while every open partition has
-    // a head (or is finished).
-    let mut queues: BTreeMap<i32, Part> = ranges
-        .iter()
-        .filter(|r| r.end.is_some_and(|e| e > r.start))
-        .map(|r| (r.partition, Part::default()))
-        .collect();
-    let window = args.reorder_window;
-    let mut remaining: BTreeMap<i32, i64> = ranges
-        .iter()
-        .filter(|r| r.end.is_some_and(|e| e > r.start))
-        .map(|r| (r.partition, r.end.unwrap_or(0)))
-        .collect();
-    loop {
-        let Some(chunk) = rx.recv().await else { break };
-        let done = match chunk {
-            Chunk::Messages(msgs) => {
-                for m in msgs {
-                    summary.read += 1;
-                    let last = remaining
-                        .get(&m.partition)
-                        .is_some_and(|end| m.offset + 1 >= *end);
-                    if last {
-                        remaining.remove(&m.partition);
-                    }
-                    let payload = m.payload.unwrap_or_default();
-                    let event = match authtrail_events::parse(&payload) {
-                        Ok(e) => e,
-                        Err(_) => {
-                            summary.invalid += 1;
-                            if last {
-                                queues.entry(m.partition).or_default().finish();
-                            }
-                            continue;
-                        }
-                    };
-                    let data = if keep_data {
-                        Some(serde_json::to_value(&event.data)?)
-                    } else {
-                        None
-                    };
-                    if let Some(q) = queues.get_mut(&m.partition) {
-                        if filter.accepts(&event, data.as_ref()) {
-                            q.push(
-                                Item {
-                                    time: event.time,
-                                    partition: m.partition,
-                                    offset: m.offset,
-                                    payload,
-                                    event,
-                                    data,
-                                },
-                                window,
-                            );
-                        }
-                        if last {
-                            q.finish();
-                        }
-                    }
-                }
-                if let Some(b) = &bar {
-                    b.set_position(summary.read);
-                }
-                false
+/// The snapshot's merge: a queue per partition still being read; [`Merge::emit`] writes while
+/// every open partition has a head (or is finished).
+struct Merge {
+    queues: BTreeMap<i32, Part>,
+    /// The end of every partition not read to its end yet.
+    remaining: BTreeMap<i32, i64>,
+    window: usize,
+}
+
+impl Merge {
+    fn new(ranges: &[Range], window: usize) -> Merge {
+        let open = || ranges.iter().filter(|r| r.end.is_some_and(|e| e > r.start));
+        Merge {
+            queues: open().map(|r| (r.partition, Part::default())).collect(),
+            remaining: open().map(|r| (r.partition, r.end.unwrap_or(0))).collect(),
+            window,
+        }
+    }
+
+    /// Queues the events of `msgs` that pass `filter`; a partition's last message finishes it.
+    fn take(
+        &mut self,
+        msgs: Vec<LogMessage>,
+        filter: &Filter,
+        keep_data: bool,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        for m in msgs {
+            summary.read += 1;
+            let partition = m.partition;
+            let last = self
+                .remaining
+                .get(&partition)
+                .is_some_and(|end| m.offset + 1 >= *end);
+            if last {
+                self.remaining.remove(&partition);
             }
-            Chunk::Done => true,
-        };
-        if done {
-            remaining.clear();
-            queues.values_mut().for_each(Part::finish);
-        }
-        emit(&mut queues, &remaining, &mut out, &mut summary)?;
-        if done {
-            break;
-        }
-    }
-    let reader_result = tokio::task::spawn_blocking(move || reader.join()).await?;
-    match reader_result {
-        Ok(r) => r?,
-        Err(_) => bail!("log reader panicked"),
-    }
-    remaining.clear();
-    queues.values_mut().for_each(Part::finish);
-    emit(&mut queues, &remaining, &mut out, &mut summary)?;
-    out.flush()?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-
-    if args.follow {
-        // Past the snapshot: write events as they arrive, until interrupted.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
-        let _reader = log::spawn_reader(&config.kafka, follow_ranges, 500, tx, stop.clone());
-        let interrupted = crate::http::shutdown_signal();
-        tokio::pin!(interrupted);
-        loop {
-            let chunk = tokio::select! {
-                _ = &mut interrupted => break,
-                c = rx.recv() => match c { Some(c) => c, None => break },
+            let Some(item) = item_of(m, keep_data)? else {
+                summary.invalid += 1;
+                if last {
+                    self.queues.entry(partition).or_default().finish();
+                }
+                continue;
             };
-            if let Chunk::Messages(msgs) = chunk {
-                for m in msgs {
-                    summary.read += 1;
-                    let payload = m.payload.unwrap_or_default();
-                    let Ok(event) = authtrail_events::parse(&payload) else {
-                        summary.invalid += 1;
-                        continue;
-                    };
-                    let data = if keep_data {
-                        Some(serde_json::to_value(&event.data)?)
-                    } else {
-                        None
-                    };
-                    if filter.accepts(&event, data.as_ref()) {
-                        let item = Item {
-                            time: event.time,
-                            partition: m.partition,
-                            offset: m.offset,
-                            payload,
-                            event,
-                            data,
-                        };
-                        count(&mut summary, &item);
-                        out.write(&item)?;
-                    }
+            if let Some(q) = self.queues.get_mut(&partition) {
+                if filter.accepts(&item.event, item.data.as_ref()) {
+                    q.push(item, self.window);
                 }
-                out.flush()?;
+                if last {
+                    q.finish();
+                }
             }
         }
+        Ok(())
     }
-    Ok(summary)
+
+    /// Every partition is read: what the windows hold is ready.
+    fn finish(&mut self) {
+        self.remaining.clear();
+        self.queues.values_mut().for_each(Part::finish);
+    }
+
+    fn emit(&mut self, out: &mut Out, summary: &mut Summary) -> anyhow::Result<()> {
+        emit(&mut self.queues, &self.remaining, out, summary)
+    }
+}
+
+/// Past the snapshot (`ranges`): writes events as they arrive, until interrupted.
+async fn follow(
+    config: &Config,
+    ranges: &[Range],
+    stop: &Arc<AtomicBool>,
+    filter: &Filter,
+    keep_data: bool,
+    out: &mut Out,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let follow_ranges: Vec<Range> = ranges
+        .iter()
+        .map(|r| Range {
+            partition: r.partition,
+            start: r.end.unwrap_or(r.start),
+            end: None,
+        })
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
+    let _reader = log::spawn_reader(&config.kafka, follow_ranges, 500, tx, stop.clone());
+    let interrupted = crate::signal::shutdown_signal();
+    tokio::pin!(interrupted);
+    loop {
+        let chunk = tokio::select! {
+            _ = &mut interrupted => break,
+            c = rx.recv() => match c { Some(c) => c, None => break },
+        };
+        if let Chunk::Messages(msgs) = chunk {
+            for m in msgs {
+                summary.read += 1;
+                let Some(item) = item_of(m, keep_data)? else {
+                    summary.invalid += 1;
+                    continue;
+                };
+                if filter.accepts(&item.event, item.data.as_ref()) {
+                    count(summary, &item);
+                    out.write(&item)?;
+                }
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 struct StopOnDrop(Arc<AtomicBool>);

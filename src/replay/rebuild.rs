@@ -33,7 +33,7 @@ use super::schema::{self, PROJECTION_TABLES};
 use crate::config::Config;
 use crate::projector::{Cache, LogMessage};
 use anyhow::{bail, Context};
-use authtrail_projections::Rules;
+use authtrail_projections::{Rules, TopicPartition};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::IsTerminal;
@@ -129,7 +129,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_args(config: &Config, a: &RebuildArgs) -> Options {
+    pub(crate) fn from_args(config: &Config, a: &RebuildArgs) -> Options {
         Options {
             schema: a.schema.clone(),
             drop_old: a.drop_old,
@@ -162,7 +162,7 @@ pub async fn run(config: Config, args: RebuildArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-pub fn print_report(r: &Report) {
+fn print_report(r: &Report) {
     eprintln!(
         "rebuild: applied {} message(s) in {:.1} s ({:.0} messages/s) into {}",
         r.messages,
@@ -265,7 +265,7 @@ struct Builder<'a> {
     /// One state cache per worker (a worker always takes the same partitions).
     caches: Vec<Cache>,
     relaxed: bool,
-    floors: BTreeMap<(String, i32), i64>,
+    floors: BTreeMap<TopicPartition, i64>,
     positions: BTreeMap<i32, i64>,
     pending: BTreeMap<i32, VecDeque<LogMessage>>,
     rx: tokio::sync::mpsc::Receiver<super::log::Chunk>,
@@ -274,7 +274,50 @@ struct Builder<'a> {
     progress: Option<&'a tokio::sync::watch::Sender<u64>>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// A builder into the schema of `spool`, from the rebuild's checkpoints on, with `source`
+    /// started (it reads until `stop`).
+    async fn start(
+        config: &Config,
+        opts: &Options,
+        spool: &PgPool,
+        source: Source,
+        stop: Arc<AtomicBool>,
+        progress: Option<&'a tokio::sync::watch::Sender<u64>>,
+    ) -> anyhow::Result<Builder<'a>> {
+        let (projection, rules) = schema::projection_of(config);
+        let topic = config.kafka.topic.clone();
+        let positions = schema::checkpoints(spool, "projection_checkpoints", &projection, &topic)
+            .await
+            .context("reading the rebuild's checkpoints")?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let low = start_reading(config, opts.batch, source, &positions, tx, stop).await?;
+        Ok(Builder {
+            pool: spool.clone(),
+            projection,
+            rules,
+            batch: opts.batch,
+            workers: opts.workers.max(1),
+            caches: (0..opts.workers.max(1))
+                .map(|_| Cache::new(opts.cache_sessions))
+                .collect(),
+            relaxed: opts.fast,
+            // Offsets below the log start are gone (retention): the rebuild starts at the log
+            // start.
+            floors: low
+                .iter()
+                .map(|(&p, &low)| (TopicPartition::new(topic.clone(), p), low))
+                .collect(),
+            topic,
+            positions,
+            pending: BTreeMap::new(),
+            rx,
+            applied: 0,
+            bar: opts.progress_bar.then(progress_bar),
+            progress,
+        })
+    }
+
     fn reached(&self, p: i32, target: i64) -> bool {
         self.positions.get(&p).copied().unwrap_or(0) >= target
             || self
@@ -339,8 +382,8 @@ impl Builder<'_> {
                 self.caches = caches;
                 let outcomes = applied?;
                 for o in &outcomes {
-                    for (_, p, next) in &o.advanced {
-                        self.positions.insert(*p, *next);
+                    for next in &o.advanced {
+                        self.positions.insert(next.partition, next.offset);
                     }
                 }
                 self.applied += batches.iter().map(|b| b.len() as u64).sum::<u64>();
@@ -427,95 +470,14 @@ pub async fn rebuild_from(
         0
     };
     tracing::info!(schema = %target_schema, deferred, "building; reader-only indexes deferred");
-    let (projection, rules) = schema::projection_of(config);
-    let topic = config.kafka.topic.clone();
-    let positions = schema::checkpoints(&spool, "projection_checkpoints", &projection, &topic)
-        .await
-        .context("reading the rebuild's checkpoints")?;
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
-    let low: BTreeMap<i32, i64> = match source {
-        Source::Kafka => {
-            let partitions = super::log::partitions(&config.kafka).await?;
-            let marks = super::log::watermarks(&config.kafka, &partitions).await?;
-            let ranges: Vec<super::log::Range> = partitions
-                .iter()
-                .map(|&p| super::log::Range {
-                    partition: p,
-                    start: positions.get(&p).copied().unwrap_or(0).max(marks[&p].0),
-                    end: None,
-                })
-                .collect();
-            let _reader =
-                super::log::spawn_reader(&config.kafka, ranges, opts.batch, tx, stop.clone());
-            marks.iter().map(|(&p, &(low, _))| (p, low)).collect()
-        }
-        Source::Memory(log) => {
-            let low = log.iter().fold(BTreeMap::new(), |mut m, x| {
-                let e: &mut i64 = m.entry(x.partition).or_insert(x.offset);
-                *e = (*e).min(x.offset);
-                m
-            });
-            let (from, batch) = (positions.clone(), opts.batch);
-            tokio::spawn(async move {
-                let mut chunk = Vec::with_capacity(batch);
-                for m in log.iter() {
-                    if m.offset >= from.get(&m.partition).copied().unwrap_or(0) {
-                        chunk.push(m.clone());
-                    }
-                    if chunk.len() >= batch {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
-                        if tx.send(super::log::Chunk::Messages(full)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                let _ = tx.send(super::log::Chunk::Messages(chunk)).await;
-                // Stay open like a followed log.
-                tx.closed().await;
-            });
-            low
-        }
-    };
-    let bar = opts.progress_bar.then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} rebuild [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut b = Builder {
-        pool: spool.clone(),
-        projection: projection.clone(),
-        rules,
-        topic: topic.clone(),
-        batch: opts.batch,
-        workers: opts.workers.max(1),
-        caches: (0..opts.workers.max(1))
-            .map(|_| Cache::new(opts.cache_sessions))
-            .collect(),
-        relaxed: opts.fast,
-        // Offsets below the log start are gone (retention): the rebuild starts at the log start.
-        floors: low
-            .iter()
-            .map(|(&p, &low)| ((topic.clone(), p), low))
-            .collect(),
-        positions,
-        pending: BTreeMap::new(),
-        rx,
-        applied: 0,
-        bar,
-        progress,
-    };
+    let mut b = Builder::start(config, opts, &spool, source, stop, progress).await?;
     let live_checkpoints = format!("{live}.projection_checkpoints");
 
     // Chase the live checkpoints until close.
     loop {
-        let target = schema::checkpoints(pool, &live_checkpoints, &projection, &topic).await?;
+        let target = schema::checkpoints(pool, &live_checkpoints, &b.projection, &b.topic).await?;
         if b.distance(&target) <= opts.lock_distance {
             break;
         }
@@ -543,27 +505,15 @@ pub async fn rebuild_from(
         comparison: vec![],
     };
     if !opts.swap {
-        let target = schema::checkpoints(pool, &live_checkpoints, &projection, &topic).await?;
+        let target = schema::checkpoints(pool, &live_checkpoints, &b.projection, &b.topic).await?;
         b.advance(&target).await?;
     } else {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match swap(pool, &live, &target_schema, &mut b, &projection, &topic).await {
-                Ok((old, comparison, held, compared)) => {
-                    report.swap_seconds = held;
-                    phases.push(("swap", held));
-                    phases.push(("compare", compared));
-                    report.old_schema = Some(old);
-                    report.comparison = comparison;
-                    break;
-                }
-                Err(e) if attempt < 5 && is_lock_conflict(&e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "swap: lock conflict; retrying");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let swapped = swap_retrying(pool, &live, &target_schema, &mut b).await?;
+        report.swap_seconds = swapped.held;
+        phases.push(("swap", swapped.held));
+        phases.push(("compare", swapped.compared));
+        report.old_schema = Some(swapped.old);
+        report.comparison = swapped.comparison;
     }
     if let Some(bar) = &b.bar {
         bar.finish_and_clear();
@@ -574,21 +524,114 @@ pub async fn rebuild_from(
     drop(b);
     spool.close().await;
     let t = Instant::now();
-    if let Some(old) = &report.old_schema {
-        // What is left of the rebuild schema is not projection data (migration history).
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {target_schema} CASCADE"))
-            .execute(pool)
-            .await?;
-        if opts.drop_old {
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
-                .execute(pool)
-                .await?;
-            report.dropped_old = true;
-        }
-    }
+    drop_schemas(pool, &mut report, opts.drop_old).await?;
     phases.push(("drop", t.elapsed().as_secs_f64()));
     report.phases = phases;
     Ok(report)
+}
+
+/// Starts reading `source` from `positions` (the rebuild's checkpoints) into `tx`, in chunks of
+/// `batch`, until `stop`; returns where each partition's log starts.
+async fn start_reading(
+    config: &Config,
+    batch: usize,
+    source: Source,
+    positions: &BTreeMap<i32, i64>,
+    tx: tokio::sync::mpsc::Sender<super::log::Chunk>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    match source {
+        Source::Kafka => {
+            let partitions = super::log::partitions(&config.kafka).await?;
+            let marks = super::log::watermarks(&config.kafka, &partitions).await?;
+            let ranges: Vec<super::log::Range> = partitions
+                .iter()
+                .map(|&p| super::log::Range {
+                    partition: p,
+                    start: positions.get(&p).copied().unwrap_or(0).max(marks[&p].0),
+                    end: None,
+                })
+                .collect();
+            let _reader = super::log::spawn_reader(&config.kafka, ranges, batch, tx, stop);
+            Ok(marks.iter().map(|(&p, &(low, _))| (p, low)).collect())
+        }
+        Source::Memory(log) => {
+            let low = log.iter().fold(BTreeMap::new(), |mut m, x| {
+                let e: &mut i64 = m.entry(x.partition).or_insert(x.offset);
+                *e = (*e).min(x.offset);
+                m
+            });
+            let from = positions.clone();
+            tokio::spawn(async move {
+                let mut chunk = Vec::with_capacity(batch);
+                for m in log.iter() {
+                    if m.offset >= from.get(&m.partition).copied().unwrap_or(0) {
+                        chunk.push(m.clone());
+                    }
+                    if chunk.len() >= batch {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
+                        if tx.send(super::log::Chunk::Messages(full)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(super::log::Chunk::Messages(chunk)).await;
+                // Stay open like a followed log.
+                tx.closed().await;
+            });
+            Ok(low)
+        }
+    }
+}
+
+/// The rebuild's progress bar (on a terminal).
+fn progress_bar() -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} rebuild [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// [`swap`], again after a lock conflict (at most five attempts).
+async fn swap_retrying(
+    pool: &PgPool,
+    live: &str,
+    rebuilt: &str,
+    b: &mut Builder<'_>,
+) -> anyhow::Result<Swapped> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match swap(pool, live, rebuilt, b).await {
+            Ok(swapped) => return Ok(swapped),
+            Err(e) if attempt < 5 && is_lock_conflict(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "swap: lock conflict; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// After a swap: drops what is left of the rebuild schema (not projection data: migration
+/// history) and, with `drop_old`, the replaced tables. Nothing without a swap.
+async fn drop_schemas(pool: &PgPool, report: &mut Report, drop_old: bool) -> anyhow::Result<()> {
+    let Some(old) = &report.old_schema else {
+        return Ok(());
+    };
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", report.schema))
+        .execute(pool)
+        .await?;
+    if drop_old {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
+            .execute(pool)
+            .await?;
+        report.dropped_old = true;
+    }
+    Ok(())
 }
 
 fn is_lock_conflict(e: &anyhow::Error) -> bool {
@@ -701,41 +744,82 @@ async fn move_all(
     Ok(())
 }
 
-/// The swap transaction; returns the old schema's name, the comparison, how long the live
-/// workers were held and how long the comparison took.
+/// What a swap did.
+struct Swapped {
+    /// Where the replaced live tables went.
+    old: String,
+    /// Old vs new per table, at the swap.
+    comparison: Vec<Comparison>,
+    /// Seconds the live workers were held.
+    held: f64,
+    /// Seconds the comparison took.
+    compared: f64,
+}
+
+/// The swap transaction, then the comparison of the old and the new tables as they were at the
+/// swap.
 async fn swap(
     pool: &PgPool,
     live: &str,
     rebuilt: &str,
     b: &mut Builder<'_>,
-    projection: &str,
-    topic: &str,
-) -> anyhow::Result<(String, Vec<Comparison>, f64, f64)> {
+) -> anyhow::Result<Swapped> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '30s'")
         .execute(&mut *tx)
         .await?;
-    // The live workers wait from here (their batches lock checkpoint rows); readers do not.
+    catch_up_locked(pool, &mut tx, live, rebuilt, b).await?;
+
+    // Both schemas now stand at the same checkpoints and neither moves until the commit: a
+    // snapshot taken here sees exactly that state. The comparison reads it after the swap, so
+    // the live workers do not wait for the hashing. The snapshot must not touch the tables
+    // before the commit (it would hold a lock the moves wait for).
+    let (snapshot, snapshot_id) = export_snapshot(pool).await?;
+
+    let old = move_tables(&mut tx, live, rebuilt).await?;
+    tx.commit().await?;
+    let held = started.elapsed().as_secs_f64();
+    tracing::info!(%old, new = %rebuilt, held, "swapped the rebuilt projection in");
+    let started = Instant::now();
+    let comparison = compare(pool, snapshot, &snapshot_id, &old, live).await?;
+    Ok(Swapped {
+        old,
+        comparison,
+        held,
+        compared: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// In the swap transaction `tx`: locks the live checkpoint table (the live workers wait from
+/// here, as their batches lock checkpoint rows; readers do not) and applies the rebuild up to
+/// exactly those checkpoints.
+async fn catch_up_locked(
+    pool: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
+    live: &str,
+    rebuilt: &str,
+    b: &mut Builder<'_>,
+) -> anyhow::Result<()> {
     sqlx::query(&format!(
         "LOCK TABLE {live}.projection_checkpoints IN EXCLUSIVE MODE"
     ))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
         "SELECT partition, next_offset FROM {live}.projection_checkpoints WHERE projection = $1 AND topic = $2"
     ))
-    .bind(projection)
-    .bind(topic)
-    .fetch_all(&mut *tx)
+    .bind(&b.projection)
+    .bind(&b.topic)
+    .fetch_all(&mut **tx)
     .await?;
     let target: BTreeMap<i32, i64> = rows.into_iter().collect();
     b.advance(&target).await?;
     let rebuilt_at = schema::checkpoints(
         pool,
         &format!("{rebuilt}.projection_checkpoints"),
-        projection,
-        topic,
+        &b.projection,
+        &b.topic,
     )
     .await?;
     let behind: Vec<_> = target
@@ -745,17 +829,18 @@ async fn swap(
     if !behind.is_empty() {
         bail!("rebuild did not reach the live checkpoints: {behind:?}");
     }
+    Ok(())
+}
 
-    // Both schemas now stand at the same checkpoints and neither moves until the commit: a
-    // snapshot taken here sees exactly that state. The comparison reads it after the swap, so
-    // the live workers do not wait for the hashing. The snapshot must not touch the tables
-    // before the commit (it would hold a lock the moves wait for).
+/// A read-only snapshot of the database as it is now, and its id (exported, so that the old and
+/// the new tables can be hashed side by side, on two connections that see the same snapshot).
+async fn export_snapshot(
+    pool: &PgPool,
+) -> anyhow::Result<(Transaction<'static, Postgres>, String)> {
     let mut snapshot = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
         .await?;
-    // Exported, so that the old and the new tables are hashed side by side, on two connections
-    // that see the same snapshot.
     let snapshot_id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *snapshot)
         .await?;
@@ -765,13 +850,23 @@ async fn swap(
     {
         bail!("unexpected snapshot id {snapshot_id:?}");
     }
+    Ok((snapshot, snapshot_id))
+}
 
+/// In the swap transaction `tx`: moves the projection tables (and what depends on them) from
+/// the live schema to a new `authtrail_old_<ts>` and from `rebuilt` to the live schema, and
+/// gives the projections a new epoch. Returns the old schema's name.
+async fn move_tables(
+    tx: &mut Transaction<'_, Postgres>,
+    live: &str,
+    rebuilt: &str,
+) -> anyhow::Result<String> {
     // Names print qualified from here on.
     sqlx::query("SET LOCAL search_path TO pg_catalog")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    let old_objects = movables(&mut tx, live).await?;
-    let new_objects = movables(&mut tx, rebuilt).await?;
+    let old_objects = movables(tx, live).await?;
+    let new_objects = movables(tx, rebuilt).await?;
     let names = |v: &[Movable]| {
         v.iter()
             .map(|m| (m.routine, m.name.clone()))
@@ -789,10 +884,10 @@ async fn swap(
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
     sqlx::query(&format!("CREATE SCHEMA {old}"))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    move_all(&mut tx, &old_objects, live, &old).await?;
-    move_all(&mut tx, &new_objects, rebuilt, live).await?;
+    move_all(tx, &old_objects, live, &old).await?;
+    move_all(tx, &new_objects, rebuilt, live).await?;
     // The live workers' state caches hold the old tables' rows: a new epoch makes them start
     // over on the rebuilt ones.
     sqlx::query(&format!(
@@ -801,13 +896,20 @@ async fn swap(
          FROM (SELECT DISTINCT projection FROM {live}.projection_checkpoints) p
          ON CONFLICT (projection) DO UPDATE SET epoch = EXCLUDED.epoch"
     ))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
-    let held = started.elapsed().as_secs_f64();
-    tracing::info!(%old, new = %rebuilt, held, "swapped the rebuilt projection in");
-    let started = Instant::now();
+    Ok(old)
+}
 
+/// Row counts and content hashes of the old tables (schema `old`) against the new ones (the
+/// live schema) as of `snapshot` (exported as `snapshot_id`), after the swap committed.
+async fn compare(
+    pool: &PgPool,
+    mut snapshot: Transaction<'static, Postgres>,
+    snapshot_id: &str,
+    old: &str,
+    live: &str,
+) -> anyhow::Result<Vec<Comparison>> {
     // Names resolve in today's catalog (old tables in `old`, rebuilt ones in the live schema),
     // rows as of the snapshot: both at the swap's checkpoints.
     let mut twin = pool.begin().await?;
@@ -818,12 +920,12 @@ async fn swap(
         .execute(&mut *twin)
         .await?;
     let (old_hashes, new_hashes) = tokio::try_join!(
-        schema::table_hashes(&mut snapshot, &old),
+        schema::table_hashes(&mut snapshot, old),
         schema::table_hashes(&mut twin, live)
     )?;
     twin.rollback().await?;
     snapshot.rollback().await?;
-    let comparison = old_hashes
+    Ok(old_hashes
         .iter()
         .map(|(t, (or, oh))| {
             let (nr, nh) = new_hashes.get(t).cloned().unwrap_or_default();
@@ -835,8 +937,7 @@ async fn swap(
                 new_hash: nh,
             }
         })
-        .collect();
-    Ok((old, comparison, held, started.elapsed().as_secs_f64()))
+        .collect())
 }
 
 struct StopOnDrop(Arc<AtomicBool>);

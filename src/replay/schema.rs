@@ -4,7 +4,7 @@
 use crate::config::{Config, DatabaseConfig};
 use crate::projector::{apply_batch, Cache, LogMessage, Outcome};
 use anyhow::{bail, Context};
-use authtrail_projections::Rules;
+use authtrail_projections::{Rules, TopicPartition};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -28,10 +28,10 @@ pub const PROJECTION_TABLES: &[&str] = &[
 
 /// Tables of [`PROJECTION_TABLES`] that hold the workers' bookkeeping, not projected content:
 /// moved with the rest, never compared or counted.
-pub const BOOKKEEPING_TABLES: &[&str] = &["projection_epochs"];
+pub(crate) const BOOKKEEPING_TABLES: &[&str] = &["projection_epochs"];
 
 /// Refuses names that would need quoting: schema names are built into SQL text.
-pub fn check_name(schema: &str) -> anyhow::Result<()> {
+pub(crate) fn check_name(schema: &str) -> anyhow::Result<()> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
         && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -46,7 +46,7 @@ pub fn check_name(schema: &str) -> anyhow::Result<()> {
 
 /// A pool whose connections resolve unqualified names in `schema` only (temporary tables
 /// still come first): the sink, unchanged, reads and writes that schema's tables.
-pub fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> {
+fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> {
     check_name(schema)?;
     let options = PgConnectOptions::from_str(&db.url)
         .context("database url")?
@@ -59,7 +59,11 @@ pub fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> 
 
 /// Creates `schema` (if missing) and applies the migrations inside it: the same tables, views
 /// and functions as the live schema, empty. Returns a pool bound to it.
-pub async fn prepare(db: &DatabaseConfig, main: &PgPool, schema: &str) -> anyhow::Result<PgPool> {
+pub(crate) async fn prepare(
+    db: &DatabaseConfig,
+    main: &PgPool,
+    schema: &str,
+) -> anyhow::Result<PgPool> {
     check_name(schema)?;
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .execute(main)
@@ -104,7 +108,7 @@ const SINK_INDEXES: &[&str] = &[
 
 /// Drops the reader-only indexes of the projection tables in `schema`, remembering their
 /// definitions in `schema._authtrail_deferred_indexes` (so a resumed build still restores them).
-pub async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+pub(crate) async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
     check_name(schema)?;
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
@@ -142,7 +146,7 @@ pub async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize>
 }
 
 /// Builds the indexes [`defer_indexes`] dropped.
-pub async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
+pub(crate) async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
     check_name(schema)?;
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(format!("{schema}._authtrail_deferred_indexes"))
@@ -191,7 +195,7 @@ pub async fn apply(
     projection: &str,
     rules: &Rules,
     batch: &[LogMessage],
-    floors: &BTreeMap<(String, i32), i64>,
+    floors: &BTreeMap<TopicPartition, i64>,
     relaxed: bool,
     cache: &mut Cache,
 ) -> anyhow::Result<Outcome> {
@@ -214,8 +218,13 @@ pub async fn apply(
         .await;
         match r {
             Ok(o) => {
-                if let Some((t, p, expected, first)) = o.gaps.first() {
-                    bail!("{t}/{p}: batch starts at offset {first}, checkpoint is {expected}");
+                if let Some(gap) = o.gaps.first() {
+                    bail!(
+                        "{}: batch starts at offset {}, checkpoint is {}",
+                        gap.topic_partition(),
+                        gap.first,
+                        gap.expected
+                    );
                 }
                 return Ok(o);
             }
@@ -264,7 +273,7 @@ pub async fn table_hashes(
 }
 
 /// The rules and projection name of the live projector.
-pub fn projection_of(config: &Config) -> (String, Rules) {
+pub(crate) fn projection_of(config: &Config) -> (String, Rules) {
     (
         config.projector.projection.clone(),
         config.projector.rules(),

@@ -186,6 +186,40 @@ enum Target {
 }
 
 impl Target {
+    /// The target the arguments name: `--stdout`, `--http URL` (with its credentials), else
+    /// Kafka through the intake (the topic made if missing).
+    async fn open(config: &Config, args: &SimulateArgs) -> anyhow::Result<Target> {
+        if args.stdout {
+            return Ok(Target::Stdout);
+        }
+        let Some(url) = &args.http else {
+            kafka::ensure_topic(&config.kafka)
+                .await
+                .with_context(|| format!("ensuring topic {}", config.kafka.topic))?;
+            return Ok(Target::Kafka(Intake::from_config(config)?));
+        };
+        let url = if url.trim_end_matches('/').ends_with("/v1/events") {
+            url.clone()
+        } else {
+            format!("{}/v1/events", url.trim_end_matches('/'))
+        };
+        let auth = match (&args.api_key, &args.token) {
+            (Some(k), _) => (
+                reqwest::header::HeaderName::from_static("x-api-key"),
+                k.clone(),
+            ),
+            (None, Some(t)) => (reqwest::header::AUTHORIZATION, format!("Bearer {t}")),
+            (None, None) => unreachable!("checked"),
+        };
+        Ok(Target::Http {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+            url,
+            auth,
+        })
+    }
+
     async fn send(&self, events: Vec<Event>) -> anyhow::Result<()> {
         match self {
             Target::Kafka(intake) => {
@@ -264,99 +298,34 @@ pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode>
         start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
-    let target = if args.stdout {
-        Target::Stdout
-    } else if let Some(url) = &args.http {
-        let url = if url.trim_end_matches('/').ends_with("/v1/events") {
-            url.clone()
-        } else {
-            format!("{}/v1/events", url.trim_end_matches('/'))
-        };
-        let auth = match (&args.api_key, &args.token) {
-            (Some(k), _) => (
-                reqwest::header::HeaderName::from_static("x-api-key"),
-                k.clone(),
-            ),
-            (None, Some(t)) => (reqwest::header::AUTHORIZATION, format!("Bearer {t}")),
-            (None, None) => unreachable!("checked"),
-        };
-        Target::Http {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
-            url,
-            auth,
-        }
-    } else {
-        kafka::ensure_topic(&config.kafka)
-            .await
-            .with_context(|| format!("ensuring topic {}", config.kafka.topic))?;
-        Target::Kafka(Intake::from_config(&config)?)
-    };
-
-    let progress = if !args.no_progress && !args.stdout && std::io::stderr().is_terminal() {
-        let bar = match args.events {
-            Some(n) => indicatif::ProgressBar::new(n),
-            None => indicatif::ProgressBar::new_spinner(),
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}) {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-
+    let target = Target::open(&config, &args).await?;
+    let progress = progress_bar(&args);
     let mut generator = Generator::new(settings);
     let began = Instant::now();
-    let mut sent: u64 = 0;
-    let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let remaining = args.events.map(|n| n - sent);
-        if remaining == Some(0) || args.duration.is_some_and(|d| began.elapsed() >= d) {
-            break;
-        }
-        let n = remaining.map_or(args.batch, |r| r.min(args.batch as u64) as usize);
-        let batch: Vec<Event> = generator.by_ref().take(n).collect();
-        for e in &batch {
-            *by_type.entry(e.event_type().as_str()).or_default() += 1;
-        }
-        tokio::select! {
-            r = target.send(batch) => r?,
-            _ = &mut ctrl_c => { interrupted = true; break; }
-        }
-        sent += n as u64;
-        if let Some(bar) = &progress {
-            bar.set_position(sent);
-        }
-        if args.rate > 0.0 {
-            let due = began + Duration::from_secs_f64(sent as f64 / args.rate);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
-                _ = &mut ctrl_c => { interrupted = true; break; }
-            }
-        }
-    }
+    let sent = pump(&args, &mut generator, &target, progress.as_ref(), began).await?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
     let elapsed = began.elapsed().as_secs_f64();
-    let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{t}={n}")).collect();
+    let types: Vec<String> = sent
+        .by_type
+        .iter()
+        .map(|(t, n)| format!("{t}={n}"))
+        .collect();
     let attacks: Vec<String> = generator
         .attacks_started
         .iter()
         .map(|(a, n)| format!("{}={n}", a.as_str()))
         .collect();
     eprintln!(
-        "{}sent {sent} events in {elapsed:.1}s ({:.0}/s): {}; attacks: {}",
-        if interrupted { "interrupted: " } else { "" },
-        sent as f64 / elapsed.max(1e-9),
+        "{}sent {} events in {elapsed:.1}s ({:.0}/s): {}; attacks: {}",
+        if sent.interrupted {
+            "interrupted: "
+        } else {
+            ""
+        },
+        sent.events,
+        sent.events as f64 / elapsed.max(1e-9),
         types.join(" "),
         if attacks.is_empty() {
             "none".to_owned()
@@ -368,4 +337,75 @@ pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode>
         let _ = intake.publisher().flush(Duration::from_secs(10));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar, on a terminal, unless `--no-progress` or `--stdout`.
+fn progress_bar(args: &SimulateArgs) -> Option<indicatif::ProgressBar> {
+    if args.no_progress || args.stdout || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match args.events {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// What [`pump`] sent.
+struct Sent {
+    events: u64,
+    by_type: BTreeMap<&'static str, u64>,
+    /// Stopped by Ctrl-C.
+    interrupted: bool,
+}
+
+/// Sends batches of the stream to `target` at `--rate` (counted from `began`), until
+/// `--events`, `--duration` or Ctrl-C.
+async fn pump(
+    args: &SimulateArgs,
+    generator: &mut Generator,
+    target: &Target,
+    progress: Option<&indicatif::ProgressBar>,
+    began: Instant,
+) -> anyhow::Result<Sent> {
+    let mut sent = Sent {
+        events: 0,
+        by_type: BTreeMap::new(),
+        interrupted: false,
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let remaining = args.events.map(|n| n - sent.events);
+        if remaining == Some(0) || args.duration.is_some_and(|d| began.elapsed() >= d) {
+            break;
+        }
+        let n = remaining.map_or(args.batch, |r| r.min(args.batch as u64) as usize);
+        let batch: Vec<Event> = generator.by_ref().take(n).collect();
+        for e in &batch {
+            *sent.by_type.entry(e.event_type().as_str()).or_default() += 1;
+        }
+        tokio::select! {
+            r = target.send(batch) => r?,
+            _ = &mut ctrl_c => { sent.interrupted = true; break; }
+        }
+        sent.events += n as u64;
+        if let Some(bar) = progress {
+            bar.set_position(sent.events);
+        }
+        if args.rate > 0.0 {
+            let due = began + Duration::from_secs_f64(sent.events as f64 / args.rate);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = &mut ctrl_c => { sent.interrupted = true; break; }
+            }
+        }
+    }
+    Ok(sent)
 }

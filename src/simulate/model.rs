@@ -459,158 +459,175 @@ impl Generator {
 
     fn attack(&mut self, attack: Attack) {
         match attack {
-            Attack::BruteForce => {
-                let u = self.rng.random_range(0..self.users.len());
-                let (ip, ua) = self.attacker();
-                let (id, email) = (self.users[u].id.clone(), self.users[u].email.clone());
-                let n = self.rng.random_range(15..=30);
-                let mut t = self.tick();
-                for _ in 0..n {
-                    self.emit(
-                        t,
-                        Some(&id),
-                        "login.failed",
-                        json!({"identifier": email, "failure_reason": "bad_password", "login_method": "password", "ip": ip, "user_agent": ua}),
-                    );
-                    t = self.step_between(300, 2_500);
-                }
-                self.emit(
-                    t,
-                    Some(&id),
-                    "account.locked",
-                    json!({"reason": format!("{n} failed logins"), "until": ts(t + Duration::minutes(30)), "actor": "system"}),
-                );
-                self.users[u].session = None;
-            }
-            Attack::PasswordSpray => {
-                let (ip, ua) = self.attacker();
-                let n = self.rng.random_range(20..=40).min(self.users.len() + 5);
-                let mut t = self.tick();
-                for i in 0..n {
-                    if i < self.users.len() && !self.rng.random_bool(0.1) {
-                        let u = (i * 7 + 3) % self.users.len();
-                        let (id, email) = (self.users[u].id.clone(), self.users[u].email.clone());
-                        self.emit(
-                            t,
-                            Some(&id),
-                            "login.failed",
-                            json!({"identifier": email, "failure_reason": "bad_password", "login_method": "password", "ip": ip, "user_agent": ua}),
-                        );
-                    } else {
-                        let guess = format!(
-                            "{}@example.com",
-                            ["admin", "root", "test", "info", "support"]
-                                .choose(&mut self.rng)
-                                .expect("5")
-                        );
-                        self.emit(
-                            t,
-                            None,
-                            "login.failed",
-                            json!({"identifier": guess, "failure_reason": "unknown_user", "login_method": "password", "ip": ip, "user_agent": ua}),
-                        );
-                    }
-                    t = self.step_between(200, 1_500);
-                }
-            }
-            Attack::NewCountry => {
-                let u = self.rng.random_range(0..self.users.len());
-                let home = self.users[u].home.code;
-                let away = self.far_country(home, false);
-                let ip = *away.ips.choose(&mut self.rng).expect("ips");
-                let device = self.rng.random_range(0..self.users[u].devices.len());
-                self.login_at(u, device, ip, "password");
-            }
-            Attack::ImpossibleTravel => {
-                let u = self.rng.random_range(0..self.users.len());
-                let home_ip = *self.users[u].home_ips.choose(&mut self.rng).expect("ips");
-                let device = self.rng.random_range(0..self.users[u].devices.len());
-                self.login_at(u, device, home_ip, self.users[u].method);
-                let home = self.users[u].home.code;
-                let far = self.far_country(home, true);
-                let ip = *far.ips.choose(&mut self.rng).expect("ips");
-                self.step_between(120_000, 900_000);
-                let other = self.rng.random_range(0..self.users[u].devices.len());
-                self.login_at(u, other, ip, "password");
-            }
-            Attack::RefreshTokenReuse => {
-                let u = self.rng.random_range(0..self.users.len());
-                if self.users[u].session.is_none() {
-                    self.login(u);
-                }
-                let Some(session) = self.users[u].session.clone() else {
-                    return;
-                };
-                let id = self.users[u].id.clone();
-                let ua = self.users[u].devices[session.device].model.user_agent;
-                // The legitimate client rotates rt1 → rt2 ...
-                let stolen = session.refresh_token_id.clone();
-                let next = self.token("rt");
-                let t = self.tick();
-                self.emit(
-                    t,
-                    Some(&id),
-                    "token.refreshed",
-                    json!({"session_id": session.id, "refresh_token_id": next, "previous_refresh_token_id": stolen, "expires_at": ts(t + Duration::hours(1)), "ip": session.ip, "user_agent": ua}),
-                );
-                // ... then a thief presents rt1 again from elsewhere.
-                let (ip, attack_ua) = self.attacker();
-                let t = self.step_between(30_000, 600_000);
-                let forged = self.token("rt");
-                self.emit(
-                    t,
-                    Some(&id),
-                    "token.refreshed",
-                    json!({"session_id": session.id, "refresh_token_id": forged, "previous_refresh_token_id": stolen, "expires_at": ts(t + Duration::hours(1)), "ip": ip, "user_agent": attack_ua}),
-                );
-                let t = self.step(200);
-                self.emit(
-                    t,
-                    Some(&id),
-                    "session.revoked",
-                    json!({"scope": "one", "session_id": session.id, "reason": "refresh token reuse detected", "revoked_by": "system"}),
-                );
-                self.users[u].session = None;
-            }
-            Attack::OtpBruteForce => {
-                let admins: Vec<usize> = (0..self.users.len())
-                    .filter(|i| self.users[*i].admin)
-                    .collect();
-                let u = admins
-                    .choose(&mut self.rng)
-                    .copied()
-                    .unwrap_or_else(|| self.rng.random_range(0..self.users.len()));
-                let id = self.users[u].id.clone();
-                let sid = self.token("sess");
-                let t = self.tick();
-                self.emit(
-                    t,
-                    Some(&id),
-                    "otp.sent",
-                    json!({"channel": "sms", "session_id": sid}),
-                );
-                let n = self.rng.random_range(8..=15);
-                for _ in 0..n {
-                    let t = self.step_between(500, 3_000);
-                    self.emit(
-                        t,
-                        Some(&id),
-                        "otp.failed",
-                        json!({"channel": "sms", "session_id": sid, "reason": "wrong code"}),
-                    );
-                }
-                let t = self.step(100);
-                self.emit(
-                    t,
-                    Some(&id),
-                    "account.locked",
-                    json!({"reason": format!("{n} wrong one-time codes"), "until": ts(t + Duration::hours(1)), "actor": "system"}),
-                );
-                self.users[u].session = None;
-            }
+            Attack::BruteForce => self.brute_force(),
+            Attack::PasswordSpray => self.password_spray(),
+            Attack::NewCountry => self.new_country(),
+            Attack::ImpossibleTravel => self.impossible_travel(),
+            Attack::RefreshTokenReuse => self.refresh_token_reuse(),
+            Attack::OtpBruteForce => self.otp_brute_force(),
         }
     }
 
+    /// 15–30 failed passwords on one account from one address, then a lock.
+    fn brute_force(&mut self) {
+        let u = self.rng.random_range(0..self.users.len());
+        let (ip, ua) = self.attacker();
+        let (id, email) = (self.users[u].id.clone(), self.users[u].email.clone());
+        let n = self.rng.random_range(15..=30);
+        let mut t = self.tick();
+        for _ in 0..n {
+            self.emit(
+                t,
+                Some(&id),
+                "login.failed",
+                json!({"identifier": email, "failure_reason": "bad_password", "login_method": "password", "ip": ip, "user_agent": ua}),
+            );
+            t = self.step_between(300, 2_500);
+        }
+        self.emit(
+            t,
+            Some(&id),
+            "account.locked",
+            json!({"reason": format!("{n} failed logins"), "until": ts(t + Duration::minutes(30)), "actor": "system"}),
+        );
+        self.users[u].session = None;
+    }
+
+    /// One address, one or two passwords, 20–40 accounts.
+    fn password_spray(&mut self) {
+        let (ip, ua) = self.attacker();
+        let n = self.rng.random_range(20..=40).min(self.users.len() + 5);
+        let mut t = self.tick();
+        for i in 0..n {
+            if i < self.users.len() && !self.rng.random_bool(0.1) {
+                let u = (i * 7 + 3) % self.users.len();
+                let (id, email) = (self.users[u].id.clone(), self.users[u].email.clone());
+                self.emit(
+                    t,
+                    Some(&id),
+                    "login.failed",
+                    json!({"identifier": email, "failure_reason": "bad_password", "login_method": "password", "ip": ip, "user_agent": ua}),
+                );
+            } else {
+                let guess = format!(
+                    "{}@example.com",
+                    ["admin", "root", "test", "info", "support"]
+                        .choose(&mut self.rng)
+                        .expect("5")
+                );
+                self.emit(
+                    t,
+                    None,
+                    "login.failed",
+                    json!({"identifier": guess, "failure_reason": "unknown_user", "login_method": "password", "ip": ip, "user_agent": ua}),
+                );
+            }
+            t = self.step_between(200, 1_500);
+        }
+    }
+
+    /// A successful login from a country the user never used.
+    fn new_country(&mut self) {
+        let u = self.rng.random_range(0..self.users.len());
+        let home = self.users[u].home.code;
+        let away = self.far_country(home, false);
+        let ip = *away.ips.choose(&mut self.rng).expect("ips");
+        let device = self.rng.random_range(0..self.users[u].devices.len());
+        self.login_at(u, device, ip, "password");
+    }
+
+    /// A login at home, then minutes later one from the other side of the world.
+    fn impossible_travel(&mut self) {
+        let u = self.rng.random_range(0..self.users.len());
+        let home_ip = *self.users[u].home_ips.choose(&mut self.rng).expect("ips");
+        let device = self.rng.random_range(0..self.users[u].devices.len());
+        self.login_at(u, device, home_ip, self.users[u].method);
+        let home = self.users[u].home.code;
+        let far = self.far_country(home, true);
+        let ip = *far.ips.choose(&mut self.rng).expect("ips");
+        self.step_between(120_000, 900_000);
+        let other = self.rng.random_range(0..self.users[u].devices.len());
+        self.login_at(u, other, ip, "password");
+    }
+
+    /// A refresh token presented a second time after it was rotated, from another address.
+    fn refresh_token_reuse(&mut self) {
+        let u = self.rng.random_range(0..self.users.len());
+        if self.users[u].session.is_none() {
+            self.login(u);
+        }
+        let Some(session) = self.users[u].session.clone() else {
+            return;
+        };
+        let id = self.users[u].id.clone();
+        let ua = self.users[u].devices[session.device].model.user_agent;
+        // The legitimate client rotates rt1 → rt2 ...
+        let stolen = session.refresh_token_id.clone();
+        let next = self.token("rt");
+        let t = self.tick();
+        self.emit(
+            t,
+            Some(&id),
+            "token.refreshed",
+            json!({"session_id": session.id, "refresh_token_id": next, "previous_refresh_token_id": stolen, "expires_at": ts(t + Duration::hours(1)), "ip": session.ip, "user_agent": ua}),
+        );
+        // ... then a thief presents rt1 again from elsewhere.
+        let (ip, attack_ua) = self.attacker();
+        let t = self.step_between(30_000, 600_000);
+        let forged = self.token("rt");
+        self.emit(
+            t,
+            Some(&id),
+            "token.refreshed",
+            json!({"session_id": session.id, "refresh_token_id": forged, "previous_refresh_token_id": stolen, "expires_at": ts(t + Duration::hours(1)), "ip": ip, "user_agent": attack_ua}),
+        );
+        let t = self.step(200);
+        self.emit(
+            t,
+            Some(&id),
+            "session.revoked",
+            json!({"scope": "one", "session_id": session.id, "reason": "refresh token reuse detected", "revoked_by": "system"}),
+        );
+        self.users[u].session = None;
+    }
+
+    /// Many wrong one-time codes in a row on an admin account.
+    fn otp_brute_force(&mut self) {
+        let admins: Vec<usize> = (0..self.users.len())
+            .filter(|i| self.users[*i].admin)
+            .collect();
+        let u = admins
+            .choose(&mut self.rng)
+            .copied()
+            .unwrap_or_else(|| self.rng.random_range(0..self.users.len()));
+        let id = self.users[u].id.clone();
+        let sid = self.token("sess");
+        let t = self.tick();
+        self.emit(
+            t,
+            Some(&id),
+            "otp.sent",
+            json!({"channel": "sms", "session_id": sid}),
+        );
+        let n = self.rng.random_range(8..=15);
+        for _ in 0..n {
+            let t = self.step_between(500, 3_000);
+            self.emit(
+                t,
+                Some(&id),
+                "otp.failed",
+                json!({"channel": "sms", "session_id": sid, "reason": "wrong code"}),
+            );
+        }
+        let t = self.step(100);
+        self.emit(
+            t,
+            Some(&id),
+            "account.locked",
+            json!({"reason": format!("{n} wrong one-time codes"), "until": ts(t + Duration::hours(1)), "actor": "system"}),
+        );
+        self.users[u].session = None;
+    }
     /// A country other than `home`; `far` wants one at least 60 degrees of longitude away.
     fn far_country(&mut self, home: &str, far: bool) -> &'static Country {
         let home_lon = catalog::country(home).longitude;

@@ -1,4 +1,4 @@
-//! The web dashboard under `/ui/` (issue 7): static assets built from `web/` (Vite), served
+//! The web dashboard under `/ui/`: static assets built from `web/` (Vite), served
 //! from `web.dir`, plus the demo sign-in.
 //!
 //! The pages talk to the public query API only (`/api/v1/...`) with a bearer token that the host
@@ -14,9 +14,9 @@
 //! - `POST /ui/demo/token` `{"role": "user"|"admin", "sub": "...", "sid": "..."}` → `{"token"}`;
 //!   404 unless `web.demo`.
 
-use crate::cli::{mint_dev_token, TokenArgs};
-use crate::http::AppState;
-use crate::problem::Problem;
+use crate::auth::dev_token::{self, DevToken};
+use crate::config::WebConfig;
+use crate::server::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -28,8 +28,7 @@ use serde_json::json;
 use tower_http::services::ServeDir;
 
 /// The dashboard's routes (none when `web.enabled` is off).
-pub fn router(state: &AppState) -> Router<AppState> {
-    let web = &state.config().web;
+pub fn router(web: &WebConfig) -> Router<AppState> {
     if !web.enabled {
         return Router::new();
     }
@@ -138,26 +137,14 @@ struct DemoRequest {
 async fn demo_token(
     State(state): State<AppState>,
     Json(req): Json<DemoRequest>,
-) -> Result<Response, Problem> {
+) -> Result<Response, ApiError> {
     let config = state.config();
     if !config.web.demo {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "demo-disabled",
-            "Demo sign-in disabled",
-            "the demo sign-in exists only when web.demo is on (./dev run)",
-        ));
+        return Err(ApiError::DemoDisabled);
     }
-    let bad = |detail: &str| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-parameter",
-            "Invalid parameter",
-            detail.to_owned(),
-        )
-    };
+    let bad = |detail: &str| ApiError::InvalidQuery(detail.to_owned());
     let args = match req.role.as_str() {
-        "admin" => TokenArgs {
+        "admin" => DevToken {
             sub: "demo-admin".into(),
             role: "admin".into(),
             sid: None,
@@ -168,7 +155,7 @@ async fn demo_token(
                 .sub
                 .filter(|s| !s.is_empty() && s.len() <= 200)
                 .ok_or_else(|| bad("role user needs sub (the user id)"))?;
-            TokenArgs {
+            DevToken {
                 sub,
                 role: "user".into(),
                 sid: req.sid.filter(|s| !s.is_empty() && s.len() <= 200),
@@ -177,14 +164,8 @@ async fn demo_token(
         }
         _ => return Err(bad("role: use user or admin")),
     };
-    let token = mint_dev_token(&config.auth, &args).map_err(|e| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "demo-unavailable",
-            "Demo sign-in unavailable",
-            e.to_string(),
-        )
-    })?;
+    let token = dev_token::mint(&config.auth, &args)
+        .map_err(|e| ApiError::DemoUnavailable(e.to_string()))?;
     tracing::info!(role = %args.role, sub = %args.sub, "web: demo token minted");
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

@@ -6,9 +6,8 @@
 use super::app::{hs256_jwt, test_config, TEST_API_KEY, TEST_HS256_SECRET};
 use super::projection::wait_caught_up;
 use super::{TestDb, TestTopic};
-use authtrail::auth::Verifier;
+use authtrail::app::Application;
 use authtrail::config::Config;
-use authtrail::http::{self, AppState};
 use authtrail::ingest::Intake;
 use chrono::{DateTime, Duration as TimeDelta, SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
@@ -28,15 +27,11 @@ pub struct ApiApp {
     pub intake: Arc<Intake>,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    stop_projector: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for ApiApp {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(s) = self.stop_projector.take() {
             let _ = s.send(());
         }
     }
@@ -71,31 +66,18 @@ pub async fn spawn_api_with(options: Options, adjust: impl FnOnce(&mut Config)) 
     config.api.read_burst = 10_000;
     config.api.command_per_minute = 100_000;
     config.api.command_burst = 10_000;
+    config.projector.enabled = options.projector;
     adjust(&mut config);
-    let pool = authtrail::db::migrate(&config.database).await.unwrap();
-    let intake = Arc::new(Intake::from_config(&config).expect("intake"));
-    let verifier = Arc::new(Verifier::from_config(&config.auth).expect("verifier"));
-    let api = authtrail::api::Api::new(&config, intake.publisher().clone()).expect("api");
-    let state = AppState::new(config.clone(), pool.clone())
-        .with_verifier(verifier)
-        .with_intake(intake.clone())
-        .with_api(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let app = Application::build(config.clone())
+        .await
+        .expect("application");
+    let addr = app.local_addr();
+    let pool = app.pool().clone();
+    let intake = app.intake().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::run(state, listener, async move {
+    tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    let stop_projector = if options.projector {
-        let projector = authtrail::projector::Projector::new(config.clone(), pool.clone()).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(projector.run(async move {
-            let _ = rx.await;
-        }));
-        Some(tx)
-    } else {
-        None
-    };
     ApiApp {
         addr,
         topic,
@@ -105,7 +87,6 @@ pub async fn spawn_api_with(options: Options, adjust: impl FnOnce(&mut Config)) 
         intake,
         client: reqwest::Client::new(),
         stop: Some(stop),
-        stop_projector,
     }
 }
 

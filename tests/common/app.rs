@@ -1,18 +1,16 @@
 //! An authtrail server in-process on a free port with its own topic: the intake tests' fixture.
 //!
-//! `spawn_app()` starts `http::router` on 127.0.0.1:0 with the MaxMind test GeoIP database, one
-//! API key ([`TEST_API_KEY`]) and an HS256 secret ([`TEST_HS256_SECRET`]); the server stops
-//! when the [`TestApp`] is dropped. The database pool is lazy: intake tests never touch it.
+//! `spawn_app()` builds the application ([`Application::build`]) on 127.0.0.1:0 with the intake
+//! only (no query API, no projector), the MaxMind test GeoIP database, one API key
+//! ([`TEST_API_KEY`]) and an HS256 secret ([`TEST_HS256_SECRET`]); the server stops when the
+//! [`TestApp`] is dropped. The database is never migrated: intake tests do not touch it.
 
 use super::TestTopic;
-use authtrail::auth::Verifier;
+use authtrail::app::Application;
 use authtrail::config::Config;
-use authtrail::http::{self, AppState};
-use authtrail::ingest::Intake;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The API key every test app accepts (configured as its SHA-256 only).
 pub const TEST_API_KEY: &str = "at_test_key_9d2f5e0c1b7a4e38";
@@ -47,6 +45,7 @@ pub fn test_config(topic: &TestTopic) -> Config {
     c.ingest.geoip_databases = vec![geoip_test_db()];
     c.auth.jwt_hs256_secret = TEST_HS256_SECRET.into();
     c.auth.api_key_sha256 = vec![authtrail::auth::api_key_sha256(TEST_API_KEY)];
+    c.http.listen = "127.0.0.1:0".into();
     c
 }
 
@@ -61,19 +60,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let _ = authtrail::telemetry::metrics();
     let topic = TestTopic::new(3).await;
     let mut config = test_config(&topic);
+    config.api.enabled = false;
+    config.projector.enabled = false;
     adjust(&mut config);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .connect_lazy(&config.database.url)
-        .expect("lazy pool");
-    let intake = Arc::new(Intake::from_config(&config).expect("intake"));
-    let verifier = Arc::new(Verifier::from_config(&config.auth).expect("verifier"));
-    let state = AppState::new(config.clone(), pool)
-        .with_verifier(verifier)
-        .with_intake(intake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let app = Application::build(config.clone())
+        .await
+        .expect("application");
+    let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::run(state, listener, async move {
+    tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     TestApp {

@@ -4,10 +4,9 @@
 //! The key is the authenticated subject (JWT `sub`), so a caller cannot escape its budget by
 //! opening connections, and one noisy caller does not slow the others.
 
+use super::ApiError;
 use crate::auth::Caller;
 use crate::config::ApiConfig;
-use crate::problem::Problem;
-use axum::http::{header, HeaderValue, StatusCode};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -16,15 +15,21 @@ use std::sync::Arc;
 /// Which budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
+    /// Lists, single reads, the event stream, introspection.
     Read,
+    /// Revocations and reviews (each appends events).
     Command,
+    /// Not rate limited per caller: the intake, whose cost is bounded by its body and batch
+    /// limits instead.
+    Unlimited,
 }
 
 impl Budget {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Budget::Read => "read",
             Budget::Command => "command",
+            Budget::Unlimited => "unlimited",
         }
     }
 }
@@ -43,7 +48,30 @@ fn quota(per_minute: u32, burst: u32) -> Quota {
 }
 
 impl Limits {
+    /// Both budgets from `cfg`; a background task forgets idle callers every minute for as
+    /// long as a clone of the limits lives (call inside a Tokio runtime).
     pub fn new(cfg: &ApiConfig) -> Self {
+        let limits = Limits::unattended(cfg);
+        let weak = (
+            Arc::downgrade(&limits.read),
+            Arc::downgrade(&limits.command),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (Some(read), Some(command)) = (weak.0.upgrade(), weak.1.upgrade()) else {
+                    return;
+                };
+                read.retain_recent();
+                command.retain_recent();
+            }
+        });
+        limits
+    }
+
+    fn unattended(cfg: &ApiConfig) -> Self {
         Limits {
             read: Arc::new(RateLimiter::keyed(quota(
                 cfg.read_per_minute,
@@ -58,10 +86,11 @@ impl Limits {
 
     /// Spends one unit of `budget` for `caller`, or answers 429 with `Retry-After` (seconds,
     /// rounded up).
-    pub fn check(&self, budget: Budget, caller: &Caller) -> Result<(), Problem> {
+    pub fn check(&self, budget: Budget, caller: &Caller) -> Result<(), ApiError> {
         let limiter = match budget {
             Budget::Read => &self.read,
             Budget::Command => &self.command,
+            Budget::Unlimited => return Ok(()),
         };
         match limiter.check_key(&caller.subject) {
             Ok(()) => Ok(()),
@@ -72,27 +101,11 @@ impl Limits {
                 metrics::counter!("authtrail_api_rate_limited_total", "budget" => budget.label())
                     .increment(1);
                 tracing::info!(subject = %caller.subject, budget = budget.label(), retry_after = secs, "rate limited");
-                Err(Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    "Too many requests",
-                    format!(
-                        "the {} rate limit for this caller is exhausted; retry after {secs} s",
-                        budget.label()
-                    ),
-                )
-                .with("retry_after", secs)
-                .with_header_value(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&secs.to_string()).expect("digits"),
-                ))
+                Err(ApiError::RateLimited {
+                    budget: budget.label(),
+                    retry_after: secs,
+                })
             }
         }
-    }
-
-    /// Forgets callers whose budgets are full again (bounds memory).
-    pub fn retain_recent(&self) {
-        self.read.retain_recent();
-        self.command.retain_recent();
     }
 }

@@ -4,14 +4,18 @@
 //! extension members (e.g. `errors: [{index, field, reason}]` for a refused batch, `limit` for a
 //! 413). Details name the field and the reason; they never echo a credential or a secret value.
 
+use super::error::ProblemKind;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// The media type of a problem body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-/// One problem; build with [`Problem::new`] and the `with_*` methods, return it from a handler.
+/// One problem body. Handlers return [`super::ApiError`], which becomes one of these in one
+/// place; build one directly only for a kind of [`ProblemKind`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub status: StatusCode,
@@ -26,20 +30,23 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        slug: &'static str,
-        title: impl Into<String>,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// A problem of `kind` (its status, slug and title) with `detail`.
+    pub fn of(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Problem {
-            status,
-            slug,
-            title: title.into(),
+            status: kind.status(),
+            slug: kind.slug(),
+            title: kind.title().to_owned(),
             detail: detail.into(),
             extensions: Map::new(),
             headers: Vec::new(),
         }
+    }
+
+    /// The same problem answered with another status of its kind (a JSON syntax error is 400,
+    /// a JSON shape error 422: both `invalid-body`).
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     /// Adds an extension member (`errors`, `limit`, ...).
@@ -101,4 +108,17 @@ impl std::fmt::Display for Problem {
             self.detail
         )
     }
+}
+
+/// An RFC 9457 problem (`application/problem+json`), as every error of the HTTP APIs answers:
+/// the schema of the document's error responses.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    /// `urn:authtrail:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
 }

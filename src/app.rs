@@ -1,0 +1,165 @@
+//! The composition root: [`Application::build`] turns a [`Config`] into the running parts of
+//! `authtrail serve` — topic, schema, clients, state, routers and the projector. `serve`, the
+//! tests and the benchmarks all build the application here, so what they exercise is what runs.
+
+use crate::api::Api;
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::ingest::Intake;
+use crate::projector::Projector;
+use crate::server::ops::Enrichment;
+use crate::server::{self, AppState};
+use anyhow::Context;
+use axum::Router;
+use sqlx::PgPool;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A built server: listening, not yet serving.
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    router: Router,
+    pool: PgPool,
+    intake: Arc<Intake>,
+    api: Option<Arc<Api>>,
+    projector: Option<Projector>,
+}
+
+impl Application {
+    /// Ensures the topic, migrates the database (when the query API or the projector runs:
+    /// an intake-only server never touches the schema), binds `http.listen` (port 0 picks a free
+    /// one) and builds every part the configuration enables.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let _ = crate::telemetry::metrics();
+        crate::kafka::ensure_topic(&config.kafka)
+            .await
+            .with_context(|| {
+                format!(
+                    "ensuring topic {} on {}",
+                    config.kafka.topic, config.kafka.brokers
+                )
+            })?;
+        let pool = if config.api.enabled || config.projector.enabled {
+            crate::db::migrate(&config.database)
+                .await
+                .context("migrating the database")?
+        } else {
+            crate::db::pool_options(
+                config.database.max_connections,
+                std::time::Duration::from_secs(5),
+            )
+            .connect_lazy(&config.database.url)
+            .context("database.url")?
+        };
+        let listener = TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("binding {}", config.http.listen))?;
+        let intake = Arc::new(Intake::from_config(&config).context("setting up the event intake")?);
+        let verifier =
+            Arc::new(Verifier::from_config(&config.auth).context("setting up authentication")?);
+        if !verifier.enabled() {
+            tracing::warn!(
+                "no JWT key and no API key configured: every POST /v1/events and /api/v1 request is refused (401)"
+            );
+        }
+        let api = if config.api.enabled {
+            Some(Api::new(&config, intake.publisher().clone())?)
+        } else {
+            None
+        };
+        let projector = if config.projector.enabled {
+            Some(Projector::new(config.clone(), pool.clone())?)
+        } else {
+            None
+        };
+        let enrichment = if intake.enricher().geoip().databases().is_empty() {
+            Enrichment::NoGeoip
+        } else {
+            Enrichment::Ok
+        };
+        let state = AppState::new(
+            config.clone(),
+            pool.clone(),
+            verifier,
+            intake.publisher().clone(),
+            enrichment,
+        );
+        let router = state.finish(routes(&config, &intake, api.as_ref()));
+        Ok(Application {
+            config,
+            listener,
+            router,
+            pool,
+            intake,
+            api,
+            projector,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database pool (migrated, unless neither the API nor the projector runs).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The intake, for callers that append without HTTP.
+    pub fn intake(&self) -> &Arc<Intake> {
+        &self.intake
+    }
+
+    /// Serves (and projects) until `stop` resolves; then the server drains in-flight requests
+    /// and ends open event streams, and the projector commits the batch in hand.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(true);
+        });
+        let api = self.api.clone();
+        let server_stop = {
+            let rx = rx.clone();
+            async move {
+                crate::signal::stopped(rx).await;
+                // Open event streams never end by themselves.
+                if let Some(api) = api {
+                    api.close();
+                }
+            }
+        };
+        let projector = self
+            .projector
+            .map(|p| tokio::spawn(p.run(crate::signal::stopped(rx))));
+        server::run(self.router, self.listener, server_stop).await?;
+        if let Some(p) = projector {
+            p.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Every route: operations, the intake, the query API (when enabled) and the dashboard.
+fn routes(config: &Config, intake: &Arc<Intake>, api: Option<&Arc<Api>>) -> Router<AppState> {
+    let mut router = server::ops::router()
+        .merge(crate::ingest::http::router(intake.clone()))
+        .merge(crate::web::router(&config.web));
+    if let Some(api) = api {
+        router = router.merge(crate::api::router(api.clone(), config.api.swagger_ui));
+    }
+    router
+}

@@ -1,0 +1,55 @@
+//! Extractors that refuse bad input with problem details (axum's own answer plain text).
+
+use super::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// `axum::extract::Query` with a problem-details rejection (unknown parameters are refused too,
+/// where the target type says `deny_unknown_fields`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                // serde's message names the field and the reason; it never holds credentials.
+                let reason = e.body_text();
+                let reason = reason
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&reason);
+                Err(ApiError::InvalidQuery(reason.to_owned()))
+            }
+            Err(e) => Err(ApiError::InvalidQuery(e.body_text())),
+        }
+    }
+}
+
+/// `axum::Json` with a problem-details rejection.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType {
+                detail: "send Content-Type: application/json".to_owned(),
+                accepted: None,
+            }),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::InvalidBody {
+                reason: e.body_text(),
+                syntax: false,
+            }),
+            Err(e) => Err(ApiError::InvalidBody {
+                reason: e.body_text(),
+                syntax: true,
+            }),
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Routes with their policy: a feature adds a route only by saying who may call it, which rate
+//! limit it spends and whether it is audited ([`Policy`]); one route layer enforces that, records
+//! per-route metrics, marks every answer `Cache-Control: no-store`, and the route's OpenAPI
+//! operation gains the statuses the policy can answer (shared responses in the components).
+
+use super::audit::{admin_action, check_contract, Audited};
+use super::caller::{authenticate, Admits};
+use super::limit::Budget;
+use super::problem::ProblemDoc;
+use super::{ApiError, AppState, ProblemKind};
+use crate::auth::Caller;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{Map, Value};
+use std::time::Instant;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+
+/// What a route demands and records.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub admits: Admits,
+    pub budget: Budget,
+    pub audit: Audit,
+}
+
+/// Whether a route is audited, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// Not an admin route.
+    No,
+    /// An admin read: the route layer appends `admin.action` `action` (about the user the
+    /// [`Target`] names) with the request's path and query parameters, while the handler runs.
+    Read(&'static str, Target),
+    /// An admin command: the handler appends the [`Audited`] record with its own events.
+    Command(&'static str),
+}
+
+/// Which parameter names the user an audited read concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No single user.
+    None,
+    /// The path parameter `id` is a user id.
+    PathId,
+    /// The query parameter `user`, when given.
+    QueryUser,
+}
+
+impl Policy {
+    pub const fn new(admits: Admits, budget: Budget, audit: Audit) -> Policy {
+        Policy {
+            admits,
+            budget,
+            audit,
+        }
+    }
+}
+
+/// A feature's routes, each added with its policy.
+pub struct Routes {
+    router: OpenApiRouter<AppState>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Routes {
+            router: OpenApiRouter::new(),
+        }
+    }
+
+    /// Adds the operations `routes` (from `utoipa_axum::routes!`) under `policy`.
+    pub fn add(self, policy: Policy, routes: UtoipaMethodRouter<AppState>) -> Self {
+        let (schemas, mut paths, method_router) = routes;
+        for item in paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                document(op, &policy);
+            }
+        }
+        let method_router =
+            method_router.route_layer(axum::middleware::from_fn_with_state(policy, guard));
+        Routes {
+            router: self.router.routes((schemas, paths, method_router)),
+        }
+    }
+
+    pub fn merge(self, other: Routes) -> Self {
+        Routes {
+            router: self.router.merge(other.router),
+        }
+    }
+
+    /// The routes, and their OpenAPI paths inside `base` (the shared responses added).
+    pub fn split(self, base: OpenApi) -> (Router<AppState>, OpenApi) {
+        let (router, mut doc) = OpenApiRouter::with_openapi(base)
+            .merge(self.router)
+            .split_for_parts();
+        add_components(&mut doc);
+        (router, doc)
+    }
+}
+
+/// The statuses a policy can answer, as references to the shared responses.
+fn document(op: &mut Operation, policy: &Policy) {
+    let mut kinds = vec![
+        ProblemKind::Unauthorized,
+        ProblemKind::Forbidden,
+        ProblemKind::Busy,
+    ];
+    if policy.budget != Budget::Unlimited {
+        kinds.push(ProblemKind::RateLimited);
+    }
+    let has_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    if has_input && !op.responses.responses.contains_key("400") {
+        kinds.push(ProblemKind::InvalidParameter);
+    }
+    for kind in kinds {
+        op.responses
+            .responses
+            .entry(kind.status().as_u16().to_string())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(response_name(kind))));
+    }
+}
+
+/// The components' name of the shared response a kind answers.
+fn response_name(kind: ProblemKind) -> &'static str {
+    match kind {
+        ProblemKind::Unauthorized => "Unauthorized",
+        ProblemKind::Forbidden => "Forbidden",
+        ProblemKind::RateLimited => "RateLimited",
+        ProblemKind::InvalidParameter => "BadParameter",
+        _ => "Unavailable",
+    }
+}
+
+/// The shared responses, and the problem schema they carry.
+fn add_components(doc: &mut OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert(ProblemDoc::name().into_owned(), ProblemDoc::schema());
+    let shared = [
+        (ProblemKind::Unauthorized, "Missing or invalid credentials"),
+        (
+            ProblemKind::Forbidden,
+            "The caller's role may not use this route",
+        ),
+        (
+            ProblemKind::RateLimited,
+            "The caller's rate limit is exhausted (`Retry-After`)",
+        ),
+        (
+            ProblemKind::InvalidParameter,
+            "A parameter is invalid (named in `parameter`)",
+        ),
+        (
+            ProblemKind::Busy,
+            "The database or the event log is unavailable or busy; retry (`Retry-After`)",
+        ),
+    ];
+    for (kind, description) in shared {
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                crate::server::problem::CONTENT_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        components
+            .responses
+            .insert(response_name(kind).to_owned(), RefOr::T(response));
+    }
+}
+
+/// The route layer: authenticate, admit, spend the budget, audit; then metrics and no-store.
+async fn guard(State(policy): State<Policy>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let mut response = match enforce(policy, request, next).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    // Sessions, addresses and audit data: never kept by shared caches.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("authtrail_api_request_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("authtrail_api_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}
+
+async fn enforce(policy: Policy, request: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(server) = request.extensions().get::<AppState>().cloned() else {
+        tracing::error!("route layer without the server state (AppState::layer missing)");
+        return Err(ApiError::Internal);
+    };
+    let (mut parts, body) = request.into_parts();
+    let caller = authenticate(&parts, server.verifier())?;
+    policy.admits.check(&caller)?;
+    server.limits().check(policy.budget, &caller)?;
+    parts.extensions.insert(caller.clone());
+    match policy.audit {
+        Audit::No => Ok(next.run(Request::from_parts(parts, body)).await),
+        Audit::Command(action) => {
+            parts.extensions.insert(Audited { caller, action });
+            Ok(next.run(Request::from_parts(parts, body)).await)
+        }
+        Audit::Read(action, target) => {
+            let record = read_record(&mut parts, &caller, action, target).await?;
+            let request = Request::from_parts(parts, body);
+            let (appended, response) = tokio::join!(server.append_audit(record), next.run(request));
+            appended?;
+            Ok(response)
+        }
+    }
+}
+
+/// The `admin.action` of an audited read: the path and query parameters are its details.
+async fn read_record(
+    parts: &mut axum::http::request::Parts,
+    caller: &Caller,
+    action: &'static str,
+    target: Target,
+) -> Result<authtrail_events::Event, ApiError> {
+    use axum::extract::FromRequestParts;
+    let path: Map<String, Value> = match RawPathParams::from_request_parts(parts, &()).await {
+        Ok(params) => params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .collect(),
+        Err(_) => Map::new(),
+    };
+    let query: Map<String, Value> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect();
+    let user = match target {
+        Target::None => None,
+        Target::PathId => path.get("id").and_then(Value::as_str).map(str::to_owned),
+        Target::QueryUser => query.get("user").and_then(Value::as_str).map(str::to_owned),
+    };
+    let mut details = Map::new();
+    if !path.is_empty() {
+        details.insert("path".into(), Value::Object(path));
+    }
+    if !query.is_empty() {
+        details.insert("query".into(), Value::Object(query));
+    }
+    let event = admin_action(caller, action, user.as_deref(), Value::Object(details));
+    check_contract(&event)?;
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::dev_token::{mint, DevToken};
+    use crate::config::Config;
+    use std::sync::Arc;
+    use utoipa_axum::routes;
+
+    /// Declared as an audited command.
+    #[utoipa::path(post, path = "/declared", responses((status = 200, description = "ok")))]
+    async fn declared(audited: Audited) -> String {
+        audited.action.to_owned()
+    }
+
+    /// Asks for an audit record its route does not declare.
+    #[utoipa::path(post, path = "/undeclared", responses((status = 200, description = "ok")))]
+    async fn undeclared(audited: Audited) -> String {
+        audited.action.to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_audit_record_exists_only_where_the_route_declares_one() {
+        let mut config = Config::default();
+        config.auth.jwt_hs256_secret = "unit-test-secret-of-at-least-32-bytes!!".into();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let state = AppState::new(
+            config.clone(),
+            pool,
+            Arc::new(crate::auth::Verifier::from_config(&config.auth).unwrap()),
+            Arc::new(crate::kafka::Publisher::new(&config.kafka).unwrap()),
+            super::super::ops::Enrichment::Off,
+        );
+        let (router, doc) = Routes::new()
+            .add(
+                Policy::new(Admits::Admin, Budget::Command, Audit::Command("x.do")),
+                routes!(declared),
+            )
+            .add(
+                Policy::new(Admits::Admin, Budget::Command, Audit::No),
+                routes!(undeclared),
+            )
+            .split(OpenApi::default());
+        let responses = &doc.paths.paths["/declared"]
+            .post
+            .as_ref()
+            .unwrap()
+            .responses;
+        for status in ["401", "403", "429", "503"] {
+            assert!(responses.responses.contains_key(status), "{status}");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener,
+            state.finish(router),
+        )));
+        let token = mint(
+            &config.auth,
+            &DevToken {
+                sub: "admin-1".into(),
+                role: "admin".into(),
+                sid: None,
+                ttl: 60,
+            },
+        )
+        .unwrap();
+        let client = reqwest::Client::new();
+        let call = |path: &'static str| {
+            client
+                .post(format!("http://{addr}{path}"))
+                .bearer_auth(&token)
+                .send()
+        };
+        let ok = call("/declared").await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["cache-control"], "no-store");
+        assert_eq!(ok.text().await.unwrap(), "x.do");
+        assert_eq!(call("/undeclared").await.unwrap().status(), 500);
+        let anonymous = client
+            .post(format!("http://{addr}/declared"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401);
+    }
+}
