@@ -67,7 +67,10 @@ async fn schemathesis(app: &ApiApp, who: &str, bearer: &str, filter: &[&str]) ->
     std::fs::create_dir_all(&dir).unwrap();
     let extra = std::env::var(ARGS_VAR).unwrap_or_default();
     let mut cmd = tokio::process::Command::new(st());
-    cmd.arg("run")
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
+    cmd.arg("--config-file")
+        .arg(config)
+        .arg("run")
         .arg(app.url("/api/v1/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {bearer}")])
         .args(["--exclude-path", STREAM_PATH])

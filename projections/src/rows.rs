@@ -163,6 +163,7 @@ pub struct SecurityEvent {
 
 /// How serious a security event is; stored (and serialised) as its lower-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,

@@ -26,7 +26,7 @@ pub fn routes() -> Routes {
 #[utoipa::path(get, path = "/api/v1/admin/as-of/{time}/users/{id}/sessions", tag = "admin",
     params(
         ("time" = DateTime<Utc>, Path, description = "The instant (RFC 3339)"),
-        ("id" = String, Path, description = "User id", min_length = 1, max_length = 320),
+        ("id" = String, Path, description = "User id"),
     ),
     security(("bearer" = [])),
     responses(

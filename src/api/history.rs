@@ -129,6 +129,7 @@ pub struct MineQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
@@ -153,7 +154,7 @@ async fn list_mine(
 }
 
 /// Filters of the admin login history.
-#[derive(Debug, Deserialize, IntoParams, Serialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminQuery {
@@ -164,17 +165,17 @@ pub struct AdminQuery {
     /// Only successful (`true`) or failed (`false`) attempts.
     pub success: Option<bool>,
     /// Only attempts from this IP address.
+    #[param(schema_with = super::params::ip_address)]
     pub ip: Option<String>,
     /// Only suspicious (`true`) or unsuspicious (`false`) attempts.
     pub suspicious: Option<bool>,
     /// At or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
-    /// Before this instant (RFC 3339).
+    /// Before this instant (RFC 3339); at or before `since`, the page is empty.
     pub until: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    #[serde(skip_serializing)]
     pub limit: Option<u32>,
-    #[serde(skip_serializing)]
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
@@ -193,11 +194,6 @@ async fn admin_list(
     if let Some(ip) = &q.ip {
         ip.parse::<std::net::IpAddr>()
             .map_err(|_| ApiError::param("ip", "not an IP address"))?;
-    }
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if s >= u {
-            return Err(ApiError::param("until", "must be after since"));
-        }
     }
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {
@@ -221,6 +217,7 @@ pub struct SuspiciousQuery {
     pub since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 

@@ -30,13 +30,32 @@ pub struct IntrospectRequest {
     pub session_id: String,
 }
 
-/// The answer: `active` and, only when active, the session's facts.
+/// The answer: exactly `{"active": false}`, or `"active": true` with the session's facts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Introspection {
+#[serde(untagged)]
+pub enum Introspection {
+    Active(Active),
+    Inactive(Inactive),
+}
+
+/// An active session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Active {
+    /// Always `true`.
     pub active: bool,
     #[serde(flatten)]
-    pub session: Option<ActiveSession>,
+    pub session: ActiveSession,
 }
+
+/// Anything else — unknown, expired, idle, revoked, logged out — says nothing more.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inactive {
+    /// Always `false`.
+    pub active: bool,
+}
+
+const INACTIVE: Introspection = Introspection::Inactive(Inactive { active: false });
 
 /// What the auth service needs to know about an active session.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
@@ -61,6 +80,7 @@ pub struct ActiveSession {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "`{\"active\": false}` exactly, or the active session", body = Introspection),
+        (status = 400, description = "The body is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Bad body", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
@@ -68,9 +88,9 @@ async fn introspect(
     Ctx(api): Ctx,
     ServiceCaller(_caller): ServiceCaller,
     JsonBody(req): JsonBody<IntrospectRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Introspection>, ApiError> {
     if req.session_id.is_empty() || req.session_id.len() > authtrail_events::data::MAX_ID_LEN {
-        return Ok(Json(serde_json::json!({ "active": false })));
+        return Ok(Json(INACTIVE));
     }
     let row: Option<ActiveSession> = sqlx::query_as(
         "SELECT session_id, user_id AS user,
@@ -85,13 +105,10 @@ async fn introspect(
     metrics::counter!("authtrail_api_introspections_total", "active" => if row.is_some() { "true" } else { "false" })
         .increment(1);
     Ok(Json(match row {
-        Some(s) => {
-            let mut v = serde_json::to_value(&s).expect("serialises");
-            v.as_object_mut()
-                .expect("an object")
-                .insert("active".into(), true.into());
-            v
-        }
-        None => serde_json::json!({ "active": false }),
+        Some(session) => Introspection::Active(Active {
+            active: true,
+            session,
+        }),
+        None => INACTIVE,
     }))
 }

@@ -24,6 +24,7 @@ pub mod history;
 pub mod introspect;
 pub mod openapi;
 pub mod pagination;
+pub mod params;
 pub mod security;
 pub mod sessions;
 pub mod stats;
@@ -194,16 +195,4 @@ pub fn router(api: Arc<Api>, swagger_ui: bool) -> Router<AppState> {
         .merge(openapi::router(swagger_ui))
 }
 
-/// A user id from the request, checked against the contract's limit for an event's `subject`
-/// (what every user id becomes when a command names it): not blank, at most
-/// [`MAX_KEY_CHARS`](authtrail_events::parse::MAX_KEY_CHARS) characters.
-pub(crate) fn user_id<'a>(name: &str, id: &'a str) -> Result<&'a str, ApiError> {
-    let max = authtrail_events::parse::MAX_KEY_CHARS;
-    if id.trim().is_empty() || id.chars().count() > max {
-        return Err(ApiError::param(
-            name,
-            format!("a user id is 1 to {max} characters, not blank"),
-        ));
-    }
-    Ok(id)
-}
+pub(crate) use crate::server::extract::user_id;

@@ -8,6 +8,7 @@ use crate::server::audit::Audited;
 use crate::server::extract::Query;
 use crate::server::problem::ProblemDoc;
 use crate::server::{AdminUser, Admits, ApiError, Audit, Budget, Policy, Routes, Target};
+use authtrail_projections::rows::Severity;
 use axum::extract::Path;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -55,9 +56,6 @@ pub const EVENT_TYPES: &[&str] = &[
     "admin_action",
 ];
 
-/// Severities, least to most severe.
-pub const SEVERITIES: &[&str] = &["info", "warning", "error", "critical"];
-
 /// One security event with its review state.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct SecurityEventView {
@@ -89,15 +87,16 @@ pub(crate) const SELECT: &str = "SELECT id, user_id, event_type, severity, descr
 const LIST: &str = "security_events";
 
 /// Filters of the security-event list.
-#[derive(Debug, Deserialize, Serialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `info`, `warning`, `error` or `critical`.
-    pub severity: Option<String>,
+    #[param(inline)]
+    pub severity: Option<Severity>,
     /// One event type of the taxonomy.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = super::params::security_event_type)]
     pub event_type: Option<String>,
     /// Only this user's events.
     pub user: Option<String>,
@@ -107,9 +106,8 @@ pub struct ListQuery {
     /// At or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    #[serde(skip_serializing)]
     pub limit: Option<u32>,
-    #[serde(skip_serializing)]
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
@@ -119,8 +117,8 @@ async fn list(
     page: &PageRequest,
 ) -> Result<Page<SecurityEventView>, ApiError> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
-    if let Some(s) = &f.severity {
-        q.push(" AND severity = ").push_bind(s.clone());
+    if let Some(s) = f.severity {
+        q.push(" AND severity = ").push_bind(s.as_str());
     }
     if let Some(t) = &f.event_type {
         q.push(" AND event_type = ").push_bind(t.clone());
@@ -151,14 +149,6 @@ async fn list_events(
     AdminUser(_admin): AdminUser,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<SecurityEventView>>, ApiError> {
-    if let Some(s) = &q.severity {
-        if !SEVERITIES.contains(&s.as_str()) {
-            return Err(ApiError::param(
-                "severity",
-                format!("use one of {}", SEVERITIES.join(", ")),
-            ));
-        }
-    }
     if let Some(t) = &q.event_type {
         if !EVENT_TYPES.contains(&t.as_str()) {
             return Err(ApiError::param(

@@ -215,6 +215,7 @@ pub struct MineQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
@@ -313,6 +314,7 @@ pub struct RevokeMineQuery {
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
+        (status = 409, description = "The token names no current session to keep (no `sid`): pass `include_current=true`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn revoke_mine(
@@ -330,10 +332,7 @@ async fn revoke_mine(
         )?
     } else {
         let Some(sid) = caller.session_id.as_deref() else {
-            return Err(ApiError::param(
-                "include_current",
-                "the token carries no sid, so there is no current session to keep; pass include_current=true",
-            ));
+            return Err(ApiError::NoCurrentSession);
         };
         commands::revoke(
             &caller.subject,
@@ -358,15 +357,19 @@ pub struct AdminQuery {
     #[param(inline)]
     pub status: StatusFilter,
     /// Only sessions from this IP address.
+    #[param(schema_with = super::params::ip_address)]
     pub ip: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
+    #[param(schema_with = super::params::country_code)]
     pub country: Option<String>,
     /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    #[param(schema_with = super::params::device_type)]
     pub device_type: Option<String>,
     /// Only sessions created at or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
@@ -425,12 +428,13 @@ pub struct AdminUserQuery {
     pub status: Option<StatusFilter>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(schema_with = super::params::cursor)]
     pub cursor: Option<String>,
 }
 
 /// One user's sessions, every status by default (admin).
 #[utoipa::path(get, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id", min_length = 1, max_length = 320), AdminUserQuery),
+    params(("id" = String, Path, description = "User id"), AdminUserQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the user's sessions", body = Page<SessionView>),
@@ -493,7 +497,7 @@ async fn admin_revoke(
 /// Log a user out everywhere (admin): appends `session.revoked` (scope `all`) and the
 /// `admin.action` record.
 #[utoipa::path(delete, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id", min_length = 1, max_length = 320), WaitParam),
+    params(("id" = String, Path, description = "User id"), WaitParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),

@@ -36,6 +36,7 @@ pub const MAX_DAYS: u32 = 366;
 #[into_params(parameter_in = Query)]
 pub struct DaysQuery {
     /// Whole UTC days ending today, 1 to 366 (default 7).
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<u32>,
 }
 
@@ -195,8 +196,10 @@ async fn devices(
 #[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// Whole UTC days ending today, 1 to 366 (default 7).
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<u32>,
     /// How many addresses, 1 to 500 (default 10).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -21,6 +21,7 @@ pub enum ProblemKind {
     TooLarge,
     Conflict,
     SessionNotActive,
+    NoCurrentSession,
     RateLimited,
     Internal,
     LogUnavailable,
@@ -34,7 +35,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind (for the OpenAPI components and the catalogue's own test).
-    pub const ALL: [ProblemKind; 20] = [
+    pub const ALL: [ProblemKind; 21] = [
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
         ProblemKind::NotFound,
@@ -46,6 +47,7 @@ impl ProblemKind {
         ProblemKind::TooLarge,
         ProblemKind::Conflict,
         ProblemKind::SessionNotActive,
+        ProblemKind::NoCurrentSession,
         ProblemKind::RateLimited,
         ProblemKind::Internal,
         ProblemKind::LogUnavailable,
@@ -95,6 +97,11 @@ impl ProblemKind {
                 StatusCode::CONFLICT,
                 "session-not-active",
                 "Session not active",
+            ),
+            NoCurrentSession => (
+                StatusCode::CONFLICT,
+                "no-current-session",
+                "No current session",
             ),
             RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -196,6 +203,9 @@ pub enum ApiError {
     },
     #[error("the session is already {0}")]
     SessionNotActive(String),
+    /// "All but my current session" from a token that names no session (`sid`).
+    #[error("the token carries no sid, so there is no current session to keep; pass include_current=true")]
+    NoCurrentSession,
     #[error("the {budget} rate limit for this caller is exhausted; retry after {retry_after} s")]
     RateLimited {
         budget: &'static str,
@@ -249,6 +259,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => ProblemKind::UnsupportedMediaType,
             ApiError::TooLarge { .. } => ProblemKind::TooLarge,
             ApiError::SessionNotActive(_) => ProblemKind::SessionNotActive,
+            ApiError::NoCurrentSession => ProblemKind::NoCurrentSession,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
             ApiError::LogUnavailable => ProblemKind::LogUnavailable,
             ApiError::BrokerUnavailable(_) => ProblemKind::BrokerUnavailable,
@@ -340,7 +351,9 @@ impl From<ApiError> for Problem {
                 accepted: Some(a), ..
             } => p.with("accepted", a),
             ApiError::TooLarge { limit, unit, .. } => p.with("limit", limit).with("unit", unit),
-            ApiError::SessionNotActive(status) => p.with("status", status),
+            // Not `status`: that member is the HTTP status code (RFC 9457).
+            ApiError::NoCurrentSession => p.with("parameter", "include_current"),
+            ApiError::SessionNotActive(status) => p.with("session_status", status),
             ApiError::RateLimited { retry_after: s, .. } => {
                 retry_after(p.with("retry_after", s), s)
             }

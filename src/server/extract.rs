@@ -53,3 +53,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         }
     }
 }
+
+/// The most characters a user id may have: the contract's limit for an event's `subject`, which
+/// every user id becomes when a command or an audit record names it.
+pub const MAX_USER_ID_CHARS: usize = authtrail_events::parse::MAX_KEY_CHARS;
+
+/// The OpenAPI pattern of a user id: not blank, no control characters (what the contract
+/// accepts as a `subject`).
+pub const USER_ID_PATTERN: &str =
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+/// A user id from parameter `name`, checked as the contract checks a `subject`.
+pub fn user_id<'a>(name: &str, id: &'a str) -> Result<&'a str, ApiError> {
+    if id.trim().is_empty()
+        || id.chars().count() > MAX_USER_ID_CHARS
+        || id.chars().any(char::is_control)
+    {
+        return Err(ApiError::param(
+            name,
+            format!("a user id is 1 to {MAX_USER_ID_CHARS} characters, not blank, without control characters"),
+        ));
+    }
+    Ok(id)
+}

@@ -5,6 +5,7 @@
 
 use super::audit::{admin_action, check_contract, Audited};
 use super::caller::{authenticate, Admits};
+use super::extract::{user_id, MAX_USER_ID_CHARS, USER_ID_PATTERN};
 use super::limit::Budget;
 use super::problem::ProblemDoc;
 use super::{ApiError, AppState, ProblemKind};
@@ -16,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{Map, Value};
 use std::time::Instant;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -83,7 +85,7 @@ impl Routes {
     /// Adds the operations `routes` (from `utoipa_axum::routes!`) under `policy`.
     pub fn add(self, policy: Policy, routes: UtoipaMethodRouter<AppState>) -> Self {
         let (schemas, mut paths, method_router) = routes;
-        for item in paths.paths.values_mut() {
+        for (path, item) in paths.paths.iter_mut() {
             for op in [
                 &mut item.get,
                 &mut item.post,
@@ -94,7 +96,7 @@ impl Routes {
             .into_iter()
             .flatten()
             {
-                document(op, &policy);
+                document(op, path, &policy);
             }
         }
         let method_router =
@@ -120,8 +122,26 @@ impl Routes {
     }
 }
 
-/// The statuses a policy can answer, as references to the shared responses.
-fn document(op: &mut Operation, policy: &Policy) {
+/// The statuses a policy can answer, as references to the shared responses; user-id
+/// parameters (`{id}` of a `/users/{id}` path, query `user`) as the server checks them.
+fn document(op: &mut Operation, path: &str, policy: &Policy) {
+    for p in op.parameters.iter_mut().flatten() {
+        let is_user = match p.parameter_in {
+            ParameterIn::Path => p.name == "id" && path.contains("/users/{id}"),
+            ParameterIn::Query => p.name == "user",
+            _ => false,
+        };
+        if is_user {
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_USER_ID_CHARS))
+                    .pattern(Some(USER_ID_PATTERN))
+                    .into(),
+            );
+        }
+    }
     let mut kinds = vec![
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -130,7 +150,8 @@ fn document(op: &mut Operation, policy: &Policy) {
     if policy.budget != Budget::Unlimited {
         kinds.push(ProblemKind::RateLimited);
     }
-    let has_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let has_input =
+        op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some();
     if has_input && !op.responses.responses.contains_key("400") {
         kinds.push(ProblemKind::InvalidParameter);
     }
@@ -245,7 +266,29 @@ async fn enforce(policy: Policy, request: Request, next: Next) -> Result<Respons
     }
 }
 
-/// The `admin.action` of an audited read: the path and query parameters are its details.
+/// The most characters of one parameter an audit record keeps.
+const RECORDED_CHARS: usize = 256;
+
+/// A request value as an audit record can hold it: control characters escaped (`\u{1b}`),
+/// at most [`RECORDED_CHARS`] characters (then `…`). The record never refuses the request.
+fn recordable(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == RECORDED_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `admin.action` of an audited read: the path and query parameters are its details; the
+/// target user, when the route names one, must be a valid user id (else a 400 naming it).
 async fn read_record(
     parts: &mut axum::http::request::Parts,
     caller: &Caller,
@@ -260,17 +303,29 @@ async fn read_record(
             .collect(),
         Err(_) => Map::new(),
     };
-    let query: Map<String, Value> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, Value::from(v)))
-            .collect();
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
     let user = match target {
         Target::None => None,
-        Target::PathId => path.get("id").and_then(Value::as_str).map(str::to_owned),
-        Target::QueryUser => query.get("user").and_then(Value::as_str).map(str::to_owned),
+        Target::PathId => path
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|u| user_id("id", u).map(str::to_owned))
+            .transpose()?,
+        Target::QueryUser => query
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map(|(_, u)| user_id("user", u).map(str::to_owned))
+            .transpose()?,
     };
+    let path: Map<String, Value> = path
+        .into_iter()
+        .map(|(k, v)| (k, Value::from(recordable(v.as_str().unwrap_or("")))))
+        .collect();
+    let query: Map<String, Value> = query
+        .into_iter()
+        .map(|(k, v)| (recordable(&k), Value::from(recordable(&v))))
+        .collect();
     let mut details = Map::new();
     if !path.is_empty() {
         details.insert("path".into(), Value::Object(path));
