@@ -170,7 +170,6 @@ async fn list_events(
         (status = 200, description = "Review recorded and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Review appended to the log", body = CommandAccepted),
         (status = 404, description = "No such security event", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn review(
     Ctx(api): Ctx,

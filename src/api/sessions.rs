@@ -269,7 +269,6 @@ async fn get_mine(
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
         (status = 404, description = "No such session of mine", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The session has already ended", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn revoke_one_of_mine(
     Ctx(api): Ctx,
@@ -315,7 +314,6 @@ pub struct RevokeMineQuery {
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
         (status = 409, description = "The token names no current session to keep (no `sid`): pass `include_current=true`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn revoke_mine(
     Ctx(api): Ctx,
@@ -465,7 +463,6 @@ async fn admin_list_user(
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The session has already ended", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_revoke(
     Ctx(api): Ctx,
@@ -502,7 +499,6 @@ async fn admin_revoke(
     responses(
         (status = 200, description = "Revoked and projected (`wait=true`)", body = CommandAccepted),
         (status = 202, description = "Revocation appended to the log", body = CommandAccepted),
-        (status = 504, description = "Appended, but not projected within the wait", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn admin_force_logout(
     Ctx(api): Ctx,

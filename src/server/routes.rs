@@ -150,6 +150,10 @@ fn document(op: &mut Operation, path: &str, policy: &Policy) {
     if policy.budget != Budget::Unlimited {
         kinds.push(ProblemKind::RateLimited);
     }
+    // Commands append events and may wait for their projection (`?wait=true`).
+    if policy.budget == Budget::Command {
+        kinds.push(ProblemKind::ProjectionTimeout);
+    }
     let has_input =
         op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some();
     if has_input && !op.responses.responses.contains_key("400") {
@@ -170,6 +174,7 @@ fn response_name(kind: ProblemKind) -> &'static str {
         ProblemKind::Forbidden => "Forbidden",
         ProblemKind::RateLimited => "RateLimited",
         ProblemKind::InvalidParameter => "BadParameter",
+        ProblemKind::ProjectionTimeout => "ProjectionTimeout",
         _ => "Unavailable",
     }
 }

@@ -153,12 +153,14 @@ async fn demo_token(
         "user" => {
             let sub = req
                 .sub
-                .filter(|s| !s.is_empty() && s.len() <= 200)
+                .filter(|s| crate::server::extract::user_id("sub", s).is_ok())
                 .ok_or_else(|| bad("role user needs sub (the user id)"))?;
             DevToken {
                 sub,
                 role: "user".into(),
-                sid: req.sid.filter(|s| !s.is_empty() && s.len() <= 200),
+                sid: req
+                    .sid
+                    .filter(|s| crate::server::extract::user_id("sub", s).is_ok()),
                 ttl: 8 * 3600,
             }
         }
