@@ -167,16 +167,48 @@ fn document(op: &mut Operation, path: &str, policy: &Policy) {
     }
 }
 
-/// The components' name of the shared response a kind answers.
+/// The shared responses: the kind of problem, the components' name, the description. Every
+/// status a policy adds refers to one of these.
+const SHARED: [(ProblemKind, &str, &str); 6] = [
+    (
+        ProblemKind::Unauthorized,
+        "Unauthorized",
+        "Missing or invalid credentials",
+    ),
+    (
+        ProblemKind::Forbidden,
+        "Forbidden",
+        "The caller's role may not use this route",
+    ),
+    (
+        ProblemKind::RateLimited,
+        "RateLimited",
+        "The caller's rate limit is exhausted (`Retry-After`)",
+    ),
+    (
+        ProblemKind::InvalidParameter,
+        "BadParameter",
+        "A parameter or the body is invalid (a parameter is named in `parameter`)",
+    ),
+    (
+        ProblemKind::ProjectionTimeout,
+        "ProjectionTimeout",
+        "Appended, but not projected within the wait (`wait=true`); it will be",
+    ),
+    (
+        ProblemKind::Busy,
+        "Unavailable",
+        "The database or the event log is unavailable or busy; retry (`Retry-After`)",
+    ),
+];
+
+/// The components' name of the shared response of `kind`.
 fn response_name(kind: ProblemKind) -> &'static str {
-    match kind {
-        ProblemKind::Unauthorized => "Unauthorized",
-        ProblemKind::Forbidden => "Forbidden",
-        ProblemKind::RateLimited => "RateLimited",
-        ProblemKind::InvalidParameter => "BadParameter",
-        ProblemKind::ProjectionTimeout => "ProjectionTimeout",
-        _ => "Unavailable",
-    }
+    SHARED
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, name, _)| *name)
+        .expect("every kind a policy adds has a shared response")
 }
 
 /// The shared responses, and the problem schema they carry.
@@ -185,26 +217,7 @@ fn add_components(doc: &mut OpenApi) {
     components
         .schemas
         .insert(ProblemDoc::name().into_owned(), ProblemDoc::schema());
-    let shared = [
-        (ProblemKind::Unauthorized, "Missing or invalid credentials"),
-        (
-            ProblemKind::Forbidden,
-            "The caller's role may not use this route",
-        ),
-        (
-            ProblemKind::RateLimited,
-            "The caller's rate limit is exhausted (`Retry-After`)",
-        ),
-        (
-            ProblemKind::InvalidParameter,
-            "A parameter is invalid (named in `parameter`)",
-        ),
-        (
-            ProblemKind::Busy,
-            "The database or the event log is unavailable or busy; retry (`Retry-After`)",
-        ),
-    ];
-    for (kind, description) in shared {
+    for (_, name, description) in SHARED {
         let response = ResponseBuilder::new()
             .description(description)
             .content(
@@ -216,7 +229,7 @@ fn add_components(doc: &mut OpenApi) {
             .build();
         components
             .responses
-            .insert(response_name(kind).to_owned(), RefOr::T(response));
+            .insert(name.to_owned(), RefOr::T(response));
     }
 }
 
