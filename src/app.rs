@@ -19,7 +19,6 @@ use tokio::net::TcpListener;
 
 /// A built server: listening, not yet serving.
 pub struct Application {
-    config: Config,
     listener: TcpListener,
     router: Router,
     pool: PgPool,
@@ -89,7 +88,6 @@ impl Application {
         );
         let router = state.finish(routes(&config, &intake, api.as_ref()));
         Ok(Application {
-            config,
             listener,
             router,
             pool,
@@ -104,10 +102,6 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// The database pool (migrated, unless neither the API nor the projector runs).

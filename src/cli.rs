@@ -20,16 +20,16 @@ use std::time::Duration;
     version,
     about = "Event-sourced authentication audit"
 )]
-pub struct Cli {
+struct Cli {
     /// TOML configuration file (default: $AUTHTRAIL_CONFIG, else ./authtrail.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Ensure the topic and database schema, then serve HTTP: health, readiness, metrics, the
     /// intake (`POST /v1/events`) and the query API (`/api/v1/...`, OpenAPI at
     /// `/api/v1/openapi.json`); runs the projector too unless `projector.enabled = false`.
@@ -75,19 +75,19 @@ pub enum Command {
 
 /// `authtrail token` (dev/test only).
 #[derive(Debug, clap::Args)]
-pub struct TokenArgs {
+struct TokenArgs {
     /// `sub`: the user (or service) id.
     #[arg(long)]
-    pub sub: String,
+    sub: String,
     /// `role`: user, admin, super_admin or service.
     #[arg(long, default_value = "user")]
-    pub role: String,
+    role: String,
     /// `sid`: the caller's current session id.
     #[arg(long)]
-    pub sid: Option<String>,
+    sid: Option<String>,
     /// Lifetime in seconds (`exp` = now + ttl).
     #[arg(long, default_value_t = 3600)]
-    pub ttl: u64,
+    ttl: u64,
 }
 
 /// Parses the command line and runs the command.
@@ -257,9 +257,7 @@ async fn publish(
 
 /// Splits NDJSON into valid events and `(line number, error)` for the rest. Blank lines are
 /// skipped; a trailing `\r` is tolerated.
-pub fn validate_ndjson(
-    input: &[u8],
-) -> (Vec<Event>, Vec<(usize, authtrail_events::ContractError)>) {
+fn validate_ndjson(input: &[u8]) -> (Vec<Event>, Vec<(usize, authtrail_events::ContractError)>) {
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (i, line) in input.split(|b| *b == b'\n').enumerate() {

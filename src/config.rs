@@ -94,7 +94,7 @@ pub struct HttpConfig {
     /// How long `serve` and `project` may take to stop after SIGTERM or Ctrl-C (requests
     /// drain, the batch in hand is applied); then they exit anyway, even with the broker or
     /// the database gone.
-    pub shutdown_grace_ms: u64,
+    pub(crate) shutdown_grace_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -110,9 +110,9 @@ impl Default for HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `tracing` filter directive; `RUST_LOG` overrides it.
-    pub filter: String,
+    pub(crate) filter: String,
     /// `text` for people, `json` for log shippers.
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
 }
 
 impl Default for LogConfig {
@@ -126,7 +126,7 @@ impl Default for LogConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -273,10 +273,10 @@ pub struct ProjectorConfig {
     /// Session rules (defaults: NIST 800-63B AAL2 and the original design).
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
-    pub max_concurrent_sessions: usize,
-    pub failed_attempts_threshold: usize,
-    pub failed_attempts_window_secs: i64,
-    pub new_country_window_days: i64,
+    max_concurrent_sessions: usize,
+    failed_attempts_threshold: usize,
+    failed_attempts_window_secs: i64,
+    new_country_window_days: i64,
 }
 
 impl Default for ProjectorConfig {
@@ -322,9 +322,9 @@ impl ProjectorConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Ended (or expired) sessions older than this are deleted.
-    pub sessions_days: i64,
+    pub(crate) sessions_days: i64,
     /// Login attempts older than this are deleted.
-    pub login_history_days: i64,
+    pub(crate) login_history_days: i64,
 }
 
 impl Default for RetentionConfig {
@@ -343,7 +343,7 @@ pub struct ApiConfig {
     /// Serve the query API (and its OpenAPI document and Swagger UI).
     pub enabled: bool,
     /// Serve Swagger UI at `/api/v1/docs` (the OpenAPI document is always served).
-    pub swagger_ui: bool,
+    pub(crate) swagger_ui: bool,
     /// Longest a `?wait=true` command waits for the projection before answering 504 (ms).
     pub wait_timeout_ms: u64,
     /// Per-caller rate of list and read requests (steady rate per minute, and burst).
@@ -353,9 +353,9 @@ pub struct ApiConfig {
     pub command_per_minute: u32,
     pub command_burst: u32,
     /// Seconds between SSE keep-alive comments on the security-event stream.
-    pub stream_keepalive_secs: u64,
+    pub(crate) stream_keepalive_secs: u64,
     /// Longest any one API query may run before PostgreSQL cancels it (ms; 503).
-    pub statement_timeout_ms: u64,
+    pub(crate) statement_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -379,7 +379,7 @@ impl Default for ApiConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// Serve the dashboard under `/ui/`.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Directory of the built dashboard (`npm --prefix web run build` writes `web/dist`).
     pub dir: PathBuf,
     /// DEMO ONLY: offer a sign-in that mints tokens for any user or an admin, signed with
@@ -511,7 +511,7 @@ impl Config {
     }
 
     /// The configuration as TOML with the database password masked, for `authtrail config`.
-    pub fn redacted_toml(&self) -> String {
+    pub(crate) fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&shown.database.url);
         if !shown.auth.jwt_hs256_secret.is_empty() {
@@ -555,7 +555,7 @@ fn env_provider() -> Env {
 }
 
 /// Hides the password of a URL like `postgres://user:pw@host/db`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. Connections are made lazily; a bad URL fails here, an unreachable server on use.
-pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+fn pool(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     pool_options(cfg.max_connections, Duration::from_secs(10)).connect_lazy(&cfg.url)
 }
 
@@ -26,7 +26,7 @@ pub const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 /// API's per-request database traffic, measured in `bench/api.rs`). Here only a connection that
 /// sat idle for [`IDLE_PING_AFTER`] is pinged; a broken one is discarded and the pool hands out
 /// another.
-pub fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+pub(crate) fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)

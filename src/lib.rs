@@ -22,12 +22,12 @@
 //! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
 //!   (projections rebuilt into a fresh schema and swapped in), `as-of` and the admin time-travel
 //!   route.
-//! - [`web`]: serves the dashboard built from `web/` (user sessions and history, admin security
+//! - `web`: serves the dashboard built from `web/` (user sessions and history, admin security
 //!   monitoring) under `/ui/`; it talks only to the public query API.
 //! - [`app`]: the composition root, [`app::Application::build`], used by `serve`, the tests and
 //!   the benchmarks.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
-//!   [`telemetry`]: logging and metrics set-up; [`signal`]: shutdown signals and grace.
+//!   [`telemetry`]: logging and metrics set-up; `signal`: shutdown signals and grace.
 //!
 //! `src/main.rs` only calls [`cli::main`].
 
@@ -48,10 +48,10 @@ pub mod kafka;
 pub mod projector;
 pub mod replay;
 pub mod server;
-pub mod signal;
+mod signal;
 pub mod simulate;
 pub mod telemetry;
-pub mod web;
+mod web;
 
 pub use authtrail_events as events;
 pub use config::Config;

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -24,7 +24,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Set once Ctrl-C or SIGTERM arrived.
-pub fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+pub(crate) fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -34,7 +34,7 @@ pub fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
 }
 
 /// Resolves once `stop` is set.
-pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
@@ -42,7 +42,7 @@ pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 /// drain, the projector commits the batch in hand), then exits the process anyway. A broker or
 /// database that is gone must not hold a stopping process: nothing is lost by leaving, since a
 /// batch that did not commit is applied again by the next worker.
-pub async fn finish_within<T>(
+pub(crate) async fn finish_within<T>(
     grace: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
     work: impl Future<Output = T>,

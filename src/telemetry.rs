@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` overrides `log.filter`. Safe to call twice.
-pub fn init_logging(cfg: &LogConfig) {
+pub(crate) fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));

@@ -106,6 +106,16 @@ impl OtpOutcome {
     }
 }
 
+/// A successful login as its phases see it: the event, its data, the user, the client and why
+/// it is suspicious (judged before the login changed anything).
+struct Login<'a> {
+    event: &'a Event,
+    d: &'a LoginSucceeded,
+    user: &'a str,
+    ctx: &'a Context<'a>,
+    reason: Option<String>,
+}
+
 /// Where and on what an event happened, as far as it says.
 #[derive(Default, Clone, Copy)]
 struct Context<'a>(ClientRef<'a>);
@@ -266,9 +276,16 @@ impl<'r> Fold<'r> {
         let ctx = Context::of(event);
         let reason = self.login_suspicion(event, &user, &ctx);
         self.make_room(event, &user, d.session_id.as_str(), &ctx);
-        self.open_session(event, d, &user, &ctx, reason.clone());
-        self.record_login(event, d, &user, &ctx, reason.clone());
-        self.login_security_events(event, d, &user, &ctx, reason);
+        let login = Login {
+            event,
+            d,
+            user: &user,
+            ctx: &ctx,
+            reason,
+        };
+        self.open_session(&login);
+        self.record_login(&login);
+        self.login_security_events(login);
     }
 
     /// Why a successful login is suspicious, if it is (the reasons joined by `; `), judged on
@@ -339,14 +356,9 @@ impl<'r> Fold<'r> {
 
     /// Opens the login's session in the state; a session known from earlier events keeps what
     /// happened to it ([`keep_history`]).
-    fn open_session(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        ctx: &Context,
-        reason: Option<String>,
-    ) {
+    fn open_session(&mut self, login: &Login<'_>) {
+        let (event, d, user, ctx) = (login.event, login.d, login.user, login.ctx);
+        let reason = login.reason.clone();
         let t = event.time;
         let sid = d.session_id.as_str().to_owned();
         let trusted = d.device_id.as_ref().is_some_and(|dev| {
@@ -401,14 +413,9 @@ impl<'r> Fold<'r> {
     }
 
     /// The login's history row, the user's profile and countries, and the day's statistics.
-    fn record_login(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        ctx: &Context,
-        reason: Option<String>,
-    ) {
+    fn record_login(&mut self, login: &Login<'_>) {
+        let (event, d, user, ctx) = (login.event, login.d, login.user, login.ctx);
+        let reason = login.reason.clone();
         let t = event.time;
         let suspicious = reason.is_some();
         self.changes.login_history.push(LoginAttempt {
@@ -441,14 +448,14 @@ impl<'r> Fold<'r> {
     }
 
     /// The login's security event, and a second one when it is suspicious.
-    fn login_security_events(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        ctx: &Context,
-        reason: Option<String>,
-    ) {
+    fn login_security_events(&mut self, login: Login<'_>) {
+        let Login {
+            event,
+            d,
+            user,
+            ctx,
+            reason,
+        } = login;
         let who = d.identifier.clone().unwrap_or_else(|| user.to_owned());
         let sid = d.session_id.as_str();
         let super_admin = d

@@ -4,14 +4,14 @@
 
 use super::user_id;
 use crate::replay::asof::user_sessions_at;
-pub use crate::replay::asof::AsOfCache;
+pub(crate) use crate::replay::asof::AsOfCache;
 use crate::server::{AdminUser, Admits, ApiError, AppState, Audit, Budget, Policy, Routes, Target};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use utoipa_axum::routes;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     Routes::new().add(
         Policy::new(
             Admits::Admin,

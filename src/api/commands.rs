@@ -21,29 +21,27 @@ use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-pub use crate::server::audit::SOURCE;
-
 /// `?wait=true`: answer only once the projection shows the command's effect.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct WaitParam {
+pub(crate) struct WaitParam {
     /// Wait (bounded by `api.wait_timeout_ms`) until the projection has applied the appended
     /// event: 200 then, 504 on timeout. Without it the answer is 202 at once.
     #[serde(default)]
-    pub wait: bool,
+    pub(crate) wait: bool,
 }
 
 /// Where a command's event landed in the log.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CommandAccepted {
+pub(crate) struct CommandAccepted {
     /// The appended event's id.
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub partition: i32,
-    pub offset: i64,
+    event_id: Uuid,
+    event_type: String,
+    partition: i32,
+    offset: i64,
     /// True when the answer waited for the projection (`?wait=true`) and it has applied the event.
-    pub projected: bool,
+    projected: bool,
 }
 
 impl IntoResponse for CommandAccepted {
@@ -63,7 +61,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// A `session.revoked` event about `user`'s sessions.
-pub fn revoke(
+pub(crate) fn revoke(
     user: &str,
     scope: RevokeScope,
     session_id: Option<&str>,
@@ -85,7 +83,7 @@ pub fn revoke(
 }
 
 /// A `security_event.reviewed` event.
-pub fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -> Event {
+pub(crate) fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -> Event {
     event(
         subject,
         EventData::SecurityEventReviewed(SecurityEventReviewed {
@@ -98,7 +96,7 @@ pub fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -> Event
 impl Api {
     /// Appends `events` in order (one `subject` keeps them in one partition, in order); the
     /// answer names the first. With `wait`, waits for the projection to pass all of them.
-    pub async fn command(
+    pub(crate) async fn command(
         &self,
         events: Vec<Event>,
         wait: bool,
@@ -139,7 +137,7 @@ impl Api {
     }
 
     /// Whether the projection has passed every appended position.
-    pub async fn projected_past(&self, appended: &[Appended]) -> Result<bool, ApiError> {
+    async fn projected_past(&self, appended: &[Appended]) -> Result<bool, ApiError> {
         let partitions: Vec<i32> = appended.iter().map(|a| a.partition).collect();
         let offsets: Vec<i64> = appended.iter().map(|a| a.offset).collect();
         let passed: i64 = sqlx::query_scalar(
@@ -157,7 +155,7 @@ impl Api {
     }
 
     /// Waits until the projection has passed every appended position; false on timeout.
-    pub async fn wait_projected(
+    async fn wait_projected(
         &self,
         appended: &[Appended],
         timeout: Duration,

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     Routes::new()
         .add(
             Policy::new(Admits::Person, Budget::Read, Audit::No),
@@ -41,25 +41,25 @@ pub fn routes() -> Routes {
 
 /// One login attempt.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
-pub struct LoginAttemptView {
-    pub id: Uuid,
+struct LoginAttemptView {
+    id: Uuid,
     /// The account, when known (a failed login of an unknown identifier has none).
-    pub user_id: Option<String>,
-    pub identifier: Option<String>,
-    pub success: bool,
-    pub login_method: Option<String>,
-    pub failure_reason: Option<String>,
+    user_id: Option<String>,
+    identifier: Option<String>,
+    success: bool,
+    login_method: Option<String>,
+    failure_reason: Option<String>,
     /// Device and place (the projection's own shape).
     #[serde(flatten)]
     #[sqlx(flatten)]
-    pub client: Client,
-    pub otp_required: bool,
-    pub otp_verified: bool,
-    pub suspicious: bool,
-    pub suspicious_reason: Option<String>,
+    client: Client,
+    otp_required: bool,
+    otp_verified: bool,
+    suspicious: bool,
+    suspicious_reason: Option<String>,
     /// The session a successful login opened.
-    pub session_id: Option<String>,
-    pub attempted_at: DateTime<Utc>,
+    session_id: Option<String>,
+    attempted_at: DateTime<Utc>,
 }
 
 const SELECT: &str = "SELECT id, user_id, identifier, success, login_method, failure_reason, \
@@ -124,13 +124,13 @@ async fn list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct MineQuery {
+struct MineQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     /// `next_cursor` of the previous page.
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 /// My login attempts (successful and failed), newest first.
@@ -157,26 +157,26 @@ async fn list_mine(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AdminQuery {
+struct AdminQuery {
     /// Only this user's attempts.
-    pub user: Option<String>,
+    user: Option<String>,
     /// Only attempts with this identifier (case-insensitive), e.g. an email.
-    pub identifier: Option<String>,
+    identifier: Option<String>,
     /// Only successful (`true`) or failed (`false`) attempts.
-    pub success: Option<bool>,
+    success: Option<bool>,
     /// Only attempts from this IP address.
     #[param(schema_with = super::params::ip_address)]
-    pub ip: Option<String>,
+    ip: Option<String>,
     /// Only suspicious (`true`) or unsuspicious (`false`) attempts.
-    pub suspicious: Option<bool>,
+    suspicious: Option<bool>,
     /// At or after this instant (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
     /// Before this instant (RFC 3339); at or before `since`, the page is empty.
-    pub until: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 /// Login attempts of every user, filtered (admin).
@@ -212,13 +212,13 @@ async fn admin_list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct SuspiciousQuery {
+struct SuspiciousQuery {
     /// At or after this instant (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 /// Login attempts flagged suspicious (repeated failures, new country), newest first (admin).

@@ -16,7 +16,7 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     Routes::new().add(
         Policy::new(Admits::Service, Budget::Read, Audit::No),
         routes!(introspect),
@@ -26,52 +26,52 @@ pub fn routes() -> Routes {
 /// The session to check.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IntrospectRequest {
-    pub session_id: String,
+struct IntrospectRequest {
+    session_id: String,
 }
 
 /// The answer: exactly `{"active": false}`, or `"active": true` with the session's facts.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum Introspection {
+enum Introspection {
     Active(Active),
     Inactive(Inactive),
 }
 
 /// An active session.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Active {
+struct Active {
     /// Always `true`.
-    pub active: bool,
+    active: bool,
     #[serde(flatten)]
-    pub session: ActiveSession,
+    session: ActiveSession,
 }
 
 /// Anything else — unknown, expired, idle, revoked, logged out — says nothing more.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Inactive {
+struct Inactive {
     /// Always `false`.
-    pub active: bool,
+    active: bool,
 }
 
 const INACTIVE: Introspection = Introspection::Inactive(Inactive { active: false });
 
 /// What the auth service needs to know about an active session.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct ActiveSession {
-    pub session_id: String,
+struct ActiveSession {
+    session_id: String,
     /// The user (`sub`).
-    pub user: String,
+    user: String,
     /// When the session stops being active without further events: the earliest of the
     /// credentials' expiry, the absolute and the idle expiry.
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub last_activity_at: DateTime<Utc>,
-    pub login_method: Option<String>,
-    pub roles: Vec<String>,
-    pub trusted_device: bool,
-    pub suspicious: bool,
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    last_activity_at: DateTime<Utc>,
+    login_method: Option<String>,
+    roles: Vec<String>,
+    trusted_device: bool,
+    suspicious: bool,
 }
 
 /// Check whether a session is active now (role `service`).

@@ -2,33 +2,33 @@
 //!
 //! It reads the projections and never writes them: every state change it offers (revoke one or
 //! all sessions, force logout, review a security event) is appended to the log as an event whose
-//! `subject` is the affected user, and the projection makes it true ([`commands`]). Every admin
+//! `subject` is the affected user, and the projection makes it true (`commands`). Every admin
 //! read or write is itself appended as an `admin.action` event: each route declares its audit
-//! and rate limit with its [`Policy`](crate::server::Policy).
+//! and rate limit with its `Policy`.
 //!
 //! Layout: one module per feature, each with its handlers and its SQL —
-//! [`sessions`] (mine and the admin's), [`history`] (login attempts, suspicious ones),
-//! [`security`] (security events, reviews), [`stats`] (dashboards), [`introspect`] (the auth
-//! service's `validateSession`), [`stream`] (SSE of newly projected security events),
-//! [`asof`] (one user's sessions as they were at a time, folded from the log). Shared:
-//! [`pagination`] (opaque keyset cursors), [`openapi`] (the document and Swagger UI). Callers,
+//! `sessions` (mine and the admin's), `history` (login attempts, suspicious ones),
+//! `security` (security events, reviews), `stats` (dashboards), `introspect` (the auth
+//! service's `validateSession`), `stream` (SSE of newly projected security events),
+//! `asof` (one user's sessions as they were at a time, folded from the log). Shared:
+//! [`pagination`] (opaque keyset cursors), `openapi` (the document and Swagger UI). Callers,
 //! limits, audit and errors are the server layer's ([`crate::server`]).
 //!
 //! Callers: see [`crate::auth`]. User routes take a person's JWT (`user`, `admin`,
 //! `super_admin`); a session id of another user answers 404. Admin routes take `admin` or
 //! `super_admin`. Introspection takes role `service` (or an intake API key).
 
-pub mod asof;
-pub mod commands;
-pub mod history;
-pub mod introspect;
-pub mod openapi;
+mod asof;
+mod commands;
+mod history;
+mod introspect;
+mod openapi;
 pub mod pagination;
-pub mod params;
-pub mod security;
-pub mod sessions;
-pub mod stats;
-pub mod stream;
+mod params;
+mod security;
+mod sessions;
+mod stats;
+mod stream;
 
 use crate::config::Config;
 use crate::kafka::Publisher;
@@ -45,7 +45,7 @@ use tokio::sync::{oneshot, watch};
 
 /// The query API's shared parts. Build with [`Api::new`] inside a Tokio runtime and hand it to
 /// [`router`].
-pub struct Api {
+pub(crate) struct Api {
     config: crate::config::ApiConfig,
     /// A pool of its own: every statement bounded by `api.statement_timeout_ms`, and the
     /// projector's connections are not the API's to take.
@@ -64,7 +64,7 @@ pub struct Api {
 
 impl Api {
     /// Opens the API's pool and starts listening for projected batches.
-    pub fn new(config: &Config, publisher: Arc<Publisher>) -> anyhow::Result<Arc<Api>> {
+    pub(crate) fn new(config: &Config, publisher: Arc<Publisher>) -> anyhow::Result<Arc<Api>> {
         let options = PgConnectOptions::from_str(&config.database.url)?.options([(
             "statement_timeout",
             config.api.statement_timeout_ms.to_string(),
@@ -87,28 +87,28 @@ impl Api {
         }))
     }
 
-    pub fn pool(&self) -> &PgPool {
+    fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    pub fn config(&self) -> &crate::config::ApiConfig {
+    fn config(&self) -> &crate::config::ApiConfig {
         &self.config
     }
 
     /// A receiver that changes after every projected batch (and on [`Api::close`]).
-    pub fn projected(&self) -> watch::Receiver<u64> {
+    fn projected(&self) -> watch::Receiver<u64> {
         self.projected.subscribe()
     }
 
     /// Ends the open event streams (called when the server begins its graceful shutdown, which
     /// would otherwise wait for them forever).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.projected.send_modify(|n| *n += 1);
     }
 
-    pub fn is_closing(&self) -> bool {
+    fn is_closing(&self) -> bool {
         self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
@@ -156,7 +156,7 @@ async fn listen(pool: PgPool, projected: Arc<watch::Sender<u64>>, mut stop: ones
 }
 
 /// The query API for a handler (its router carries it as a request extension).
-pub struct Ctx(pub Arc<Api>);
+struct Ctx(Arc<Api>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
@@ -175,7 +175,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 }
 
 /// Every route of the query API, each with its policy.
-pub fn routes() -> Routes {
+fn routes() -> Routes {
     sessions::routes()
         .merge(history::routes())
         .merge(security::routes())
@@ -187,7 +187,7 @@ pub fn routes() -> Routes {
 
 /// The query API's routes, the OpenAPI document at `/api/v1/openapi.json` and (when
 /// `swagger_ui`) Swagger UI at `/api/v1/docs`.
-pub fn router(api: Arc<Api>, swagger_ui: bool) -> Router<AppState> {
+pub(crate) fn router(api: Arc<Api>, swagger_ui: bool) -> Router<AppState> {
     let (routes, _) = routes().split(openapi::base());
     routes
         .layer(Extension(api))

@@ -10,9 +10,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 /// Where the document is served.
-pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 /// Where Swagger UI is served.
-pub const UI_PATH: &str = "/api/v1/docs";
+const UI_PATH: &str = "/api/v1/docs";
 
 struct Security;
 
@@ -56,18 +56,18 @@ impl Modify for Security {
 struct ApiDoc;
 
 /// The document's frame; the paths come from the routers.
-pub fn base() -> utoipa::openapi::OpenApi {
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
 /// The complete document (built once).
-pub fn document() -> &'static utoipa::openapi::OpenApi {
+fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| super::routes().split(base()).1)
 }
 
 /// `GET /api/v1/openapi.json`, and Swagger UI when enabled.
-pub fn router(swagger_ui: bool) -> Router<AppState> {
+pub(crate) fn router(swagger_ui: bool) -> Router<AppState> {
     if swagger_ui {
         Router::new().merge(
             utoipa_swagger_ui::SwaggerUi::new(UI_PATH).url(DOCUMENT_PATH, document().clone()),

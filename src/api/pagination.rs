@@ -15,9 +15,9 @@ use sqlx::{Postgres, QueryBuilder};
 use utoipa::ToSchema;
 
 /// Rows per page when `limit` is absent.
-pub const DEFAULT_LIMIT: u32 = 50;
+const DEFAULT_LIMIT: u32 = 50;
 /// Most rows per page.
-pub const MAX_LIMIT: u32 = 500;
+pub(crate) const MAX_LIMIT: u32 = 500;
 
 /// A position in a list: the last row's time and key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ impl Cursor {
     }
 
     /// Decodes a cursor of `list`; anything else is a 400.
-    pub fn decode(list: &str, s: &str) -> Result<Cursor, ApiError> {
+    fn decode(list: &str, s: &str) -> Result<Cursor, ApiError> {
         let bad = || {
             ApiError::param(
                 "cursor",
@@ -55,14 +55,18 @@ impl Cursor {
 
 /// The page size and position a list request asked for.
 #[derive(Debug, Clone)]
-pub struct PageRequest {
-    pub limit: u32,
-    pub after: Option<Cursor>,
+pub(crate) struct PageRequest {
+    limit: u32,
+    after: Option<Cursor>,
 }
 
 impl PageRequest {
     /// Validates `limit` (1..=500, default 50) and decodes `cursor` for `list`.
-    pub fn new(list: &str, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        list: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::param(
@@ -79,7 +83,7 @@ impl PageRequest {
 
     /// Appends ` AND <keyset condition> ORDER BY ... LIMIT n+1` for columns `time_col`, `key_col`
     /// (the query must already have a `WHERE`). `key_cast` casts the bound key (e.g. `::uuid`).
-    pub fn push_order(
+    pub(crate) fn push_order(
         &self,
         q: &mut QueryBuilder<'_, Postgres>,
         time_col: &str,
@@ -103,7 +107,7 @@ impl PageRequest {
     }
 
     /// Cuts the extra row fetched and makes the next cursor from the last row kept.
-    pub fn page<T>(
+    pub(crate) fn page<T>(
         &self,
         list: &str,
         mut rows: Vec<T>,
@@ -133,11 +137,11 @@ impl PageRequest {
 
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+    next_cursor: Option<String>,
 }
 
 #[cfg(test)]

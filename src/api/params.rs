@@ -13,7 +13,7 @@ fn one_of(values: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
 }
 
 /// An IPv4 or IPv6 address (`ip` filters).
-pub fn ip_address() -> RefOr<Schema> {
+pub(crate) fn ip_address() -> RefOr<Schema> {
     let format = |f| string().format(Some(SchemaFormat::KnownFormat(f)));
     OneOfBuilder::new()
         .item(format(KnownFormat::Ipv4))
@@ -22,12 +22,12 @@ pub fn ip_address() -> RefOr<Schema> {
 }
 
 /// An ISO 3166-1 alpha-2 country code, either case.
-pub fn country_code() -> RefOr<Schema> {
+pub(crate) fn country_code() -> RefOr<Schema> {
     string().pattern(Some("^[A-Za-z]{2}$")).into()
 }
 
 /// A device class, as the intake derives it.
-pub fn device_type() -> RefOr<Schema> {
+pub(crate) fn device_type() -> RefOr<Schema> {
     one_of(
         authtrail_events::kind::DeviceType::ALL
             .iter()
@@ -36,12 +36,12 @@ pub fn device_type() -> RefOr<Schema> {
 }
 
 /// One type of the security-event taxonomy.
-pub fn security_event_type() -> RefOr<Schema> {
+pub(crate) fn security_event_type() -> RefOr<Schema> {
     one_of(super::security::EVENT_TYPES.iter().copied())
 }
 
 /// An opaque cursor: `next_cursor` of the previous page of the same list (base64url). An empty
 /// value is the first page.
-pub fn cursor() -> RefOr<Schema> {
+pub(crate) fn cursor() -> RefOr<Schema> {
     string().pattern(Some("^[A-Za-z0-9_-]*$")).into()
 }

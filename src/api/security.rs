@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     Routes::new()
         .add(
             Policy::new(
@@ -40,7 +40,7 @@ pub fn routes() -> Routes {
 }
 
 /// The taxonomy of security events.
-pub const EVENT_TYPES: &[&str] = &[
+pub(crate) const EVENT_TYPES: &[&str] = &[
     "login_success",
     "login_failure",
     "otp_sent",
@@ -58,26 +58,26 @@ pub const EVENT_TYPES: &[&str] = &[
 
 /// One security event with its review state.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
-pub struct SecurityEventView {
-    pub id: Uuid,
-    pub user_id: Option<String>,
+pub(crate) struct SecurityEventView {
+    pub(crate) id: Uuid,
+    user_id: Option<String>,
     /// One of the taxonomy (`login_failure`, `suspicious_activity`, `admin_action`, ...).
-    pub event_type: String,
+    event_type: String,
     /// `info`, `warning`, `error` or `critical`.
-    pub severity: String,
-    pub description: String,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub device_name: Option<String>,
-    pub location: Option<String>,
+    severity: String,
+    description: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    device_name: Option<String>,
+    location: Option<String>,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    metadata: serde_json::Value,
     /// The log event this security event was derived from.
-    pub source_event_id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub reviewed: bool,
-    pub reviewed_by: Option<String>,
-    pub reviewed_at: Option<DateTime<Utc>>,
+    source_event_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    reviewed: bool,
+    reviewed_by: Option<String>,
+    reviewed_at: Option<DateTime<Utc>>,
 }
 
 pub(crate) const SELECT: &str = "SELECT id, user_id, event_type, severity, description, ip, \
@@ -90,25 +90,25 @@ const LIST: &str = "security_events";
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+struct ListQuery {
     /// `info`, `warning`, `error` or `critical`.
     #[param(inline)]
-    pub severity: Option<Severity>,
+    severity: Option<Severity>,
     /// One event type of the taxonomy.
     #[serde(rename = "type")]
     #[param(rename = "type", schema_with = super::params::security_event_type)]
-    pub event_type: Option<String>,
+    event_type: Option<String>,
     /// Only this user's events.
-    pub user: Option<String>,
+    user: Option<String>,
     /// Only events not yet reviewed.
     #[serde(default)]
-    pub unreviewed_only: bool,
+    unreviewed_only: bool,
     /// At or after this instant (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 async fn list(

@@ -26,7 +26,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     let mine = Policy::new(Admits::Person, Budget::Read, Audit::No);
     let my_command = Policy::new(Admits::Person, Budget::Command, Audit::No);
     let admin_command =
@@ -62,7 +62,7 @@ pub fn routes() -> Routes {
 /// Which sessions a list shows: one status, or `all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StatusFilter {
+enum StatusFilter {
     #[default]
     Active,
     All,
@@ -74,39 +74,39 @@ pub enum StatusFilter {
 
 /// One session as the API shows it.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
-pub struct SessionView {
-    pub session_id: String,
-    pub user_id: String,
+struct SessionView {
+    session_id: String,
+    user_id: String,
     /// Status now: `active`, `expired`, `idle_expired`, `revoked` or `logged_out`.
-    pub status: String,
+    status: String,
     /// True for the session the caller's token belongs to (`sid`).
     #[sqlx(skip)]
-    pub current: bool,
-    pub login_method: Option<String>,
-    pub identifier: Option<String>,
+    current: bool,
+    login_method: Option<String>,
+    identifier: Option<String>,
     /// Device and place (the projection's own shape).
     #[serde(flatten)]
     #[sqlx(flatten)]
-    pub client: Client,
-    pub created_at: DateTime<Utc>,
-    pub last_activity_at: DateTime<Utc>,
+    client: Client,
+    created_at: DateTime<Utc>,
+    last_activity_at: DateTime<Utc>,
     /// When the current credentials expire (each refresh extends it).
-    pub expires_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
     /// No refresh extends the session past this (absolute timeout).
-    pub absolute_expires_at: DateTime<Utc>,
+    absolute_expires_at: DateTime<Utc>,
     /// Without activity the session ends here (idle timeout).
-    pub idle_expires_at: DateTime<Utc>,
-    pub refresh_count: i32,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub revoked_reason: Option<String>,
-    pub revoked_by: Option<String>,
-    pub logged_out_at: Option<DateTime<Utc>>,
+    idle_expires_at: DateTime<Utc>,
+    refresh_count: i32,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_reason: Option<String>,
+    revoked_by: Option<String>,
+    logged_out_at: Option<DateTime<Utc>>,
     /// Whether the device is trusted now (falls back to the flag recorded at login).
-    pub trusted_device: bool,
-    pub otp_required: bool,
-    pub otp_verified: bool,
-    pub suspicious: bool,
-    pub suspicious_reason: Option<String>,
+    trusted_device: bool,
+    otp_required: bool,
+    otp_verified: bool,
+    suspicious: bool,
+    suspicious_reason: Option<String>,
 }
 
 const SELECT: &str = "SELECT s.session_id, s.user_id, session_status(s, now()) AS status, \
@@ -206,17 +206,17 @@ fn not_active(s: &SessionView) -> ApiError {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct MineQuery {
+struct MineQuery {
     /// `active` (default), `all`, or one status.
     #[serde(default)]
     #[param(inline)]
-    pub status: StatusFilter,
+    status: StatusFilter,
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     /// `next_cursor` of the previous page.
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 /// My sessions, newest first; `current` marks the one my token belongs to.
@@ -296,13 +296,13 @@ async fn revoke_one_of_mine(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct RevokeMineQuery {
+struct RevokeMineQuery {
     /// Also end the session this token belongs to (default: keep it).
     #[serde(default)]
-    pub include_current: bool,
+    include_current: bool,
     /// See `wait` on the other commands.
     #[serde(default)]
-    pub wait: bool,
+    wait: bool,
 }
 
 /// Revoke all my sessions except the current one (`sid`), or all with `include_current=true`:
@@ -347,28 +347,28 @@ async fn revoke_mine(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AdminQuery {
+struct AdminQuery {
     /// Only this user's sessions.
-    pub user: Option<String>,
+    user: Option<String>,
     /// `active` (default), `all`, or one status.
     #[serde(default)]
     #[param(inline)]
-    pub status: StatusFilter,
+    status: StatusFilter,
     /// Only sessions from this IP address.
     #[param(schema_with = super::params::ip_address)]
-    pub ip: Option<String>,
+    ip: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
     #[param(schema_with = super::params::country_code)]
-    pub country: Option<String>,
+    country: Option<String>,
     /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
     #[param(schema_with = super::params::device_type)]
-    pub device_type: Option<String>,
+    device_type: Option<String>,
     /// Only sessions created at or after this instant (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 fn check_admin_filters(q: &AdminQuery) -> Result<(), ApiError> {
@@ -420,14 +420,14 @@ async fn admin_list(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AdminUserQuery {
+struct AdminUserQuery {
     /// `all` (default here), `active`, or one status.
     #[param(inline)]
-    pub status: Option<StatusFilter>,
+    status: Option<StatusFilter>,
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
     #[param(schema_with = super::params::cursor)]
-    pub cursor: Option<String>,
+    cursor: Option<String>,
 }
 
 /// One user's sessions, every status by default (admin).

@@ -12,7 +12,7 @@ use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     let audited = |action| {
         Policy::new(
             Admits::Admin,
@@ -28,16 +28,16 @@ pub fn routes() -> Routes {
 }
 
 /// Longest window (days).
-pub const MAX_DAYS: u32 = 366;
+const MAX_DAYS: u32 = 366;
 
 /// The window of a statistic.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DaysQuery {
+struct DaysQuery {
     /// Whole UTC days ending today, 1 to 366 (default 7).
     #[param(minimum = 1, maximum = 366)]
-    pub days: Option<u32>,
+    days: Option<u32>,
 }
 
 fn days(d: Option<u32>) -> Result<i32, ApiError> {
@@ -56,25 +56,25 @@ const WINDOW_START: &str = "((now() AT TIME ZONE 'UTC')::date - ($1::int - 1))";
 
 /// Counts of one day.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct DayCounts {
-    pub day: NaiveDate,
-    pub total: i64,
-    pub successful: i64,
-    pub failed: i64,
-    pub suspicious: i64,
+struct DayCounts {
+    day: NaiveDate,
+    total: i64,
+    successful: i64,
+    failed: i64,
+    suspicious: i64,
 }
 
 /// Login statistics over a window.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LoginStats {
-    pub days: i32,
-    pub since: NaiveDate,
-    pub total: i64,
-    pub successful: i64,
-    pub failed: i64,
-    pub suspicious: i64,
+struct LoginStats {
+    days: i32,
+    since: NaiveDate,
+    total: i64,
+    successful: i64,
+    failed: i64,
+    suspicious: i64,
     /// Every day of the window, oldest first (days without logins count zero).
-    pub per_day: Vec<DayCounts>,
+    per_day: Vec<DayCounts>,
 }
 
 /// Logins per day: total, successful, failed, suspicious (admin).
@@ -118,22 +118,22 @@ async fn logins(
 
 /// Counts of one group (a country or a device type) over the window.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct GroupCounts {
+struct GroupCounts {
     /// The country code or device type; absent when unknown.
-    pub key: Option<String>,
-    pub total: i64,
-    pub successful: i64,
-    pub failed: i64,
-    pub suspicious: i64,
+    key: Option<String>,
+    total: i64,
+    successful: i64,
+    failed: i64,
+    suspicious: i64,
 }
 
 /// Counts per group, most logins first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct GroupStats {
-    pub days: i32,
+struct GroupStats {
+    days: i32,
     /// `country_code` or `device_type`.
-    pub group_by: String,
-    pub groups: Vec<GroupCounts>,
+    group_by: String,
+    groups: Vec<GroupCounts>,
 }
 
 async fn grouped(
@@ -194,30 +194,30 @@ async fn devices(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TopQuery {
+struct TopQuery {
     /// Whole UTC days ending today, 1 to 366 (default 7).
     #[param(minimum = 1, maximum = 366)]
-    pub days: Option<u32>,
+    days: Option<u32>,
     /// How many addresses, 1 to 500 (default 10).
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
+    limit: Option<u32>,
 }
 
 /// One address and its failed logins.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
-pub struct FailingIp {
-    pub ip: String,
-    pub failures: i64,
+struct FailingIp {
+    ip: String,
+    failures: i64,
     /// Distinct accounts (or identifiers, for unknown users) tried from it.
-    pub accounts: i64,
-    pub last_failure_at: DateTime<Utc>,
+    accounts: i64,
+    last_failure_at: DateTime<Utc>,
 }
 
 /// The ranking.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TopFailingIps {
-    pub days: i32,
-    pub ips: Vec<FailingIp>,
+struct TopFailingIps {
+    days: i32,
+    ips: Vec<FailingIp>,
 }
 
 /// Addresses with the most failed logins in the window, most first (admin).

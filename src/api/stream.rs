@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::routes;
 
-pub fn routes() -> Routes {
+pub(crate) fn routes() -> Routes {
     Routes::new().add(
         Policy::new(
             Admits::Admin,

@@ -7,20 +7,20 @@ use crate::config::AuthConfig;
 
 /// What a minted token says.
 #[derive(Debug, Clone)]
-pub struct DevToken {
+pub(crate) struct DevToken {
     /// `sub`: the user (or service) id.
-    pub sub: String,
+    pub(crate) sub: String,
     /// `role`: user, admin, super_admin or service.
-    pub role: String,
+    pub(crate) role: String,
     /// `sid`: the caller's current session id.
-    pub sid: Option<String>,
+    pub(crate) sid: Option<String>,
     /// Lifetime in seconds (`exp` = now + ttl).
-    pub ttl: u64,
+    pub(crate) ttl: u64,
 }
 
 /// Mints an HS256 JWT with `sub`, `role`, optional `sid`, `iat`, `nbf`, `exp`, and the
 /// configured `iss`/`aud`. Refuses roles the verifier would not accept and a missing secret.
-pub fn mint(auth: &AuthConfig, token: &DevToken) -> anyhow::Result<String> {
+pub(crate) fn mint(auth: &AuthConfig, token: &DevToken) -> anyhow::Result<String> {
     if auth.jwt_hs256_secret.len() < 32 {
         anyhow::bail!("auth.jwt_hs256_secret is not set (at least 32 bytes): nothing to sign with");
     }

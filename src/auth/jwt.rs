@@ -23,7 +23,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Admin => "admin",
@@ -33,7 +33,7 @@ impl Role {
     }
 
     /// `admin` or `super_admin`.
-    pub fn is_admin(self) -> bool {
+    pub(crate) fn is_admin(self) -> bool {
         matches!(self, Role::Admin | Role::SuperAdmin)
     }
 }
@@ -46,22 +46,22 @@ impl fmt::Display for Role {
 
 /// The claims authtrail reads. Unknown claims are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// The user (or service) id.
-    pub sub: String,
+    pub(crate) sub: String,
     /// The caller's current session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    pub role: Role,
-    pub exp: u64,
+    pub(crate) sid: Option<String>,
+    pub(crate) role: Role,
+    pub(crate) exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
+    pub(crate) nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
+    pub(crate) iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
+    pub(crate) iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<serde_json::Value>,
+    pub(crate) aud: Option<serde_json::Value>,
 }
 
 /// Why a JWT was refused. For logs and tests only: callers get a generic 401.
@@ -81,8 +81,8 @@ pub enum JwtError {
 #[derive(Debug, thiserror::Error)]
 #[error("auth.{key}: {reason}")]
 pub struct JwtConfigError {
-    pub key: &'static str,
-    pub reason: String,
+    key: &'static str,
+    reason: String,
 }
 
 fn config_error(key: &'static str, reason: impl Into<String>) -> JwtConfigError {
@@ -112,7 +112,7 @@ impl fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// Builds the allow-list from configuration. An allowed algorithm without its key is an error,
     /// except HS256 in the default configuration (no secret = no JWTs accepted).
-    pub fn from_config(cfg: &AuthConfig) -> Result<Self, JwtConfigError> {
+    pub(crate) fn from_config(cfg: &AuthConfig) -> Result<Self, JwtConfigError> {
         if cfg.jwt_leeway_secs > 30 {
             return Err(config_error("jwt_leeway_secs", "must be at most 30"));
         }
@@ -185,12 +185,12 @@ impl JwtVerifier {
     }
 
     /// Whether any algorithm can verify (false: every JWT is refused).
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.keys.is_empty()
     }
 
     /// Verifies signature and claims; returns the claims of a valid token.
-    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Claims, JwtError> {
         let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
         let (key, validation) = self
             .keys

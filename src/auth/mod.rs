@@ -7,12 +7,13 @@
 //! - `Authorization: Bearer <token>` — a JWT (see [`jwt`] for the rules). A bearer value that is
 //!   not shaped like a JWT is tried as an API key, for clients that can only send bearer tokens.
 //!
-//! [`dev_token`] mints HS256 tokens for demos and tests.
+//! `dev_token` mints HS256 tokens for demos and tests.
 
-pub mod dev_token;
+pub(crate) mod dev_token;
 pub mod jwt;
 
-pub use jwt::{Claims, JwtError, JwtVerifier, Role};
+pub(crate) use jwt::Claims;
+pub use jwt::{JwtError, JwtVerifier, Role};
 
 use crate::config::AuthConfig;
 use axum::http::header;
@@ -53,7 +54,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing_credentials",
             AuthError::UnknownApiKey => "unknown_api_key",
@@ -121,12 +122,8 @@ impl Verifier {
         self.jwt.enabled() || !self.api_key_hashes.is_empty()
     }
 
-    pub fn jwt(&self) -> &JwtVerifier {
-        &self.jwt
-    }
-
     /// Checks an API key against every configured hash, without early exit.
-    pub fn verify_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+    fn verify_api_key(&self, key: &str) -> Result<Caller, AuthError> {
         let presented: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = subtle::Choice::from(0u8);
         for h in &self.api_key_hashes {

@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 
 /// The intake's routes. Any service credential may publish; the cost of a request is bounded
 /// by the body and batch limits, not by a per-caller rate.
-pub fn router(intake: Arc<Intake>) -> Router<AppState> {
+pub(crate) fn router(intake: Arc<Intake>) -> Router<AppState> {
     let publish = Policy::new(Admits::Service, Budget::Unlimited, Audit::No);
     let (router, _) = Routes::new()
         .add(publish, routes!(post_events))
@@ -37,10 +37,10 @@ pub fn router(intake: Arc<Intake>) -> Router<AppState> {
 
 /// The answer to an accepted request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Accepted {
-    pub accepted: usize,
+struct Accepted {
+    accepted: usize,
     #[schema(value_type = Vec<Object>)]
-    pub events: Vec<Appended>,
+    events: Vec<Appended>,
 }
 
 fn count_request(outcome: &'static str) {

@@ -1,13 +1,13 @@
 //! The intake: events in (HTTP, `authtrail publish`, the simulator), validated by the contract,
 //! enriched, appended through the [`Publisher`].
 //!
-//! - [`decode`]: a request body and its media type → events, all-or-nothing (pure, no I/O).
+//! - `decode`: a request body and its media type → events, all-or-nothing (pure, no I/O).
 //! - [`Intake::submit`]: enrich and append; resolves after the broker acknowledged every event.
 //! - [`enrich`]: GeoIP and user-agent enrichment.
-//! - [`http`]: `POST /v1/events`.
+//! - `http`: `POST /v1/events`.
 
 pub mod enrich;
-pub mod http;
+pub(crate) mod http;
 
 use crate::config::IngestConfig;
 use crate::kafka::{Appended, PublishError, Publisher};
@@ -21,17 +21,17 @@ use std::sync::Arc;
 pub use enrich::Enricher;
 
 /// Single event: `application/cloudevents+json` (CloudEvents structured mode).
-pub const CE_JSON: &str = "application/cloudevents+json";
+const CE_JSON: &str = "application/cloudevents+json";
 /// Batch: a JSON array of events (CloudEvents batched mode).
 pub const CE_BATCH: &str = "application/cloudevents-batch+json";
 /// Batch: one event per line.
-pub const NDJSON: &str = "application/x-ndjson";
+const NDJSON: &str = "application/x-ndjson";
 
 /// Size limits of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_batch_events: usize,
+    max_body_bytes: usize,
+    max_batch_events: usize,
 }
 
 impl From<&IngestConfig> for Limits {
@@ -45,14 +45,14 @@ impl From<&IngestConfig> for Limits {
 
 /// How a body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+enum Framing {
     Single,
     JsonBatch,
     Ndjson,
 }
 
 /// The framing of a `Content-Type` value, or a 415 naming the accepted types.
-pub fn framing(content_type: Option<&str>) -> Result<Framing, ApiError> {
+fn framing(content_type: Option<&str>) -> Result<Framing, ApiError> {
     let unsupported = |got: &str| {
         ApiError::UnsupportedMediaType {
         detail: format!(
@@ -86,24 +86,24 @@ pub fn framing(content_type: Option<&str>) -> Result<Framing, ApiError> {
 
 /// One refused event of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventError {
+struct EventError {
     /// 0-based position in the batch (NDJSON: among non-blank lines).
-    pub index: usize,
+    index: usize,
     /// NDJSON only: 1-based line number.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    pub field: String,
-    pub reason: String,
+    line: Option<usize>,
+    field: String,
+    reason: String,
     /// The event's `type` when it named a known one (for metrics).
     #[serde(skip)]
-    pub event_type: Option<EventType>,
+    event_type: Option<EventType>,
 }
 
 /// At most this many per-event errors are listed in one problem body.
-pub const MAX_LISTED_ERRORS: usize = 100;
+const MAX_LISTED_ERRORS: usize = 100;
 
 /// 413 with the limit that was exceeded.
-pub fn too_large(what: &str, limit: usize, unit: &'static str) -> ApiError {
+fn too_large(what: &str, limit: usize, unit: &'static str) -> ApiError {
     ApiError::TooLarge {
         what: what.to_owned(),
         limit,
@@ -117,7 +117,7 @@ fn bad_body(detail: impl Into<String>) -> ApiError {
 
 /// Splits and validates a body. All-or-nothing: any invalid event gives a 400 listing every
 /// invalid event by index, field and reason (the reasons of [`authtrail_events::parse`]).
-pub fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, ApiError> {
+fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(too_large("request body", limits.max_body_bytes, "bytes"));
     }
@@ -246,7 +246,7 @@ pub struct Intake {
 
 impl Intake {
     /// Publisher, enricher and limits from configuration (does not contact the broker).
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+    pub(crate) fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
         let publisher = Arc::new(Publisher::new(&config.kafka)?);
         let enricher = Arc::new(Enricher::from_config(&config.ingest)?);
         Ok(Intake::new(
@@ -264,21 +264,21 @@ impl Intake {
         }
     }
 
-    pub fn limits(&self) -> Limits {
+    fn limits(&self) -> Limits {
         self.limits
     }
 
-    pub fn enricher(&self) -> &Arc<Enricher> {
+    pub(crate) fn enricher(&self) -> &Arc<Enricher> {
         &self.enricher
     }
 
-    pub fn publisher(&self) -> &Arc<Publisher> {
+    pub(crate) fn publisher(&self) -> &Arc<Publisher> {
         &self.publisher
     }
 
     /// Enriches `events` in place. Parsing user agents is CPU work: on a multi-threaded runtime
     /// it runs as blocking work, so other requests keep being served.
-    pub fn enrich(&self, events: &mut [Event]) {
+    fn enrich(&self, events: &mut [Event]) {
         use tokio::runtime::{Handle, RuntimeFlavor};
         match Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(RuntimeFlavor::MultiThread) => {

@@ -7,14 +7,15 @@ mod publisher;
 mod topic;
 
 pub use publisher::{Appended, PublishError, Publisher, CONTENT_TYPE};
-pub use topic::{ensure_topic, topic_partitions, TopicError};
+pub(crate) use topic::topic_partitions;
+pub use topic::{ensure_topic, TopicError};
 
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;
 
 /// Settings shared by every client; `kafka.properties` are applied last, so operators can
 /// override anything (security, timeouts) without a code change.
-pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("client.id", &cfg.client_id);
@@ -45,7 +46,7 @@ fn apply_properties(c: &mut ClientConfig, cfg: &KafkaConfig) {
 }
 
 /// Admin and metadata clients.
-pub fn admin_config(cfg: &KafkaConfig) -> ClientConfig {
+pub(crate) fn admin_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = client_config(cfg);
     apply_properties(&mut c, cfg);
     c

@@ -57,10 +57,6 @@ impl Publisher {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Appends one event.
     pub async fn publish(&self, event: &Event) -> Result<Appended, PublishError> {
         let mut out = self.publish_all(std::slice::from_ref(event)).await?;
@@ -118,7 +114,7 @@ impl Publisher {
     }
 
     /// Waits until everything queued has been delivered (used at shutdown).
-    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
     }
 }

@@ -75,7 +75,7 @@ async fn wait_for_partitions(cfg: &KafkaConfig, limit: Duration) -> Result<i32, 
 }
 
 /// The partition count of `kafka.topic`, or `None` when the broker does not know the topic.
-pub async fn topic_partitions(cfg: &KafkaConfig) -> Result<Option<i32>, TopicError> {
+pub(crate) async fn topic_partitions(cfg: &KafkaConfig) -> Result<Option<i32>, TopicError> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let consumer: rdkafka::consumer::BaseConsumer = admin_config(&cfg).create()?;

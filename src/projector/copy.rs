@@ -28,7 +28,7 @@ enum Kind {
 
 /// How [`copy_rows`]'s own refusals begin (an `sqlx::Error::Protocol` message), so callers
 /// can tell rows that cannot be encoded from a broken connection.
-pub const ENCODING_ERROR: &str = "cannot encode rows";
+pub(crate) const ENCODING_ERROR: &str = "cannot encode rows";
 
 /// COPY data is handed to the server in pieces of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -79,7 +79,7 @@ fn refused(table: &str, e: impl fmt::Display) -> sqlx::Error {
 /// whose fields are columns of `table`, the same fields in the same order for every row;
 /// columns no row names keep their defaults. A row that cannot be encoded aborts the `COPY`
 /// (the transaction is then failed) with an error that [`ENCODING_ERROR`] starts.
-pub async fn copy_rows<T: Serialize>(
+pub(crate) async fn copy_rows<T: Serialize>(
     conn: &mut PgConnection,
     table: &str,
     rows: impl IntoIterator<Item = T>,

@@ -14,7 +14,8 @@ mod copy;
 pub mod sink;
 
 pub use authtrail_projections::Cache;
-pub use sink::{apply_batch, LogMessage, Outcome, Phases};
+pub(crate) use sink::Outcome;
+pub use sink::{apply_batch, LogMessage, Phases};
 
 use sink::Gap;
 

@@ -57,20 +57,20 @@ impl<M: rdkafka::Message> From<&M> for LogMessage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Events folded into the tables.
-    pub projected: usize,
+    pub(crate) projected: usize,
     /// Events whose id was already projected.
-    pub duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Messages sent to `dead_letters`.
-    pub dead_letters: usize,
+    pub(crate) dead_letters: usize,
     /// Messages below their partition's checkpoint (applied before).
-    pub already_applied: usize,
+    already_applied: usize,
     /// Where the batch started beyond the checkpoint: the consumer must seek back, unless the
     /// missing offsets are not data. Nothing of those partitions was applied.
     pub gaps: Vec<Gap>,
     /// The new checkpoint (next offset) of every partition advanced.
-    pub advanced: Vec<Position>,
+    pub(crate) advanced: Vec<Position>,
     /// Security events written, for live feeds.
-    pub security_events: Vec<Uuid>,
+    security_events: Vec<Uuid>,
     /// Where the batch's time went, phase by phase (for metrics and the benchmark).
     pub phases: Phases,
 }
@@ -79,12 +79,12 @@ pub struct Outcome {
 /// `expected..first` were not received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
-    pub topic: String,
-    pub partition: i32,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
     /// Where the partition continues: its checkpoint, or its floor if greater.
-    pub expected: i64,
+    pub(crate) expected: i64,
     /// The first offset received.
-    pub first: i64,
+    pub(crate) first: i64,
 }
 
 impl Gap {
@@ -107,17 +107,17 @@ impl Gap {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Phases {
     /// Locking checkpoints and sorting out what is new.
-    pub checkpoint: Duration,
+    checkpoint: Duration,
     /// Parsing and dead-lettering.
-    pub parse: Duration,
+    parse: Duration,
     /// Dropping events already projected, recording the new ones.
-    pub dedupe: Duration,
+    dedupe: Duration,
     /// Loading the state slice.
-    pub load: Duration,
+    load: Duration,
     /// The pure fold.
-    pub fold: Duration,
+    fold: Duration,
     /// Writing the row changes.
-    pub write: Duration,
+    write: Duration,
 }
 
 impl Phases {

@@ -24,38 +24,38 @@ use std::sync::Arc;
 
 /// `authtrail as-of` arguments.
 #[derive(Debug, Clone, clap::Args)]
-pub struct AsOfArgs {
+pub(crate) struct AsOfArgs {
     /// The instant (RFC 3339, event time): events at or before it are projected.
-    pub time: DateTime<Utc>,
+    time: DateTime<Utc>,
     /// The schema to build into (default `authtrail_asof_<YYYYMMDDhhmmss>` of TIME). An
     /// existing schema is continued (its checkpoints say how far it got).
     #[arg(long)]
-    pub schema: Option<String>,
+    schema: Option<String>,
     /// Messages per transaction (default: `projector.batch_max_messages`).
     #[arg(long)]
-    pub batch: Option<usize>,
+    batch: Option<usize>,
 }
 
 /// What `authtrail as-of` built.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct AsOfSummary {
-    pub schema: String,
-    pub time: String,
+pub(crate) struct AsOfSummary {
+    schema: String,
+    time: String,
     /// Messages read and events projected (event time at or before TIME).
-    pub read: u64,
-    pub projected: u64,
+    read: u64,
+    projected: u64,
     /// Rows per table.
-    pub rows: BTreeMap<String, i64>,
+    rows: BTreeMap<String, i64>,
     /// Sessions by status at TIME.
-    pub sessions_by_status: BTreeMap<String, i64>,
+    sessions_by_status: BTreeMap<String, i64>,
 }
 
-pub fn default_schema(time: DateTime<Utc>) -> String {
+fn default_schema(time: DateTime<Utc>) -> String {
     format!("authtrail_asof_{}", time.format("%Y%m%d%H%M%S"))
 }
 
 /// Runs `authtrail as-of` and prints its summary.
-pub async fn run(config: Config, args: AsOfArgs) -> anyhow::Result<AsOfSummary> {
+pub(crate) async fn run(config: Config, args: AsOfArgs) -> anyhow::Result<AsOfSummary> {
     let pool = crate::db::migrate(&config.database)
         .await
         .context("migrating the database")?;
@@ -73,7 +73,7 @@ pub async fn run(config: Config, args: AsOfArgs) -> anyhow::Result<AsOfSummary> 
 }
 
 /// Builds the projections as of `time` into `schema_name`.
-pub async fn build(
+async fn build(
     config: &Config,
     pool: &PgPool,
     time: DateTime<Utc>,
@@ -161,29 +161,29 @@ pub async fn build(
 
 /// One session as it was at the instant.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SessionAt {
-    pub status: &'static str,
+struct SessionAt {
+    status: &'static str,
     #[serde(flatten)]
-    pub session: Session,
+    session: Session,
 }
 
 /// A user's sessions and trusted devices at an instant.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct UserAt {
-    pub user_id: String,
-    pub as_of: DateTime<Utc>,
+pub(crate) struct UserAt {
+    user_id: String,
+    as_of: DateTime<Utc>,
     /// Where the answer was read up to: `(partition, end offset)`.
-    pub partition: i32,
-    pub end_offset: i64,
-    pub events_folded: usize,
-    pub sessions: Vec<SessionAt>,
-    pub devices: Vec<TrustedDevice>,
+    partition: i32,
+    end_offset: i64,
+    events_folded: usize,
+    sessions: Vec<SessionAt>,
+    devices: Vec<TrustedDevice>,
 }
 
 /// Recent answers keyed by `(user, instant, partition end offset)`: an answer stays valid while
 /// the partition did not grow (a later event could still carry an earlier event time).
 #[derive(Clone)]
-pub struct AsOfCache {
+pub(crate) struct AsOfCache {
     inner: moka::sync::Cache<(String, i64, i64), Arc<UserAt>>,
 }
 
@@ -199,7 +199,7 @@ impl Default for AsOfCache {
 }
 
 /// Answers one user's sessions and devices at `time` from the log alone (cached).
-pub async fn user_sessions_at(
+pub(crate) async fn user_sessions_at(
     kafka: &KafkaConfig,
     rules: &Rules,
     cache: &AsOfCache,

@@ -88,13 +88,13 @@ pub struct ReplayArgs {
 /// Which events to write.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub after: Option<DateTime<Utc>>,
-    pub before: Option<DateTime<Utc>>,
-    pub users: BTreeSet<String>,
-    pub identifiers: BTreeSet<String>,
-    pub types: BTreeSet<String>,
-    pub ips: BTreeSet<String>,
-    pub countries: BTreeSet<String>,
+    after: Option<DateTime<Utc>>,
+    before: Option<DateTime<Utc>>,
+    users: BTreeSet<String>,
+    identifiers: BTreeSet<String>,
+    types: BTreeSet<String>,
+    ips: BTreeSet<String>,
+    countries: BTreeSet<String>,
 }
 
 impl Filter {
@@ -120,7 +120,7 @@ impl Filter {
     }
 
     /// Whether `e` (with its `data` as JSON when [`Filter::needs_data`]) passes.
-    pub fn accepts(&self, e: &Event, data: Option<&Value>) -> bool {
+    fn accepts(&self, e: &Event, data: Option<&Value>) -> bool {
         if self.after.is_some_and(|t| e.time < t) || self.before.is_some_and(|t| e.time >= t) {
             return false;
         }
@@ -215,7 +215,7 @@ pub struct Summary {
     /// Messages read from the log.
     pub read: u64,
     /// Messages that are not valid events (skipped).
-    pub invalid: u64,
+    invalid: u64,
     /// Events written.
     pub written: u64,
     /// Events written per type.
@@ -347,7 +347,7 @@ async fn resolve_bound(
 }
 
 /// Runs `authtrail replay`.
-pub async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<Summary> {
+pub(crate) async fn run(config: Config, args: ReplayArgs) -> anyhow::Result<Summary> {
     let filter = Filter::from_args(&args)?;
     let out: Box<dyn Write> = match args.output.as_deref() {
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),

@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A consumer that reads by assignment only: a group id is set because librdkafka wants one,
 /// but nothing joins a group and nothing is committed.
-pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = admin_config(cfg);
     c.set(
         "group.id",
@@ -100,7 +100,7 @@ pub async fn offsets_for_time(
 /// Turns a broker's offsets-for-times answer into an offset in `[low, high]`: the first offset
 /// with a timestamp at or after the time, or -1 (`End`) when there is none, which is the high
 /// watermark. Answers below the low watermark (retention moved the start) are the start.
-pub fn resolve_answer(answer: Offset, low: i64, high: i64) -> anyhow::Result<i64> {
+fn resolve_answer(answer: Offset, low: i64, high: i64) -> anyhow::Result<i64> {
     Ok(match answer {
         Offset::End | Offset::Invalid => high,
         Offset::Offset(o) if o < 0 => high,
@@ -231,7 +231,7 @@ fn read(
     }
 }
 
-pub use crate::kafka::murmur2_partition;
+pub(crate) use crate::kafka::murmur2_partition;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 //! commits) and builds with the live code: the sink ([`crate::projector::apply_batch`]) into
 //! another schema, or the pure fold in memory.
 
-pub mod asof;
+pub(crate) mod asof;
 pub mod export;
 pub mod log;
 pub mod rebuild;

@@ -43,36 +43,36 @@ use std::time::Instant;
 
 /// `authtrail rebuild` arguments.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RebuildArgs {
+pub(crate) struct RebuildArgs {
     /// Build into this schema (default: resume the newest unfinished `authtrail_rebuild_<n>`,
     /// else create the next one).
     #[arg(long)]
-    pub schema: Option<String>,
+    schema: Option<String>,
     /// Drop the replaced tables (schema `authtrail_old_<ts>`) after the swap.
     #[arg(long)]
-    pub drop_old: bool,
+    drop_old: bool,
     /// Build and catch up, but do not swap.
     #[arg(long)]
-    pub no_swap: bool,
+    no_swap: bool,
     /// Messages per transaction (default: 4 × `projector.batch_max_messages`).
     #[arg(long)]
-    pub batch: Option<usize>,
+    batch: Option<usize>,
     /// No progress bar even on a terminal.
     #[arg(long)]
-    pub no_progress: bool,
+    no_progress: bool,
     /// Transactions in flight at once, each applying its own partitions.
     #[arg(long, default_value_t = 2)]
-    pub workers: usize,
+    workers: usize,
 }
 
 /// One table compared.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Comparison {
     pub table: String,
-    pub old_rows: i64,
-    pub new_rows: i64,
-    pub old_hash: String,
-    pub new_hash: String,
+    old_rows: i64,
+    new_rows: i64,
+    old_hash: String,
+    new_hash: String,
 }
 
 impl Comparison {
@@ -91,7 +91,7 @@ pub struct Report {
     pub dropped_old: bool,
     /// Messages applied by this run (a resumed rebuild counts only its own).
     pub messages: u64,
-    pub seconds: f64,
+    seconds: f64,
     /// How long the swap held the live workers (lock wait, last catch-up, moves; the
     /// comparison runs afterwards on a snapshot).
     pub swap_seconds: f64,
@@ -152,7 +152,7 @@ pub fn default_batch(config: &Config) -> usize {
 }
 
 /// Runs `authtrail rebuild` and prints the report.
-pub async fn run(config: Config, args: RebuildArgs) -> anyhow::Result<Report> {
+pub(crate) async fn run(config: Config, args: RebuildArgs) -> anyhow::Result<Report> {
     let pool = crate::db::migrate(&config.database)
         .await
         .context("migrating the database")?;

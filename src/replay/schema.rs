@@ -78,7 +78,7 @@ pub(crate) async fn prepare(
 }
 
 /// The checkpoints of `projection` on `topic` in the pool's schema.
-pub async fn checkpoints(
+pub(crate) async fn checkpoints(
     pool: &PgPool,
     qualified_table: &str,
     projection: &str,
@@ -190,7 +190,7 @@ pub(crate) async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Resu
 /// `relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`): for a
 /// build whose checkpoints live with its rows, a server crash loses at most the last commits
 /// as a whole, and the build resumes from the checkpoints that survived.
-pub async fn apply(
+pub(crate) async fn apply(
     pool: &PgPool,
     projection: &str,
     rules: &Rules,

@@ -1,7 +1,7 @@
 //! The audit trail of the API itself: every admin read and write is appended to the log as an
 //! `admin.action` event, like any other fact.
 //!
-//! Reads are recorded by the route layer ([`super::routes`]) while the handler runs; the answer
+//! Reads are recorded by the route layer (`super::routes`) while the handler runs; the answer
 //! goes out only once the record is appended (no audit, no data). Commands append their record
 //! together with the command's own events in one publish ([`Audited`]), so the log never holds a
 //! revocation without the admin who made it.
@@ -17,10 +17,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// The `source` of every event the API appends.
-pub const SOURCE: &str = "/authtrail/api";
+const SOURCE: &str = "/authtrail/api";
 
 /// An event the API appends about `subject`.
-pub fn event(subject: &str, data: EventData) -> Event {
+pub(crate) fn event(subject: &str, data: EventData) -> Event {
     Event {
         id: Uuid::new_v4(),
         source: SOURCE.to_owned(),
@@ -31,7 +31,7 @@ pub fn event(subject: &str, data: EventData) -> Event {
 }
 
 /// `s`, or `unknown` when empty (the contract's non-empty strings).
-pub fn non_empty(s: &str) -> NonEmpty {
+pub(crate) fn non_empty(s: &str) -> NonEmpty {
     NonEmpty::try_from(s.to_owned()).unwrap_or_else(|_| {
         NonEmpty::try_from("unknown".to_owned()).expect("a literal is not empty")
     })
@@ -39,7 +39,12 @@ pub fn non_empty(s: &str) -> NonEmpty {
 
 /// An `admin.action` event: `admin` did `action` (about `target`, when one user is concerned).
 /// Its subject is the target user, else the admin.
-pub fn admin_action(admin: &Caller, action: &str, target: Option<&str>, details: Value) -> Event {
+pub(crate) fn admin_action(
+    admin: &Caller,
+    action: &str,
+    target: Option<&str>,
+    details: Value,
+) -> Event {
     let details: Option<Map<String, Value>> = match details {
         Value::Object(m) if !m.is_empty() => Some(m),
         _ => None,
@@ -58,7 +63,7 @@ pub fn admin_action(admin: &Caller, action: &str, target: Option<&str>, details:
 /// The API builds its events directly; they must still pass the contract's parser, or the
 /// projector would set them aside as dead letters. A value from the request that breaks the
 /// contract (an over-long user id, say) is the caller's 400, named by field.
-pub fn check_contract(event: &Event) -> Result<(), ApiError> {
+pub(crate) fn check_contract(event: &Event) -> Result<(), ApiError> {
     authtrail_events::parse(&event.to_json_bytes())
         .map(|_| ())
         .map_err(|e| {
@@ -74,7 +79,7 @@ pub fn check_contract(event: &Event) -> Result<(), ApiError> {
 
 /// The audit record an audited command must append with its events: who, and the action its
 /// route declared. Only the route layer creates one, for a route declared
-/// [`super::routes::Audit::Command`].
+/// `super::routes::Audit::Command`.
 #[derive(Debug, Clone)]
 pub struct Audited {
     pub(crate) caller: Caller,
@@ -88,7 +93,7 @@ impl Audited {
     }
 
     /// The `admin.action` event of this command, about `target`.
-    pub fn event(&self, target: Option<&str>, details: Value) -> Event {
+    pub(crate) fn event(&self, target: Option<&str>, details: Value) -> Event {
         admin_action(&self.caller, self.action, target, details)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// Who a route admits (the route layer's half of the extractors below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admits {
+pub(crate) enum Admits {
     /// Role `service` (a service JWT or an intake API key).
     Service,
     /// A JWT of a person: `user`, `admin` or `super_admin`.
@@ -61,28 +61,42 @@ pub(crate) fn authenticate(parts: &Parts, verifier: &Verifier) -> Result<Caller,
     })
 }
 
-fn admitted<S>(parts: &Parts, state: &S, admits: Admits) -> Result<Caller, ApiError>
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    let caller = authenticate(parts, &Arc::<Verifier>::from_ref(state))?;
-    admits.check(&caller)?;
-    Ok(caller)
+/// An extractor type per [`Admits`] value: the caller, once authenticated and admitted.
+macro_rules! admitted {
+    ($(#[$doc:meta])* $vis:vis struct $name:ident($field_vis:vis Caller) = $admits:expr;) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        $vis struct $name($field_vis Caller);
+
+        impl<S: Send + Sync> FromRequestParts<S> for $name
+        where
+            Arc<Verifier>: FromRef<S>,
+        {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                let caller = authenticate(parts, &Arc::<Verifier>::from_ref(state))?;
+                $admits.check(&caller)?;
+                Ok($name(caller))
+            }
+        }
+    };
 }
 
-/// A caller with role `service` (a service JWT or an intake API key).
-#[derive(Debug, Clone)]
-pub struct ServiceCaller(pub Caller);
+admitted! {
+    /// A caller with role `service` (a service JWT or an intake API key).
+    pub struct ServiceCaller(pub Caller) = Admits::Service;
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
+admitted! {
+    /// A caller with a valid JWT of a person (`user`, `admin` or `super_admin`): the routes
+    /// about "my" sessions and history. A service token has no sessions of its own and gets 403.
+    pub(crate) struct Person(pub(crate) Caller) = Admits::Person;
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        admitted(parts, state, Admits::Service).map(ServiceCaller)
-    }
+admitted! {
+    /// A caller with a valid JWT of role `admin` or `super_admin`.
+    pub struct AdminUser(pub Caller) = Admits::Admin;
 }
 
 /// Any caller with a valid JWT (users, admins, services); API keys are not users.
@@ -101,36 +115,5 @@ where
             return Err(ApiError::Unauthorized);
         }
         Ok(AuthUser(caller))
-    }
-}
-
-/// A caller with a valid JWT of a person (`user`, `admin` or `super_admin`): the routes about
-/// "my" sessions and history. A service token has no sessions of its own and gets 403.
-#[derive(Debug, Clone)]
-pub struct Person(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for Person
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        admitted(parts, state, Admits::Person).map(Person)
-    }
-}
-
-/// A caller with a valid JWT of role `admin` or `super_admin`.
-#[derive(Debug, Clone)]
-pub struct AdminUser(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for AdminUser
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        admitted(parts, state, Admits::Admin).map(AdminUser)
     }
 }

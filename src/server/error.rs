@@ -147,15 +147,15 @@ impl ProblemKind {
         }
     }
 
-    pub const fn status(self) -> StatusCode {
+    pub(crate) const fn status(self) -> StatusCode {
         self.parts().0
     }
 
-    pub const fn slug(self) -> &'static str {
+    pub(crate) const fn slug(self) -> &'static str {
         self.parts().1
     }
 
-    pub const fn title(self) -> &'static str {
+    pub(crate) const fn title(self) -> &'static str {
         self.parts().2
     }
 }
@@ -237,7 +237,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// A bad parameter, named.
-    pub fn param(name: &str, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn param(name: &str, reason: impl std::fmt::Display) -> Self {
         ApiError::InvalidParameter {
             name: name.to_owned(),
             reason: reason.to_string(),
@@ -245,7 +245,7 @@ impl ApiError {
     }
 
     /// The kind of problem this error answers.
-    pub fn kind(&self) -> ProblemKind {
+    pub(crate) fn kind(&self) -> ProblemKind {
         match self {
             ApiError::Unauthorized => ProblemKind::Unauthorized,
             ApiError::Forbidden(_) => ProblemKind::Forbidden,
@@ -272,7 +272,7 @@ impl ApiError {
     }
 
     /// The HTTP status of the answer.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidBody { syntax: true, .. } => StatusCode::BAD_REQUEST,
             e => e.kind().status(),

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 /// `axum::extract::Query` with a problem-details rejection (unknown parameters are refused too,
 /// where the target type says `deny_unknown_fields`).
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -30,7 +30,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 /// `axum::Json` with a problem-details rejection.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
@@ -56,15 +56,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// The most characters a user id may have: the contract's limit for an event's `subject`, which
 /// every user id becomes when a command or an audit record names it.
-pub const MAX_USER_ID_CHARS: usize = authtrail_events::parse::MAX_KEY_CHARS;
+pub(crate) const MAX_USER_ID_CHARS: usize = authtrail_events::parse::MAX_KEY_CHARS;
 
 /// The OpenAPI pattern of a user id: not blank, no control characters (what the contract
 /// accepts as a `subject`).
-pub const USER_ID_PATTERN: &str =
+pub(crate) const USER_ID_PATTERN: &str =
     r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
 /// A user id from parameter `name`, checked as the contract checks a `subject`.
-pub fn user_id<'a>(name: &str, id: &'a str) -> Result<&'a str, ApiError> {
+pub(crate) fn user_id<'a>(name: &str, id: &'a str) -> Result<&'a str, ApiError> {
     if id.trim().is_empty()
         || id.chars().count() > MAX_USER_ID_CHARS
         || id.chars().any(char::is_control)

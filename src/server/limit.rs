@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// Which budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
+pub(crate) enum Budget {
     /// Lists, single reads, the event stream, introspection.
     Read,
     /// Revocations and reviews (each appends events).
@@ -36,7 +36,7 @@ impl Budget {
 
 /// Both budgets, keyed by caller. Cheap to clone.
 #[derive(Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     read: Arc<DefaultKeyedRateLimiter<String>>,
     command: Arc<DefaultKeyedRateLimiter<String>>,
 }
@@ -50,7 +50,7 @@ fn quota(per_minute: u32, burst: u32) -> Quota {
 impl Limits {
     /// Both budgets from `cfg`; a background task forgets idle callers every minute for as
     /// long as a clone of the limits lives (call inside a Tokio runtime).
-    pub fn new(cfg: &ApiConfig) -> Self {
+    pub(crate) fn new(cfg: &ApiConfig) -> Self {
         let limits = Limits::unattended(cfg);
         let weak = (
             Arc::downgrade(&limits.read),
@@ -86,7 +86,7 @@ impl Limits {
 
     /// Spends one unit of `budget` for `caller`, or answers 429 with `Retry-After` (seconds,
     /// rounded up).
-    pub fn check(&self, budget: Budget, caller: &Caller) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, budget: Budget, caller: &Caller) -> Result<(), ApiError> {
         let limiter = match budget {
             Budget::Read => &self.read,
             Budget::Command => &self.command,

@@ -1,30 +1,31 @@
 //! The server layer: what every HTTP feature shares and no feature should write twice.
 //!
-//! - [`AppState`]: configuration, the database pool, the [`Verifier`], the rate limits and the
+//! - `AppState`: configuration, the database pool, the [`Verifier`], the rate limits and the
 //!   audit publisher. Features (`ingest`, `api`, `web`) take it as their router state and add
 //!   their own parts as request extensions; nothing here knows a feature.
-//! - [`caller`]: who may call, as extractor types ([`AuthUser`], [`AdminUser`], ...).
-//! - [`routes`]: a route is added with its [`Policy`] (who, which rate limit, audited or not);
+//! - `caller`: who may call, as extractor types ([`AuthUser`], [`AdminUser`], ...).
+//! - `routes`: a route is added with its `Policy` (who, which rate limit, audited or not);
 //!   one route layer enforces it, records metrics and marks answers `no-store`.
-//! - [`error`]: the one error type [`ApiError`] and the catalogue of problem types;
-//!   [`problem`]: the RFC 9457 body; [`extract`]: query and JSON extractors answering problems.
-//! - [`limit`]: per-caller budgets; [`audit`]: `admin.action` records of the API's own use.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`run`] serves a router until shutdown.
+//! - `error`: the one error type [`ApiError`] and the catalogue of problem types;
+//!   `problem`: the RFC 9457 body; `extract`: query and JSON extractors answering problems.
+//! - `limit`: per-caller budgets; [`audit`]: `admin.action` records of the API's own use.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; `run` serves a router until shutdown.
 
 pub mod audit;
-pub mod caller;
-pub mod error;
-pub mod extract;
-pub mod limit;
+mod caller;
+mod error;
+pub(crate) mod extract;
+mod limit;
 pub mod ops;
-pub mod problem;
-pub mod routes;
+pub(crate) mod problem;
+mod routes;
 
-pub use caller::{AdminUser, Admits, AuthUser, Person, ServiceCaller};
+pub use caller::{AdminUser, AuthUser, ServiceCaller};
+pub(crate) use caller::{Admits, Person};
 pub use error::{ApiError, ProblemKind};
-pub use limit::Budget;
+pub(crate) use limit::Budget;
 pub use problem::Problem;
-pub use routes::{Audit, Policy, Routes, Target};
+pub(crate) use routes::{Audit, Policy, Routes, Target};
 
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -40,7 +41,7 @@ use tokio::net::TcpListener;
 
 /// Shared by every handler and by the route layer. Cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     inner: Arc<Inner>,
 }
 
@@ -56,7 +57,7 @@ struct Inner {
 
 impl AppState {
     /// The state of a server (call inside a Tokio runtime: the limits start their housekeeping).
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         pool: PgPool,
         verifier: Arc<Verifier>,
@@ -76,15 +77,15 @@ impl AppState {
         }
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
-    pub fn pool(&self) -> &PgPool {
+    fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
 
-    pub fn verifier(&self) -> &Arc<Verifier> {
+    fn verifier(&self) -> &Arc<Verifier> {
         &self.inner.verifier
     }
 
@@ -109,7 +110,7 @@ impl AppState {
 
     /// `router` with this state, and the state in every request's extensions (the route layer
     /// reads it there: it is built before the state exists).
-    pub fn finish(&self, router: Router<AppState>) -> Router {
+    pub(crate) fn finish(&self, router: Router<AppState>) -> Router {
         router
             .layer(Extension(self.clone()))
             .with_state(self.clone())
@@ -123,7 +124,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn run(
+pub(crate) async fn run(
     router: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -24,7 +24,7 @@ pub enum Enrichment {
 }
 
 /// `/healthz`, `/readyz`, `/metrics`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -12,26 +12,26 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// The media type of a problem body.
-pub const CONTENT_TYPE: &str = "application/problem+json";
+pub(crate) const CONTENT_TYPE: &str = "application/problem+json";
 
 /// One problem body. Handlers return [`super::ApiError`], which becomes one of these in one
 /// place; build one directly only for a kind of [`ProblemKind`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// A short slug; the `type` member is `urn:authtrail:problem:<slug>`.
-    pub slug: &'static str,
-    pub title: String,
-    pub detail: String,
+    slug: &'static str,
+    title: String,
+    pub(crate) detail: String,
     /// Extension members, serialised next to the standard ones.
-    pub extensions: Map<String, Value>,
+    extensions: Map<String, Value>,
     /// Extra response headers (e.g. `WWW-Authenticate` on a 401).
-    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
     /// A problem of `kind` (its status, slug and title) with `detail`.
-    pub fn of(kind: ProblemKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn of(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Problem {
             status: kind.status(),
             slug: kind.slug(),
@@ -50,29 +50,33 @@ impl Problem {
     }
 
     /// Adds an extension member (`errors`, `limit`, ...).
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extensions.insert(key.to_owned(), value.into());
         self
     }
 
-    pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+    pub(crate) fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
         self.headers.push((name, HeaderValue::from_static(value)));
         self
     }
 
     /// Adds a header with a computed value (e.g. `Retry-After`).
-    pub fn with_header_value(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header_value(
+        mut self,
+        name: header::HeaderName,
+        value: HeaderValue,
+    ) -> Self {
         self.headers.push((name, value));
         self
     }
 
     /// The `type` URI.
-    pub fn type_uri(&self) -> String {
+    fn type_uri(&self) -> String {
         format!("urn:authtrail:problem:{}", self.slug)
     }
 
     /// The JSON body.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut m = Map::new();
         m.insert("type".into(), self.type_uri().into());
         m.insert("title".into(), self.title.clone().into());
@@ -114,11 +118,11 @@ impl std::fmt::Display for Problem {
 /// the schema of the document's error responses.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Problem)]
-pub struct ProblemDoc {
+pub(crate) struct ProblemDoc {
     /// `urn:authtrail:problem:<slug>`.
     #[serde(rename = "type")]
-    pub type_: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
+    type_: String,
+    title: String,
+    status: u16,
+    detail: String,
 }

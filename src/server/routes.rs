@@ -25,15 +25,15 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 /// What a route demands and records.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    pub admits: Admits,
-    pub budget: Budget,
-    pub audit: Audit,
+pub(crate) struct Policy {
+    admits: Admits,
+    budget: Budget,
+    audit: Audit,
 }
 
 /// Whether a route is audited, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audit {
+pub(crate) enum Audit {
     /// Not an admin route.
     No,
     /// An admin read: the route layer appends `admin.action` `action` (about the user the
@@ -45,7 +45,7 @@ pub enum Audit {
 
 /// Which parameter names the user an audited read concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// No single user.
     None,
     /// The path parameter `id` is a user id.
@@ -55,7 +55,7 @@ pub enum Target {
 }
 
 impl Policy {
-    pub const fn new(admits: Admits, budget: Budget, audit: Audit) -> Policy {
+    pub(crate) const fn new(admits: Admits, budget: Budget, audit: Audit) -> Policy {
         Policy {
             admits,
             budget,
@@ -65,7 +65,7 @@ impl Policy {
 }
 
 /// A feature's routes, each added with its policy.
-pub struct Routes {
+pub(crate) struct Routes {
     router: OpenApiRouter<AppState>,
 }
 
@@ -76,14 +76,14 @@ impl Default for Routes {
 }
 
 impl Routes {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Routes {
             router: OpenApiRouter::new(),
         }
     }
 
     /// Adds the operations `routes` (from `utoipa_axum::routes!`) under `policy`.
-    pub fn add(self, policy: Policy, routes: UtoipaMethodRouter<AppState>) -> Self {
+    pub(crate) fn add(self, policy: Policy, routes: UtoipaMethodRouter<AppState>) -> Self {
         let (schemas, mut paths, method_router) = routes;
         for (path, item) in paths.paths.iter_mut() {
             for op in [
@@ -106,14 +106,14 @@ impl Routes {
         }
     }
 
-    pub fn merge(self, other: Routes) -> Self {
+    pub(crate) fn merge(self, other: Routes) -> Self {
         Routes {
             router: self.router.merge(other.router),
         }
     }
 
     /// The routes, and their OpenAPI paths inside `base` (the shared responses added).
-    pub fn split(self, base: OpenApi) -> (Router<AppState>, OpenApi) {
+    pub(crate) fn split(self, base: OpenApi) -> (Router<AppState>, OpenApi) {
         let (router, mut doc) = OpenApiRouter::with_openapi(base)
             .merge(self.router)
             .split_for_parts();

@@ -15,7 +15,7 @@ pub struct Country {
     /// Whether MaxMind's test database also places `ips` in `code`.
     pub in_test_db: bool,
     /// Rough longitude, for picking a far-away country (impossible travel).
-    pub longitude: f64,
+    pub(crate) longitude: f64,
 }
 
 pub const COUNTRIES: &[Country] = &[
@@ -131,7 +131,7 @@ pub const COUNTRIES: &[Country] = &[
 ];
 
 /// Home countries of simulated users, with weights.
-pub const HOME_WEIGHTS: &[(&str, u32)] = &[
+pub(crate) const HOME_WEIGHTS: &[(&str, u32)] = &[
     ("GB", 30),
     ("US", 30),
     ("SE", 15),
@@ -143,9 +143,9 @@ pub const HOME_WEIGHTS: &[(&str, u32)] = &[
 ];
 
 /// Where attackers come from.
-pub const ATTACKER_COUNTRIES: &[&str] = &["CN", "RU", "NG", "BR", "IN"];
+pub(crate) const ATTACKER_COUNTRIES: &[&str] = &["CN", "RU", "NG", "BR", "IN"];
 
-pub fn country(code: &str) -> &'static Country {
+pub(crate) fn country(code: &str) -> &'static Country {
     COUNTRIES
         .iter()
         .find(|c| c.code == code)
@@ -154,14 +154,14 @@ pub fn country(code: &str) -> &'static Country {
 
 /// A kind of device a person owns, with a real user agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceModel {
-    pub user_agent: &'static str,
+pub(crate) struct DeviceModel {
+    pub(crate) user_agent: &'static str,
     /// A name a user would give it ("iPhone", "Work laptop").
-    pub label: &'static str,
-    pub mobile: bool,
+    pub(crate) label: &'static str,
+    mobile: bool,
 }
 
-pub const DEVICES: &[DeviceModel] = &[
+pub(crate) const DEVICES: &[DeviceModel] = &[
     DeviceModel {
         user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
         label: "Windows PC",
@@ -215,21 +215,21 @@ pub const DEVICES: &[DeviceModel] = &[
 ];
 
 /// User agents of attack tooling.
-pub const ATTACK_USER_AGENTS: &[&str] = &[
+pub(crate) const ATTACK_USER_AGENTS: &[&str] = &[
     "python-requests/2.31.0",
     "curl/8.5.0",
     "Go-http-client/1.1",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36",
 ];
 
-pub const FIRST_NAMES: &[&str] = &[
+pub(crate) const FIRST_NAMES: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yasmin", "zoe",
     "amir", "bea", "chen", "dmitri", "eko", "fatima", "goran", "hana", "ines", "jonas", "kenji",
     "lena", "mateo", "nora", "oscar", "priya", "quinn", "rosa", "sven",
 ];
 
-pub const LAST_NAMES: &[&str] = &[
+pub(crate) const LAST_NAMES: &[&str] = &[
     "smith",
     "jones",
     "taylor",

@@ -12,7 +12,7 @@
 //! `--stdout` (the raw, unenriched NDJSON a publisher would send).
 
 pub mod catalog;
-pub mod model;
+mod model;
 
 pub use model::{Attack, Generator, Settings};
 
@@ -28,62 +28,62 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Number of simulated users.
     #[arg(long, default_value_t = 50)]
-    pub users: usize,
+    users: usize,
     /// Events per second (wall clock), also the simulated clock's pace; 0 = as fast as possible
     /// (the simulated clock then steps 50 ms on average).
     #[arg(long, default_value_t = 20.0)]
-    pub rate: f64,
+    rate: f64,
     /// Stop after this long (e.g. `90s`, `10m`, `2h`).
     #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+    duration: Option<Duration>,
     /// Stop after this many events.
     #[arg(long)]
-    pub events: Option<u64>,
+    events: Option<u64>,
     /// RNG seed; a random one is chosen (and printed) when absent.
     #[arg(long)]
-    pub seed: Option<u64>,
+    seed: Option<u64>,
     /// Time of the first event (RFC 3339); default now.
     #[arg(long, value_parser = parse_time)]
-    pub start: Option<DateTime<Utc>>,
+    start: Option<DateTime<Utc>>,
     /// Attack mix: `all`, `none`, or `kind[=weight],…` with kinds brute-force, password-spray,
     /// new-country, impossible-travel, token-reuse, otp-brute-force.
     #[arg(long, default_value = "all", value_parser = parse_attacks)]
-    pub attacks: AttackMix,
+    attacks: AttackMix,
     /// Mean number of normal events between two attacks.
     #[arg(long, default_value_t = 200)]
-    pub attack_every: u32,
+    attack_every: u32,
     /// Append directly to Kafka through the intake (default).
     #[arg(long, conflicts_with_all = ["http", "stdout"])]
-    pub kafka: bool,
+    kafka: bool,
     /// POST batches to this intake (`http://host:port` or the full `/v1/events` URL).
     #[arg(long, value_name = "URL", conflicts_with = "stdout")]
-    pub http: Option<String>,
+    http: Option<String>,
     /// API key for `--http`.
     #[arg(long, env = "AUTHTRAIL_SIMULATE_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    api_key: Option<String>,
     /// Service JWT for `--http`.
     #[arg(long, env = "AUTHTRAIL_SIMULATE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    token: Option<String>,
     /// Print the raw events as NDJSON instead of publishing them.
     #[arg(long)]
-    pub stdout: bool,
+    stdout: bool,
     /// Events per publish call / HTTP request.
     #[arg(long, default_value_t = 200)]
-    pub batch: usize,
+    batch: usize,
     /// CloudEvents `source` of the simulated events.
     #[arg(long, default_value = "/services/simulated-auth")]
-    pub source: String,
+    source: String,
     /// No progress bar even on a terminal.
     #[arg(long)]
-    pub no_progress: bool,
+    no_progress: bool,
 }
 
 /// Attack kinds with weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttackMix(pub Vec<(Attack, u32)>);
+struct AttackMix(Vec<(Attack, u32)>);
 
 fn parse_attacks(s: &str) -> Result<AttackMix, String> {
     match s.trim() {
@@ -137,7 +137,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 impl SimulateArgs {
     /// The stream settings these arguments describe (`seed` and `start` resolved by the caller).
-    pub fn settings(&self, seed: u64, start: DateTime<Utc>) -> Settings {
+    fn settings(&self, seed: u64, start: DateTime<Utc>) -> Settings {
         let mean_gap = if self.rate > 0.0 {
             Duration::from_secs_f64(1.0 / self.rate)
         } else {
@@ -278,7 +278,7 @@ impl Target {
 }
 
 /// Runs the command.
-pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     args.check()?;
     let seed = args.seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()

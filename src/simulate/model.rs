@@ -46,7 +46,7 @@ impl Attack {
         Attack::OtpBruteForce,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Attack::BruteForce => "brute-force",
             Attack::PasswordSpray => "password-spray",

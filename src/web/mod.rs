@@ -28,7 +28,7 @@ use serde_json::json;
 use tower_http::services::ServeDir;
 
 /// The dashboard's routes (none when `web.enabled` is off).
-pub fn router(web: &WebConfig) -> Router<AppState> {
+pub(crate) fn router(web: &WebConfig) -> Router<AppState> {
     if !web.enabled {
         return Router::new();
     }

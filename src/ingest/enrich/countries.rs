@@ -3,7 +3,7 @@
 //! (e.g. "Russia", "South Korea") preferred; `XK` (Kosovo) added as DB-IP uses it.
 
 /// Sorted by code, for binary search.
-pub const COUNTRIES: &[(&str, &str)] = &[
+const COUNTRIES: &[(&str, &str)] = &[
     ("AD", "Andorra"),
     ("AE", "United Arab Emirates"),
     ("AF", "Afghanistan"),
@@ -257,7 +257,7 @@ pub const COUNTRIES: &[(&str, &str)] = &[
 ];
 
 /// The English name of an ISO 3166-1 alpha-2 code (upper case), if known.
-pub fn country_name(code: &str) -> Option<&'static str> {
+pub(crate) fn country_name(code: &str) -> Option<&'static str> {
     COUNTRIES
         .binary_search_by(|(c, _)| (*c).cmp(code))
         .ok()

@@ -3,7 +3,7 @@
 //! Two schemas are read: MaxMind's GeoIP2/GeoLite2 City (`country.iso_code`, `country.names.en`,
 //! `city.names.en`, `location`), and the flat one of DB-IP Lite as packaged by ip-location-db
 //! (`country_code`, `city`, `latitude`, `longitude`; the country name then comes from
-//! [`super::countries`]). The schema is chosen from the database's `database_type`.
+//! `super::countries`). The schema is chosen from the database's `database_type`.
 //!
 //! Only globally routable addresses are looked up: private, loopback, link-local, CGNAT,
 //! documentation, multicast, unspecified and reserved ranges get no geo, and neither does an
@@ -60,8 +60,8 @@ pub struct GeoHit {
 #[derive(Debug, thiserror::Error)]
 #[error("GeoIP database {path}: {reason}")]
 pub struct GeoError {
-    pub path: PathBuf,
-    pub reason: String,
+    path: PathBuf,
+    reason: String,
 }
 
 /// The opened databases and the lookup cache.
@@ -255,7 +255,7 @@ fn clean_city(s: &str) -> String {
 }
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -266,7 +266,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Whether an address is globally routable (worth a GeoIP lookup).
-pub fn is_public(ip: IpAddr) -> bool {
+fn is_public(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),

@@ -14,7 +14,7 @@
 //! nothing (re-publishing gives the same bytes). Enrichment never fails an event: an unknown
 //! address or user agent just adds less.
 
-pub mod countries;
+mod countries;
 pub mod geo;
 pub mod ua;
 
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Enricher {
 
 /// The derived `device_id`: `fp1-` and the first 32 hex digits (128 bits) of
 /// SHA-256(`authtrail-device-v1` ␀ account ␀ browser family ␀ OS family ␀ device family ␀ brand
-/// ␀ model), every part lower-cased and trimmed (see [`ParsedUa::fingerprint_parts`]).
+/// ␀ model), every part lower-cased and trimmed (see `ParsedUa::fingerprint_parts`).
 ///
 /// `account` is the event's partition key (the subject, or the lower-cased identifier of an
 /// unknown user), so the same browser on the same OS is one device per account and ids cannot
@@ -98,7 +98,7 @@ impl Enricher {
         }
     }
 
-    pub fn geoip(&self) -> &GeoIp {
+    pub(crate) fn geoip(&self) -> &GeoIp {
         &self.geo
     }
 

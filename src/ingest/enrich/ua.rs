@@ -24,9 +24,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 /// uap-core's `regexes.yaml` as shipped in `data/uap/` (built into the binary).
-pub const BUILTIN_REGEXES: &str = include_str!("../../../data/uap/regexes.yaml");
+const BUILTIN_REGEXES: &str = include_str!("../../../data/uap/regexes.yaml");
 /// The version of [`BUILTIN_REGEXES`], recorded in `data.enrichment.user_agent_parser`.
-pub const BUILTIN_VERSION: &str = "uap-core 0.18.0";
+const BUILTIN_VERSION: &str = "uap-core 0.18.0";
 
 /// What one user agent says. Cheap to clone behind an `Arc` (it is cached).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +35,15 @@ pub struct ParsedUa {
     /// Normalised (lower-case, trimmed) inputs of the device fingerprint: browser family,
     /// OS family, device family, device brand, device model. No versions: they change with
     /// every update of the same device.
-    pub fingerprint_parts: [String; 5],
+    pub(crate) fingerprint_parts: [String; 5],
 }
 
 /// Why the regexes could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("user-agent regexes {source_name}: {reason}")]
 pub struct UaError {
-    pub source_name: String,
-    pub reason: String,
+    source_name: String,
+    reason: String,
 }
 
 /// A compiled uap-core rule set.
@@ -76,7 +76,7 @@ impl UaParser {
     }
 
     /// Rules from a `regexes.yaml` file; the recorded version is `uap-core (<file name>)`.
-    pub fn from_file(path: &Path) -> Result<UaParser, UaError> {
+    pub(crate) fn from_file(path: &Path) -> Result<UaParser, UaError> {
         let name = path.display().to_string();
         let yaml = std::fs::read_to_string(path).map_err(|e| UaError {
             source_name: name.clone(),
@@ -101,7 +101,7 @@ impl UaParser {
     }
 
     /// e.g. "uap-core 0.18.0".
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         &self.version
     }
 
