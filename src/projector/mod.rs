@@ -40,7 +40,7 @@ pub(crate) fn lane_of(partition: i32, lanes: usize) -> usize {
     partition.rem_euclid(lanes.max(1) as i32) as usize
 }
 
-/// Splits a batch into `lanes` batches by [`lane_of`], keeping the order of each partition's
+/// Splits a batch into `lanes` batches by `lane_of`, keeping the order of each partition's
 /// messages (moved, not copied: this is on every batch's path).
 pub fn split_lanes(batch: Vec<LogMessage>, lanes: usize) -> Vec<Vec<LogMessage>> {
     if lanes <= 1 {

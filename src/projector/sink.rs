@@ -460,7 +460,7 @@ async fn move_checkpoints(
     Ok(())
 }
 
-/// How [`guard_epoch`]'s refusal begins: a passing conflict, retried like a lost connection.
+/// How `guard_epoch`'s refusal begins: a passing conflict, retried like a lost connection.
 pub const EPOCH_CHANGED: &str = "the projection's epoch changed during the batch";
 
 /// Holds the epoch (a share lock until commit) and fails the batch if it is not the one the

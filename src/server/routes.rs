@@ -146,6 +146,7 @@ fn document(op: &mut Operation, path: &str, policy: &Policy) {
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
         ProblemKind::Busy,
+        ProblemKind::Internal,
     ];
     if policy.budget != Budget::Unlimited {
         kinds.push(ProblemKind::RateLimited);
@@ -169,7 +170,7 @@ fn document(op: &mut Operation, path: &str, policy: &Policy) {
 
 /// The shared responses: the kind of problem, the components' name, the description. Every
 /// status a policy adds refers to one of these.
-const SHARED: [(ProblemKind, &str, &str); 6] = [
+const SHARED: [(ProblemKind, &str, &str); 7] = [
     (
         ProblemKind::Unauthorized,
         "Unauthorized",
@@ -194,6 +195,11 @@ const SHARED: [(ProblemKind, &str, &str); 6] = [
         ProblemKind::ProjectionTimeout,
         "ProjectionTimeout",
         "Appended, but not projected within the wait (`wait=true`); it will be",
+    ),
+    (
+        ProblemKind::Internal,
+        "Internal",
+        "An unexpected failure; the body holds no internals (the cause is logged)",
     ),
     (
         ProblemKind::Busy,

@@ -16,7 +16,7 @@
 //!
 //! Browser and OS names are uap-core's families verbatim ("Chrome", "Mobile Safari", "Edge",
 //! "Mac OS X", "iOS"); versions join the parsed parts with dots. `name` is
-//! "<browser> on <os>" (e.g. "Chrome on Windows"), or whichever of the two is known.
+//! "`<browser>` on `<os>`" (e.g. "Chrome on Windows"), or whichever of the two is known.
 
 use authtrail_events::data::Device;
 use authtrail_events::kind::DeviceType;
