@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Ensure the topic and database schema, then serve HTTP: health, readiness, metrics, the
+    /// Ensure the topic and (when the query API or the projector runs) the database schema, then
+    /// serve HTTP: health, readiness, metrics, the
     /// intake (`POST /v1/events`) and the query API (`/api/v1/...`, OpenAPI at
     /// `/api/v1/openapi.json`); runs the projector too unless `projector.enabled = false`.
     Serve,

@@ -20,8 +20,8 @@
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
 //!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
 //! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
-//!   (projections rebuilt into a fresh schema and swapped in), `as-of` and the admin time-travel
-//!   route.
+//!   (projections rebuilt into a fresh schema and swapped in), `as-of` (the fold at an instant,
+//!   which the API's admin time-travel route also answers).
 //! - `web`: serves the dashboard built from `web/` (user sessions and history, admin security
 //!   monitoring) under `/ui/`; it talks only to the public query API.
 //! - [`app`]: the composition root, [`app::Application::build`], used by `serve`, the tests and

@@ -1639,3 +1639,19 @@ async fn the_as_of_route_is_rate_limited_audited_uncached_measured_and_documente
     }
     assert!(doc.body["components"]["responses"]["RateLimited"].is_object());
 }
+
+/// Introspection answers the auth service's every request under one credential: it spends no
+/// per-caller read budget (here the smallest one: a burst of 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_is_not_held_to_the_read_budget() {
+    let app = spawn_api_with(Options { projector: false }, |c| {
+        c.api.read_per_minute = 1;
+        c.api.read_burst = 1;
+    })
+    .await;
+    for i in 0..20 {
+        let a = app.introspect(&format!("s-{i}")).await;
+        assert_eq!(a.status, StatusCode::OK, "call {i}: {:#}", a.body);
+        assert_eq!(a.body, json!({"active": false}));
+    }
+}

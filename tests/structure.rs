@@ -129,10 +129,17 @@ fn long_functions(dirs: &[PathBuf]) -> Vec<(String, String, usize)> {
             let code = code(&f);
             let lines: Vec<&str> = code.lines().collect();
             for (i, line) in lines.iter().enumerate() {
-                let t = line.trim_start();
-                let t = t.strip_prefix("pub(crate) ").unwrap_or(t);
-                let t = t.strip_prefix("pub ").unwrap_or(t);
-                let t = t.strip_prefix("async ").unwrap_or(t);
+                let mut t = line.trim_start();
+                for prefix in [
+                    "pub(crate) ",
+                    "pub(super) ",
+                    "pub ",
+                    "const ",
+                    "async ",
+                    "unsafe ",
+                ] {
+                    t = t.strip_prefix(prefix).unwrap_or(t);
+                }
                 let Some(rest) = t.strip_prefix("fn ") else {
                     continue;
                 };

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 pub(crate) fn routes() -> Routes {
     Routes::new().add(
-        Policy::new(Admits::Service, Budget::Read, Audit::No),
+        Policy::new(Admits::Service, Budget::Unlimited, Audit::No),
         routes!(introspect),
     )
 }

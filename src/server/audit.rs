@@ -87,11 +87,6 @@ pub struct Audited {
 }
 
 impl Audited {
-    /// The caller the record names.
-    pub fn caller(&self) -> &Caller {
-        &self.caller
-    }
-
     /// The `admin.action` event of this command, about `target`.
     pub(crate) fn event(&self, target: Option<&str>, details: Value) -> Event {
         admin_action(&self.caller, self.action, target, details)

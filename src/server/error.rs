@@ -34,7 +34,7 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
-    /// Every kind (for the OpenAPI components and the catalogue's own test).
+    /// Every kind (for the catalogue's own test: slugs are unique).
     pub const ALL: [ProblemKind; 21] = [
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -164,7 +164,9 @@ impl ProblemKind {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No or a bad credential. The answer never says which, nor echoes it.
-    #[error("missing or invalid credentials")]
+    #[error(
+        "missing or invalid credentials: send Authorization: Bearer <jwt> or X-API-Key: <key>"
+    )]
     Unauthorized,
     /// A valid caller without the role the route requires.
     #[error("this route requires role {0}")]

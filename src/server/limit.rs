@@ -15,12 +15,13 @@ use std::sync::Arc;
 /// Which budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Budget {
-    /// Lists, single reads, the event stream, introspection.
+    /// Lists, single reads, the event stream.
     Read,
     /// Revocations and reviews (each appends events).
     Command,
-    /// Not rate limited per caller: the intake, whose cost is bounded by its body and batch
-    /// limits instead.
+    /// Not rate limited per caller: the intake (its cost is bounded by its body and batch
+    /// limits) and introspection (one primary-key lookup, called by the auth service for every
+    /// request it serves, all under one credential).
     Unlimited,
 }
 

@@ -15,8 +15,6 @@ use std::time::Duration;
 /// What the intake can add to an event, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enrichment {
-    /// This server runs no intake.
-    Off,
     /// GeoIP and user-agent data loaded.
     Ok,
     /// No GeoIP database: events get no place, and the new-country rule never fires.
@@ -64,7 +62,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // said here, so a deployment that forgot its GeoIP data shows it on every probe.
     let no_geoip = state.enrichment() == Enrichment::NoGeoip;
     let enrichment = match state.enrichment() {
-        Enrichment::Off => "off (no intake)",
         Enrichment::NoGeoip => "degraded: no GeoIP database (ingest.geoip_databases): events get no country or city, and the new-country rule never fires",
         Enrichment::Ok => "ok",
     };

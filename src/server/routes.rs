@@ -83,8 +83,16 @@ impl Routes {
     }
 
     /// Adds the operations `routes` (from `utoipa_axum::routes!`) under `policy`.
+    ///
+    /// Panics (when the router is built, so at start-up and in every test) for an admin route
+    /// that is not audited: every admin read and write is on the record.
     pub(crate) fn add(self, policy: Policy, routes: UtoipaMethodRouter<AppState>) -> Self {
         let (schemas, mut paths, method_router) = routes;
+        assert!(
+            policy.admits != Admits::Admin || policy.audit != Audit::No,
+            "admin routes are audited: {:?} declares Audit::No",
+            paths.paths.keys().collect::<Vec<_>>()
+        );
         for (path, item) in paths.paths.iter_mut() {
             for op in [
                 &mut item.get,
@@ -266,7 +274,7 @@ async fn guard(State(policy): State<Policy>, request: Request, next: Next) -> Re
 
 async fn enforce(policy: Policy, request: Request, next: Next) -> Result<Response, ApiError> {
     let Some(server) = request.extensions().get::<AppState>().cloned() else {
-        tracing::error!("route layer without the server state (AppState::layer missing)");
+        tracing::error!("route layer without the server state (AppState::finish not applied)");
         return Err(ApiError::Internal);
     };
     let (mut parts, body) = request.into_parts();
@@ -382,6 +390,15 @@ mod tests {
         audited.action.to_owned()
     }
 
+    #[test]
+    #[should_panic(expected = "admin routes are audited")]
+    fn an_admin_route_cannot_be_added_unaudited() {
+        let _ = Routes::new().add(
+            Policy::new(Admits::Admin, Budget::Read, Audit::No),
+            routes!(declared),
+        );
+    }
+
     #[tokio::test]
     async fn an_audit_record_exists_only_where_the_route_declares_one() {
         let mut config = Config::default();
@@ -394,7 +411,7 @@ mod tests {
             pool,
             Arc::new(crate::auth::Verifier::from_config(&config.auth).unwrap()),
             Arc::new(crate::kafka::Publisher::new(&config.kafka).unwrap()),
-            super::super::ops::Enrichment::Off,
+            super::super::ops::Enrichment::NoGeoip,
         );
         let (router, doc) = Routes::new()
             .add(
@@ -402,7 +419,7 @@ mod tests {
                 routes!(declared),
             )
             .add(
-                Policy::new(Admits::Admin, Budget::Command, Audit::No),
+                Policy::new(Admits::Person, Budget::Command, Audit::No),
                 routes!(undeclared),
             )
             .split(OpenApi::default());
