@@ -328,42 +328,36 @@ async fn read_record(
     target: Target,
 ) -> Result<authtrail_events::Event, ApiError> {
     use axum::extract::FromRequestParts;
-    let path: Map<String, Value> = match RawPathParams::from_request_parts(parts, &()).await {
+    let path: Vec<(String, String)> = match RawPathParams::from_request_parts(parts, &()).await {
         Ok(params) => params
             .iter()
-            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        Err(_) => Map::new(),
+        Err(_) => Vec::new(),
     };
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+    let named = |pairs: &[(String, String)], name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| user_id(name, v).map(str::to_owned))
+            .transpose()
+    };
     let user = match target {
         Target::None => None,
-        Target::PathId => path
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|u| user_id("id", u).map(str::to_owned))
-            .transpose()?,
-        Target::QueryUser => query
-            .iter()
-            .find(|(k, _)| k == "user")
-            .map(|(_, u)| user_id("user", u).map(str::to_owned))
-            .transpose()?,
+        Target::PathId => named(&path, "id")?,
+        Target::QueryUser => named(&query, "user")?,
     };
-    let path: Map<String, Value> = path
-        .into_iter()
-        .map(|(k, v)| (k, Value::from(recordable(v.as_str().unwrap_or("")))))
-        .collect();
-    let query: Map<String, Value> = query
-        .into_iter()
-        .map(|(k, v)| (recordable(&k), Value::from(recordable(&v))))
-        .collect();
     let mut details = Map::new();
-    if !path.is_empty() {
-        details.insert("path".into(), Value::Object(path));
-    }
-    if !query.is_empty() {
-        details.insert("query".into(), Value::Object(query));
+    for (section, pairs) in [("path", path), ("query", query)] {
+        if !pairs.is_empty() {
+            let recorded: Map<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| (recordable(k), Value::from(recordable(v))))
+                .collect();
+            details.insert(section.into(), Value::Object(recorded));
+        }
     }
     let event = admin_action(caller, action, user.as_deref(), Value::Object(details));
     check_contract(&event)?;
