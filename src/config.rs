@@ -398,6 +398,62 @@ impl Default for WebConfig {
     }
 }
 
+/// A credential held by the configuration: `Debug`, `Display` and `Serialize` print a mask
+/// (`***`, or nothing when unset), so no log line, panic message or `authtrail config` output
+/// can carry it. [`Secret::expose`] is the one way to the value, for the code that uses it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself: for hashing, signing or connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn mask(&self) -> &'static str {
+        if self.0.is_empty() {
+            ""
+        } else {
+            "***"
+        }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({:?})", self.mask())
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.mask())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.mask())
+    }
+}
+
 /// Why the configuration could not be read; names the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
