@@ -12,7 +12,7 @@ RUN npm run build
 
 # GeoIP: DB-IP City Lite (CC BY 4.0, monthly), fetched at image build with the script `./dev run`
 # uses, never committed. Rebuild the image to refresh it; or mount other MaxMind-format files and
-# set AUTHTRAIL_INGEST_GEOIP_DATABASES. Without any, `serve` warns and /readyz says "degraded".
+# set AUTHTRAIL_INGEST_GEOIP_DATABASES. Without any, `serve` warns (at start and with every /readyz check).
 FROM node:20-bookworm-slim AS geoip
 COPY data/geoip/fetch-dbip.sh /fetch-dbip.sh
 RUN bash /fetch-dbip.sh /geoip

@@ -41,6 +41,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 const SECRET: &str = "bench-only-hs256-secret-at-least-32-bytes!";
+/// The `iss` and `aud` the bench server requires (required whenever a JWT key is configured).
+const ISSUER: &str = "https://auth.bench";
+const AUDIENCE: &str = "authtrail";
 /// Closed-loop load: 16 connections saturate the 2-core host (throughput), 2 show latency
 /// under light load.
 const CONNECTIONS: usize = 16;
@@ -56,11 +59,19 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     }
 }
 
+/// A token of `sub`; a person's names a session (`auth.require_sid`) the tables do not hold, so
+/// each request pays the server's session check (a primary-key lookup, cached for a second)
+/// and passes it.
 fn token(sub: &str, role: &str) -> String {
     let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = json!({"sub": sub, "role": role, "exp": now + 3600, "iat": now,
+                            "iss": ISSUER, "aud": AUDIENCE});
+    if role != "service" {
+        claims["sid"] = json!(format!("bench-{sub}"));
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "role": role, "exp": now + 3600, "iat": now}),
+        &claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
@@ -547,8 +558,12 @@ fn bench_config(url: &str, brokers: String) -> Config {
     config.kafka.content_type_header = common::content_type_header();
     config.projector.group_id = format!("bench-api-{}", uuid::Uuid::new_v4().simple());
     config.auth.jwt_hs256_secret = SECRET.into();
+    config.auth.jwt_issuer = Some(ISSUER.into());
+    config.auth.jwt_audience = Some(AUDIENCE.into());
     config.api.read_per_minute = 100_000_000;
     config.api.read_burst = 1_000_000;
+    config.api.introspect_per_minute = 100_000_000;
+    config.api.introspect_burst = 1_000_000;
     config
 }
 

@@ -13,7 +13,7 @@
 //! MaxMind's test database.
 
 use authtrail::app::Application;
-use authtrail::auth::api_key_sha256;
+use authtrail::auth::{api_key_sha256, Scope};
 use authtrail::config::{Config, IngestConfig, KafkaConfig};
 use authtrail::ingest::{Enricher, Intake, Limits, CE_BATCH};
 use authtrail::kafka::{self, Publisher};
@@ -114,7 +114,7 @@ async fn run_intake(cfg: &KafkaConfig, events: &[Event], batch: usize, conc: usi
         .for_each_concurrent(conc, |chunk| {
             let i = &intake;
             async move {
-                i.submit(chunk.to_vec()).await.unwrap();
+                i.submit(chunk.to_vec(), "bench").await.unwrap();
             }
         })
         .await;
@@ -127,8 +127,19 @@ async fn run_http(cfg: &KafkaConfig, bodies: &[Vec<u8>], n: usize, conc: usize) 
         ingest: ingest_config(100_000),
         ..Config::default()
     };
-    config.auth.api_key_sha256 = vec![api_key_sha256(API_KEY)];
-    // The intake alone, as `serve` builds it.
+    // The simulator's history starts at a fixed past instant: the key may backfill.
+    config.auth.keys.insert(
+        "bench".into(),
+        authtrail::config::ApiKeyConfig {
+            sha256: Some(api_key_sha256(API_KEY)),
+            scopes: vec![Scope::Publish, Scope::Backfill],
+            ..Default::default()
+        },
+    );
+    // The intake alone, as `serve` builds it; its per-credential request rate is not what is
+    // measured (small BENCH_BATCH values make many requests).
+    config.ingest.requests_per_minute = u32::MAX;
+    config.ingest.requests_burst = 1_000_000;
     config.api.enabled = false;
     config.projector.enabled = false;
     config.http.listen = "127.0.0.1:0".into();

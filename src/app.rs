@@ -17,6 +17,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// `web.demo` mints tokens for anyone who can reach the server: only a server that listens on
+/// loopback alone (every address `http.listen` resolves to) may offer it.
+async fn demo_only_on_loopback(config: &Config) -> anyhow::Result<()> {
+    if !config.web.demo {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.http.listen)
+        .await
+        .with_context(|| format!("http.listen {:?}", config.http.listen))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "web.demo mints tokens for any user or admin to anyone who can reach the server, so it needs http.listen on a loopback address (127.0.0.1 or [::1]), not {:?}",
+            config.http.listen
+        );
+    }
+    Ok(())
+}
+
 /// A built server: listening, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -30,9 +49,11 @@ pub struct Application {
 impl Application {
     /// Ensures the topic, migrates the database (when the query API or the projector runs:
     /// an intake-only server never touches the schema), binds `http.listen` (port 0 picks a free
-    /// one) and builds every part the configuration enables.
+    /// one) and builds every part the configuration enables. Refuses `web.demo` unless
+    /// `http.listen` is a loopback address.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let _ = crate::telemetry::metrics();
+        demo_only_on_loopback(&config).await?;
         crate::kafka::ensure_topic(&config.kafka)
             .await
             .with_context(|| {

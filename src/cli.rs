@@ -89,6 +89,10 @@ struct TokenArgs {
     /// Lifetime in seconds (`exp` = now + ttl).
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// `scope` of a service token: `authtrail:publish`, `authtrail:backfill`,
+    /// `authtrail:introspect`, space-separated (none: publish only).
+    #[arg(long)]
+    scope: Option<String>,
 }
 
 /// Parses the command line and runs the command.
@@ -164,6 +168,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     role: args.role,
                     sid: args.sid,
                     ttl: args.ttl,
+                    scope: args.scope,
                 },
             )?;
             eprintln!("authtrail token: DEV/TEST ONLY - signed with the configured HS256 secret");
@@ -229,7 +234,7 @@ async fn publish(
         let mut stdout = std::io::stdout().lock();
         let mut done = 0usize;
         for chunk in events.chunks(PUBLISH_CHUNK) {
-            let appended = intake.submit(chunk.to_vec()).await?;
+            let appended = intake.submit(chunk.to_vec(), "cli:publish").await?;
             done += appended.len();
             if print_offsets {
                 for a in &appended {

@@ -27,7 +27,8 @@ pub struct Config {
     pub web: WebConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` masks credential-like `properties` (see [`is_credential_property`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port`.
@@ -69,12 +70,82 @@ impl Default for KafkaConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` masks the password in `url`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user[:password]@host:port/database`. Created by `authtrail migrate` if missing.
     pub url: String,
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a new field cannot be forgotten here.
+        let KafkaConfig {
+            brokers,
+            topic,
+            partitions,
+            replication_factor,
+            compression,
+            client_id,
+            delivery_timeout_ms,
+            linger_ms,
+            content_type_header,
+            properties,
+        } = self;
+        f.debug_struct("KafkaConfig")
+            .field("brokers", brokers)
+            .field("topic", topic)
+            .field("partitions", partitions)
+            .field("replication_factor", replication_factor)
+            .field("compression", compression)
+            .field("client_id", client_id)
+            .field("delivery_timeout_ms", delivery_timeout_ms)
+            .field("linger_ms", linger_ms)
+            .field("content_type_header", content_type_header)
+            .field("properties", &masked_properties(properties))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DatabaseConfig {
+            url,
+            max_connections,
+        } = self;
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(url))
+            .field("max_connections", max_connections)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property can carry a credential (its value is then never shown):
+/// `sasl.*` (passwords, OAuth client secrets, JAAS configurations), `ssl.key.*` and the key
+/// and trust stores, and anything naming a password, secret, key, token or credential.
+pub(crate) fn is_credential_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("sasl.")
+        || ["password", "secret", "key", "token", "credential", "jaas"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// `properties` with every credential-like value replaced by `***`.
+fn masked_properties(properties: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    properties
+        .iter()
+        .map(|(k, v)| {
+            let shown = if is_credential_property(k) {
+                "***".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
 }
 
 impl Default for DatabaseConfig {
@@ -95,6 +166,9 @@ pub struct HttpConfig {
     /// drain, the batch in hand is applied); then they exit anyway, even with the broker or
     /// the database gone.
     pub(crate) shutdown_grace_ms: u64,
+    /// Bearer token that opens `/metrics` to any peer (`Authorization: Bearer <token>`).
+    /// Unset: `/metrics` answers loopback peers only (a scraper on the same host or pod).
+    pub metrics_token: Secret,
 }
 
 impl Default for HttpConfig {
@@ -102,6 +176,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             shutdown_grace_ms: 10_000,
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -149,6 +224,16 @@ pub struct IngestConfig {
     pub user_agent_regexes: Option<PathBuf>,
     /// Entries of the user-agent parse cache (per distinct user-agent string).
     pub user_agent_cache_entries: u64,
+    /// An event whose `time` lies further ahead of the server clock than this is refused
+    /// (400 naming `time`): clocks drift, but a login "in an hour" is a bug or a forgery.
+    pub max_future_skew: Span,
+    /// An event older than this is refused unless the credential holds the `backfill` scope
+    /// (imports of history): a live auth service publishes within seconds.
+    pub max_age: Span,
+    /// Per-credential rate of intake requests (`POST /v1/events`; each request holds up to
+    /// `max_batch_events`): steady rate per minute, and burst. Over it: 429 with `Retry-After`.
+    pub requests_per_minute: u32,
+    pub requests_burst: u32,
 }
 
 impl Default for IngestConfig {
@@ -163,15 +248,21 @@ impl Default for IngestConfig {
             geoip_cache_entries: 100_000,
             user_agent_regexes: None,
             user_agent_cache_entries: 10_000,
+            max_future_skew: Span::from_secs(120),
+            max_age: Span::from_secs(7 * 86_400),
+            requests_per_minute: 30_000,
+            requests_burst: 1_000,
         }
     }
 }
 
 /// Who may call the HTTP APIs: JWT verification rules and intake API keys.
 ///
-/// JWTs: `Authorization: Bearer <jwt>`, algorithm from the allow-list `jwt_algorithms` with its
-/// key (HS256: `jwt_hs256_secret`; RS256/ES256/EdDSA: a PEM public key file), `exp` required,
-/// `nbf`/`iat` checked, `iss`/`aud` checked when set, `jwt_leeway_secs` at most 30.
+/// JWTs: `Authorization: Bearer <jwt>`, algorithm from the allow-list `jwt_algorithms` with a
+/// key of that algorithm (HS256: `jwt_hs256_secret`; RS256/ES256/EdDSA: a PEM public key file,
+/// `jwt_keys`, or the identity provider's key set at `jwks_url`), `exp` required, `nbf`/`iat`
+/// checked, `iss` and `aud` required (and configured whenever any key is), `jwt_leeway_secs` at
+/// most 30.
 /// API keys (`X-API-Key: <key>`, or a bearer value that is not a JWT): only SHA-256 hashes are
 /// kept; give hashes in `api_key_sha256` (hex) or raw keys in `api_keys` (e.g. from
 /// `AUTHTRAIL_AUTH_API_KEYS=k1,k2`), which are hashed at start-up.
@@ -181,40 +272,126 @@ pub struct AuthConfig {
     /// Accepted `alg` values: any of `HS256`, `RS256`, `ES256`, `EdDSA`.
     pub jwt_algorithms: Vec<String>,
     /// HS256 shared secret (at least 32 bytes); empty = HS256 off.
-    pub jwt_hs256_secret: String,
-    /// PEM files with the public keys for RS256, ES256 and EdDSA.
+    pub jwt_hs256_secret: Secret,
+    /// PEM files with the public keys for RS256, ES256 and EdDSA (no `kid`).
     pub jwt_rs256_public_key: Option<PathBuf>,
     pub jwt_es256_public_key: Option<PathBuf>,
     pub jwt_eddsa_public_key: Option<PathBuf>,
-    /// Required `iss` when set.
+    /// More static public keys, as `[[auth.jwt_keys]]` tables with `alg`, `pem` (a PEM file)
+    /// and optional `kid`: a token whose header names a `kid` is verified with that key; one
+    /// without tries every key of its `alg`.
+    pub jwt_keys: Vec<JwtKeyConfig>,
+    /// The identity provider's JSON Web Key Set (`http(s)://...`): keys picked by the token's
+    /// `kid`, each used only for its own algorithm and only if that is in `jwt_algorithms`.
+    pub jwks_url: Option<String>,
+    /// How long a fetched key set is used before it is fetched again (seconds).
+    pub jwks_cache_secs: u64,
+    /// A token naming an unknown `kid` makes authtrail fetch the key set again (a rotation), but
+    /// at most once in this many seconds, however many such tokens arrive.
+    pub jwks_refetch_min_secs: u64,
+    /// Required `iss`; must be set whenever any JWT key is.
     pub jwt_issuer: Option<String>,
-    /// Required `aud` when set.
+    /// Required `aud` (one of the token's audiences); must be set whenever any JWT key is.
     pub jwt_audience: Option<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat` (seconds, at most 30).
     pub jwt_leeway_secs: u64,
     /// SHA-256 (hex) of accepted intake API keys.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub api_key_sha256: Vec<String>,
-    /// Raw intake API keys (prefer the environment); hashed at start-up, never logged.
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub api_keys: Vec<String>,
+    /// Raw intake API keys (prefer the environment; at least 32 bytes each); hashed at
+    /// start-up, never logged.
+    #[serde(deserialize_with = "secret_list_or_comma_separated")]
+    pub api_keys: Vec<Secret>,
+    /// Named API keys and what each may do; `api_keys` and `api_key_sha256` hold the default
+    /// grant (publish the auth-service types from any source outside `/authtrail/`). E.g.
+    /// `[auth.keys.django] sha256 = "…" scopes = ["publish", "introspect"] sources = ["/services/django*"]`.
+    pub keys: BTreeMap<String, ApiKeyConfig>,
+    /// A person's token (role user, admin, super_admin) must name its session (`sid`), which
+    /// is checked against the projected session state on every request. `false` admits person
+    /// tokens without `sid` (then only their signature and expiry are checked).
+    pub require_sid: bool,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             jwt_algorithms: vec!["HS256".into()],
-            jwt_hs256_secret: String::new(),
+            jwt_hs256_secret: Secret::default(),
             jwt_rs256_public_key: None,
             jwt_es256_public_key: None,
             jwt_eddsa_public_key: None,
+            jwt_keys: Vec::new(),
+            jwks_url: None,
+            jwks_cache_secs: 300,
+            jwks_refetch_min_secs: 30,
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: 30,
             api_key_sha256: Vec::new(),
             api_keys: Vec::new(),
+            keys: BTreeMap::new(),
+            require_sid: true,
         }
     }
+}
+
+/// One power a credential can hold (`auth.keys.<name>.scopes`, or a service JWT's `scope`
+/// claim as `authtrail:<scope>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Append events of the granted types through the intake.
+    Publish,
+    /// Append events older than `ingest.max_age` (imports of history).
+    Backfill,
+    /// Ask `POST /api/v1/sessions/introspect` whether a session is active.
+    Introspect,
+}
+
+/// One named API key (`[auth.keys.<name>]`); the events it appends are stamped
+/// `publisher = "api-key:<name>"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// SHA-256 (hex) of the key; give this or `key`.
+    pub sha256: Option<String>,
+    /// The raw key (at least 32 bytes; prefer the environment), hashed at start-up.
+    pub key: Secret,
+    /// What the key may do: `publish`, `backfill` (events older than `ingest.max_age`),
+    /// `introspect`.
+    pub scopes: Vec<Scope>,
+    /// The event types it may publish; unset = every type but `admin.action` and
+    /// `security_event.reviewed` (those only authtrail's API appends).
+    pub types: Option<Vec<authtrail_events::EventType>>,
+    /// The sources it may claim: exact, or a prefix ending in `*`; empty = any source outside
+    /// `/authtrail/`.
+    pub sources: Vec<String>,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        ApiKeyConfig {
+            sha256: None,
+            key: Secret::default(),
+            scopes: vec![Scope::Publish],
+            types: None,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// One static JWT verification key (`[[auth.jwt_keys]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// The token header's `kid` this key answers to; none = tried for any token of its `alg`
+    /// that names no known `kid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// `RS256`, `ES256` or `EdDSA` (also in `jwt_algorithms`).
+    pub alg: String,
+    /// PEM file with the public key.
+    pub pem: PathBuf,
 }
 
 /// Accepts `["a", "b"]` or `"a,b"` (what an environment variable can carry).
@@ -236,6 +413,15 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
             .map(str::to_owned)
             .collect(),
     })
+}
+
+fn secret_list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Secret>, D::Error> {
+    Ok(list_or_comma_separated(d)?
+        .into_iter()
+        .map(Secret::from)
+        .collect())
 }
 
 /// The projection workers (`authtrail project`, and inside `authtrail serve`).
@@ -342,8 +528,9 @@ impl Default for RetentionConfig {
 pub struct ApiConfig {
     /// Serve the query API (and its OpenAPI document and Swagger UI).
     pub enabled: bool,
-    /// Serve Swagger UI at `/api/v1/docs` (the OpenAPI document is always served).
-    pub(crate) swagger_ui: bool,
+    /// Serve Swagger UI at `/api/v1/docs` (the OpenAPI document is always served). Off by
+    /// default: an interactive console is for development (`./dev run` turns it on).
+    pub swagger_ui: bool,
     /// Longest a `?wait=true` command waits for the projection before answering 504 (ms).
     pub wait_timeout_ms: u64,
     /// Per-caller rate of list and read requests (steady rate per minute, and burst).
@@ -356,13 +543,23 @@ pub struct ApiConfig {
     pub(crate) stream_keepalive_secs: u64,
     /// Longest any one API query may run before PostgreSQL cancels it (ms; 503).
     pub(crate) statement_timeout_ms: u64,
+    /// Per-caller rate of introspection (`POST /api/v1/sessions/introspect`), apart from the
+    /// read budget: the auth service calls it for every request it serves, under one
+    /// credential, so it is generous (steady rate per minute, and burst).
+    pub introspect_per_minute: u32,
+    pub introspect_burst: u32,
+    /// Most security-event streams (SSE) one caller may hold open at once; more: 429.
+    pub streams_per_caller: usize,
+    /// Most as-of queries (each folds a log partition) running at once; more: 503 with
+    /// `Retry-After`.
+    pub asof_concurrency: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             enabled: true,
-            swagger_ui: true,
+            swagger_ui: false,
             wait_timeout_ms: 5_000,
             read_per_minute: 600,
             read_burst: 60,
@@ -370,6 +567,10 @@ impl Default for ApiConfig {
             command_burst: 10,
             stream_keepalive_secs: 15,
             statement_timeout_ms: 5_000,
+            introspect_per_minute: 120_000,
+            introspect_burst: 5_000,
+            streams_per_caller: 4,
+            asof_concurrency: 2,
         }
     }
 }
@@ -386,6 +587,65 @@ pub struct WebConfig {
     /// `auth.jwt_hs256_secret`. Anyone who can reach the server can then act as anyone: never
     /// enable it outside a local demo (`./dev run` does; the compose file does not).
     pub demo: bool,
+    /// Who may show the dashboard in a frame: the sources of the CSP `frame-ancestors`
+    /// directive, space-separated (`'none'`, `'self'`, `https://portal.example.com`). The
+    /// default `'none'` forbids framing (clickjacking); `X-Frame-Options` follows (`DENY` for
+    /// `'none'`, `SAMEORIGIN` for `'self'`, absent otherwise).
+    pub frame_ancestors: String,
+    /// Origins (`https://portal.example.com`: scheme, host, port) whose
+    /// `postMessage({type: "authtrail:token", token})` signs the embedded dashboard in. Empty
+    /// (the default): sign-in by postMessage is off; `#token=` in the address still works.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub token_origins: Vec<String>,
+}
+
+impl WebConfig {
+    /// `frame_ancestors` holds CSP sources only (no `;` or `,` that would add directives, no
+    /// quotes but those of `'none'` and `'self'`), and every `token_origins` entry is an origin.
+    fn check(&self) -> Result<(), ConfigError> {
+        let sources: Vec<&str> = self.frame_ancestors.split_whitespace().collect();
+        let source_ok = |s: &str| {
+            s == "'none'"
+                || s == "'self'"
+                || s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:/*[]".contains(c))
+        };
+        if sources.is_empty()
+            || !sources.iter().all(|s| source_ok(s))
+            || (sources.contains(&"'none'") && sources.len() > 1)
+        {
+            return Err(ConfigError(format!(
+                "web.frame_ancestors {:?}: give 'none', 'self' or origins such as https://portal.example.com, separated by spaces",
+                self.frame_ancestors
+            )));
+        }
+        for o in &self.token_origins {
+            if !is_origin(o) {
+                return Err(ConfigError(format!(
+                    "web.token_origins: {o:?} is not an origin (http or https, host, optional port; no path, no wildcard)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `http(s)://host[:port]`, as a browser's `MessageEvent.origin` names a page.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    matches!(scheme, "http" | "https") && host_ok && port_ok
 }
 
 impl Default for WebConfig {
@@ -394,6 +654,95 @@ impl Default for WebConfig {
             enabled: true,
             dir: PathBuf::from("web/dist"),
             demo: false,
+            frame_ancestors: "'none'".into(),
+            token_origins: Vec::new(),
+        }
+    }
+}
+
+/// A length of time written as a number and a unit: `500ms`, `90s`, `2m`, `12h`, `7d`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(std::time::Duration);
+
+impl Span {
+    const UNITS: [(&'static str, u64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+
+    pub const fn from_secs(secs: u64) -> Span {
+        Span(std::time::Duration::from_secs(secs))
+    }
+
+    pub fn duration(self) -> std::time::Duration {
+        self.0
+    }
+
+    /// As a `chrono` delta (saturating: a span beyond chrono's range is "forever").
+    pub fn delta(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.0).unwrap_or(chrono::TimeDelta::MAX)
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Span, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let bad =
+            || format!("{s:?}: write a whole number and a unit (ms, s, m, h, d), e.g. 2m or 7d");
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let (_, ms) = Span::UNITS
+            .iter()
+            .find(|(u, _)| *u == unit.trim())
+            .ok_or_else(bad)?;
+        let ms = n.checked_mul(*ms).ok_or_else(bad)?;
+        Ok(Span(std::time::Duration::from_millis(ms)))
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis() as u64;
+        let (unit, size) = Span::UNITS
+            .iter()
+            .find(|(_, size)| ms % size == 0 && ms > 0)
+            .unwrap_or(&("s", 1_000));
+        write!(f, "{}{unit}", ms / size)
+    }
+}
+
+impl std::fmt::Debug for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        // A bare number (what an environment variable like `=120` becomes) names no unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n}: add a unit (ms, s, m, h, d), e.g. {n}s"
+            ))),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -552,10 +901,19 @@ impl Config {
             || a.command_burst == 0
             || a.wait_timeout_ms == 0
             || a.stream_keepalive_secs == 0
+            || a.introspect_per_minute == 0
+            || a.introspect_burst == 0
+            || a.streams_per_caller == 0
+            || a.asof_concurrency == 0
         {
             return Err(ConfigError(
-                "api rates, bursts, wait_timeout_ms and stream_keepalive_secs must be positive"
+                "api rates, bursts, wait_timeout_ms, stream_keepalive_secs, streams_per_caller and asof_concurrency must be positive"
                     .into(),
+            ));
+        }
+        if self.ingest.requests_per_minute == 0 || self.ingest.requests_burst == 0 {
+            return Err(ConfigError(
+                "ingest.requests_per_minute and ingest.requests_burst must be positive".into(),
             ));
         }
         if self.auth.jwt_leeway_secs > 30 {
@@ -563,24 +921,17 @@ impl Config {
                 "auth.jwt_leeway_secs must be at most 30".into(),
             ));
         }
+        self.web.check()?;
         Ok(())
     }
 
-    /// The configuration as TOML with the database password masked, for `authtrail config`.
+    /// The configuration as TOML for `authtrail config`, with every credential masked: the
+    /// database password, [`Secret`]s (masked by their type), raw API keys and credential-like
+    /// Kafka properties.
     pub(crate) fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&shown.database.url);
-        if !shown.auth.jwt_hs256_secret.is_empty() {
-            shown.auth.jwt_hs256_secret = "***".into();
-        }
-        for key in shown.auth.api_keys.iter_mut() {
-            *key = "***".into();
-        }
-        for (key, value) in shown.kafka.properties.iter_mut() {
-            if key.contains("password") || key.contains("secret") {
-                *value = "***".into();
-            }
-        }
+        shown.kafka.properties = masked_properties(&shown.kafka.properties);
         toml::to_string_pretty(&shown).expect("configuration serialises to TOML")
     }
 }
@@ -610,18 +961,37 @@ fn env_provider() -> Env {
         .map(|key| key.as_str().replacen('_', ".", 1).into())
 }
 
-/// Hides the password of a URL like `postgres://user:pw@host/db`.
+/// Hides the password of a URL like `postgres://user:pw@host/db`, and of query parameters
+/// such as `?password=pw` or `sslpassword=pw`.
 pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -686,5 +1056,9 @@ mod tests {
             "postgres://app:***@db:5432/authtrail"
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redact_url("postgres://db/x?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/x?user=app&password=***&sslmode=require"
+        );
     }
 }

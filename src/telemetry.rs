@@ -23,6 +23,38 @@ pub(crate) fn init_logging(cfg: &LogConfig) {
     };
 }
 
+/// `value`'s `Display` text with control and format characters escaped (`\u{a}`, `\u{202e}`):
+/// log a value a request controls (an error naming a parameter, a problem's detail) as
+/// `field = %escaped(&value)`, so that a CR/LF, an ANSI escape or a bidi override in it cannot
+/// forge a log line or hide text. Plain strings are logged with `?` (Debug escapes the same).
+pub(crate) fn escaped<T: std::fmt::Display + ?Sized>(value: &T) -> Escaped<'_, T> {
+    Escaped(value)
+}
+
+/// See [`escaped`].
+pub(crate) struct Escaped<'a, T: ?Sized>(&'a T);
+
+impl<T: std::fmt::Display + ?Sized> std::fmt::Display for Escaped<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Passes text through, escaping what [`authtrail_events::parse::is_refused_char`] names.
+        struct Escaping<'a, 'b>(&'a mut std::fmt::Formatter<'b>);
+        impl std::fmt::Write for Escaping<'_, '_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                for c in s.chars() {
+                    if authtrail_events::parse::is_refused_char(c) {
+                        write!(self.0, "{}", c.escape_unicode())?;
+                    } else {
+                        self.0.write_char(c)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+        use std::fmt::Write;
+        write!(Escaping(f), "{}", self.0)
+    }
+}
+
 /// The process-wide Prometheus handle; installs the recorder on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -5,7 +5,7 @@
 
 use authtrail::auth::{api_key_sha256, AuthError, CredentialKind, JwtError, Role, Verifier};
 use authtrail::config::AuthConfig;
-use authtrail::server::{AdminUser, AuthUser, ServiceCaller};
+use authtrail::server::{AdminUser, AuthUser, Authenticator, ServiceCaller};
 use axum::http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -40,7 +40,8 @@ fn config() -> AuthConfig {
         jwt_audience: Some("authtrail".into()),
         jwt_leeway_secs: 30,
         api_key_sha256: vec![api_key_sha256("hashed-key-0001")],
-        api_keys: vec!["raw-key-0002".into()],
+        api_keys: vec!["raw-key-0002-of-at-least-32-bytes".into()],
+        ..AuthConfig::default()
     }
 }
 
@@ -88,8 +89,8 @@ fn verifier() -> Verifier {
     Verifier::from_config(&config()).unwrap()
 }
 
-#[test]
-fn every_configured_algorithm_verifies_and_yields_the_claims() {
+#[tokio::test]
+async fn every_configured_algorithm_verifies_and_yields_the_claims() {
     let v = verifier();
     for alg in [
         Algorithm::HS256,
@@ -99,6 +100,7 @@ fn every_configured_algorithm_verifies_and_yields_the_claims() {
     ] {
         let c = v
             .verify_jwt(&sign(alg, &claims(json!({"role": "admin"}))))
+            .await
             .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         assert_eq!(c.subject, "user-1");
         assert_eq!(c.session_id.as_deref(), Some("sess_1"));
@@ -107,8 +109,8 @@ fn every_configured_algorithm_verifies_and_yields_the_claims() {
     }
 }
 
-#[test]
-fn the_jwt_negative_suite_is_refused() {
+#[tokio::test]
+async fn the_jwt_negative_suite_is_refused() {
     let v = verifier();
     let t = now();
     let good = sign(Algorithm::HS256, &claims(json!({})));
@@ -184,25 +186,28 @@ fn the_jwt_negative_suite_is_refused() {
         ("empty", String::new()),
     ];
     for (name, token) in cases {
-        assert!(v.verify_jwt(&token).is_err(), "{name} was accepted");
+        assert!(v.verify_jwt(&token).await.is_err(), "{name} was accepted");
     }
 }
 
-#[test]
-fn leeway_forgives_small_clock_skew_only() {
+#[tokio::test]
+async fn leeway_forgives_small_clock_skew_only() {
     let v = verifier();
     let t = now();
     assert!(v
         .verify_jwt(&sign(Algorithm::HS256, &claims(json!({"exp": t - 10}))))
+        .await
         .is_ok());
     assert!(v
         .verify_jwt(&sign(
             Algorithm::HS256,
             &claims(json!({"nbf": t + 10, "iat": t + 10}))
         ))
+        .await
         .is_ok());
     assert!(matches!(
-        v.verify_jwt(&sign(Algorithm::HS256, &claims(json!({"iat": t + 300})))),
+        v.verify_jwt(&sign(Algorithm::HS256, &claims(json!({"iat": t + 300}))))
+            .await,
         Err(AuthError::Jwt(JwtError::IssuedInFuture))
     ));
 }
@@ -234,6 +239,60 @@ fn configuration_mistakes_name_the_key() {
         .to_string()
         .contains("jwt_es256_public_key"));
     let mut c = config();
+    c.jwt_issuer = None;
+    assert!(Verifier::from_config(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("auth.jwt_issuer"));
+    let mut c = config();
+    c.jwt_audience = Some(String::new());
+    assert!(Verifier::from_config(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("auth.jwt_audience"));
+    // An https key set is accepted (verified with the built-in Mozilla roots).
+    let mut c = config();
+    c.jwks_url = Some("https://idp.example.com/.well-known/jwks.json".into());
+    Verifier::from_config(&c).expect("an https key set");
+    for (url, field) in [
+        ("file:///etc/jwks.json", "auth.jwks_url"),
+        ("not a url", "auth.jwks_url"),
+        ("http://user:pw@127.0.0.1:9/jwks.json", "auth.jwks_url"),
+    ] {
+        let mut c = config();
+        c.jwks_url = Some(url.into());
+        let e = Verifier::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains(field), "{url}: {e}");
+    }
+    let mut c = config();
+    c.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
+    c.jwks_refetch_min_secs = 0;
+    assert!(Verifier::from_config(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("auth.jwks_refetch_min_secs"));
+    let mut c = config();
+    c.jwt_algorithms = vec!["HS256".into()];
+    c.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
+    assert!(Verifier::from_config(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("auth.jwt_algorithms"));
+    for (alg, pem) in [
+        ("HS256", "es256-public.pem"),
+        ("PS256", "rs256-public.pem"),
+        ("RS256", "es256-public.pem"),
+    ] {
+        let mut c = config();
+        c.jwt_keys = vec![authtrail::config::JwtKeyConfig {
+            kid: Some("k1".into()),
+            alg: alg.into(),
+            pem: key_path(pem),
+        }];
+        let e = Verifier::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("auth.jwt_keys[0]"), "{alg}: {e}");
+    }
+    let mut c = config();
     c.jwt_algorithms = vec!["none".into()];
     assert!(Verifier::from_config(&c)
         .unwrap_err()
@@ -247,8 +306,8 @@ fn configuration_mistakes_name_the_key() {
         .contains("api_key_sha256[0]"));
 }
 
-#[test]
-fn api_keys_are_checked_by_hash_from_either_header() {
+#[tokio::test]
+async fn api_keys_are_checked_by_hash_from_either_header() {
     let v = verifier();
     let headers = |name: &str, value: &str| {
         let mut h = HeaderMap::new();
@@ -260,25 +319,33 @@ fn api_keys_are_checked_by_hash_from_either_header() {
     };
     let c = v
         .authenticate(&headers("x-api-key", "hashed-key-0001"))
+        .await
         .unwrap();
     assert_eq!((c.role, c.via), (Role::Service, CredentialKind::ApiKey));
     assert!(c.subject.starts_with("api-key:") && !c.subject.contains("hashed-key"));
     assert!(v
-        .authenticate(&headers("authorization", "Bearer raw-key-0002"))
+        .authenticate(&headers(
+            "authorization",
+            "Bearer raw-key-0002-of-at-least-32-bytes"
+        ))
+        .await
         .is_ok());
     for (name, value) in [
         ("x-api-key", "hashed-key-0002"),
         ("x-api-key", ""),
         ("authorization", "Bearer "),
         ("authorization", "Basic cmF3LWtleS0wMDAy"),
-        ("authorization", "raw-key-0002"),
+        ("authorization", "raw-key-0002-of-at-least-32-bytes"),
     ] {
         assert!(
-            v.authenticate(&headers(name, value)).is_err(),
+            v.authenticate(&headers(name, value)).await.is_err(),
             "{name}: {value}"
         );
     }
-    assert_eq!(v.authenticate(&HeaderMap::new()), Err(AuthError::Missing));
+    assert_eq!(
+        v.authenticate(&HeaderMap::new()).await,
+        Err(AuthError::Missing)
+    );
     assert!(!Verifier::disabled().enabled());
 }
 
@@ -294,7 +361,8 @@ async fn whoami_admin(AdminUser(c): AdminUser) -> String {
 
 #[tokio::test]
 async fn extractors_answer_401_or_403_with_problem_bodies() {
-    let state = Arc::new(verifier());
+    // Credentials only: this router has no read tables to check sessions against.
+    let state = Authenticator::without_session_state(Arc::new(verifier()));
     let app = axum::Router::new()
         .route("/service", axum::routing::get(whoami_service))
         .route("/user", axum::routing::get(whoami_user))
@@ -312,7 +380,11 @@ async fn extractors_answer_401_or_403_with_problem_bodies() {
             Some(("authorization", format!("Bearer {}", token("service")))),
             200,
         ),
-        ("/service", Some(("x-api-key", "raw-key-0002".into())), 200),
+        (
+            "/service",
+            Some(("x-api-key", "raw-key-0002-of-at-least-32-bytes".into())),
+            200,
+        ),
         (
             "/service",
             Some(("authorization", format!("Bearer {}", token("admin")))),
@@ -324,7 +396,11 @@ async fn extractors_answer_401_or_403_with_problem_bodies() {
             Some(("authorization", format!("Bearer {}", token("user")))),
             200,
         ),
-        ("/user", Some(("x-api-key", "raw-key-0002".into())), 401),
+        (
+            "/user",
+            Some(("x-api-key", "raw-key-0002-of-at-least-32-bytes".into())),
+            401,
+        ),
         (
             "/user",
             Some(("authorization", "Bearer expired.token.value".into())),
@@ -371,7 +447,10 @@ async fn extractors_answer_401_or_403_with_problem_bodies() {
             assert_eq!(
                 body,
                 if path == "/service" && auth.as_ref().unwrap().0 == "x-api-key" {
-                    format!("api-key:{}", &api_key_sha256("raw-key-0002")[..12])
+                    format!(
+                        "api-key:{}",
+                        &api_key_sha256("raw-key-0002-of-at-least-32-bytes")[..12]
+                    )
                 } else {
                     "user-1".to_owned()
                 }

@@ -271,6 +271,8 @@ async fn serve_stops_within_its_grace_period_when_the_broker_is_gone() {
         .env("AUTHTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("AUTHTRAIL_HTTP_SHUTDOWN_GRACE_MS", "3000")
         .env("AUTHTRAIL_AUTH_API_KEYS", common::app::TEST_API_KEY)
+        // The example event is dated in the past, beyond the default age limit.
+        .env("AUTHTRAIL_INGEST_MAX_AGE", "36500d")
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

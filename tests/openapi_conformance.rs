@@ -152,7 +152,7 @@ async fn the_openapi_document_matches_what_the_server_does() {
         // Introspection as the auth service, the one caller it answers.
         (
             "service",
-            json!({"sub": "svc-auth", "role": "service"}),
+            json!({"sub": "svc-auth", "role": "service", "scope": "authtrail:publish authtrail:introspect"}),
             &["--include-path", "/api/v1/sessions/introspect"],
         ),
     ];

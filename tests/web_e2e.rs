@@ -66,6 +66,9 @@ async fn dashboard_in_headless_chromium() {
         c.web.dir = root.join("web/dist");
         // The demo sign-in is exercised too (off by default: see the test below).
         c.web.demo = true;
+        // The postMessage sign-in: one host may hand over a token, another may frame but not.
+        c.web.token_origins = vec!["http://portal.localhost".into()];
+        c.web.frame_ancestors = "'self' http://portal.localhost http://evil.localhost".into();
         // Sessions last active hours ago are still active (the default idle timeout is 30 min).
         c.projector.idle_timeout_secs = 24 * 3600;
         c.projector.absolute_timeout_secs = 48 * 3600;
@@ -75,7 +78,7 @@ async fn dashboard_in_headless_chromium() {
     // Background traffic from the simulator's generator (many users, devices, countries).
     let started = Instant::now();
     let events = StreamGen::new(11, 25, chrono::Utc::now() - TimeDelta::hours(6)).take(300);
-    app.intake.submit(events).await.unwrap();
+    app.intake.submit(events, "test").await.unwrap();
 
     // A person with four sessions on four devices, one of them the current one.
     let u = "e2e-user";

@@ -11,6 +11,10 @@ use uuid::Uuid;
 pub const SPEC_VERSION: &str = "1.0";
 /// The only `datacontenttype`.
 pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// The CloudEvents extension attribute naming who appended an event: the credential the intake
+/// authenticated (`api-key:<name>`, `service:<sub>`), or authtrail itself. Stamped by authtrail,
+/// never taken from a publisher.
+pub const PUBLISHER_ATTRIBUTE: &str = "publisher";
 
 /// One validated authentication fact at the current schema version.
 ///
@@ -28,6 +32,9 @@ pub struct Event {
     pub time: DateTime<Utc>,
     /// The user id; `None` only for a failed login of an unknown user.
     pub subject: Option<String>,
+    /// Who appended it ([`PUBLISHER_ATTRIBUTE`]); `None` until the intake stamps it (and in logs
+    /// written before stamping existed).
+    pub publisher: Option<String>,
     pub data: EventData,
 }
 
@@ -38,9 +45,11 @@ impl Event {
 
     /// The Kafka message key: the subject, or for a failed login of an unknown user the
     /// lower-cased identifier, so that every event about one account lands in one partition in
-    /// order.
+    /// order. A review is keyed by the security event it reviews, so that all reviews of one
+    /// security event are in one partition and "the first review in the log" is well defined.
     pub fn partition_key(&self) -> String {
         match (&self.subject, &self.data) {
+            (_, EventData::SecurityEventReviewed(d)) => d.security_event_id.to_string(),
             (Some(subject), _) => subject.clone(),
             (None, EventData::LoginFailed(d)) => d.identifier.as_str().to_lowercase(),
             // parse() refuses other subject-less events; trusted builders get a stable fallback.
@@ -65,6 +74,9 @@ impl Serialize for Event {
         m.serialize_entry("time", &self.time)?;
         if let Some(subject) = &self.subject {
             m.serialize_entry("subject", subject)?;
+        }
+        if let Some(publisher) = &self.publisher {
+            m.serialize_entry(PUBLISHER_ATTRIBUTE, publisher)?;
         }
         m.serialize_entry("datacontenttype", DATA_CONTENT_TYPE)?;
         m.serialize_entry("schemaversion", &CURRENT_SCHEMA_VERSION)?;

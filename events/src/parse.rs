@@ -2,17 +2,19 @@
 //!
 //! Checks run in this order, and the first failure is reported:
 //! 1. size (at most [`MAX_EVENT_BYTES`]), UTF-8, JSON, a JSON object;
-//! 2. every string anywhere in the event: no raw JWT, no control characters, at most
+//! 2. every string anywhere in the event (values and member names): no raw JWT, no control
+//!    characters, no format characters (Unicode Cf: bidi overrides, zero-width, ...), at most
 //!    [`MAX_STRING_CHARS`]; no member named like a secret (`password`, `otp`, `access_token`, …);
-//! 3. envelope attributes: known names only, `specversion`, `id`, `source`, `type`, `time`,
-//!    `subject`, `datacontenttype`, `schemaversion`;
+//! 3. envelope attributes: known names only (an unknown one is echoed only when it looks like
+//!    an attribute name), `specversion`, `id`, `source`, `type`, `time`,
+//!    `subject`, `publisher` (the extension authtrail stamps), `datacontenttype`, `schemaversion`;
 //! 4. `data` upcast to the current version, then typed (unknown fields refused);
 //! 5. rules across fields (e.g. `expires_at` after `time`, `session_id` for scope `one`).
 //!
 //! Nothing here allocates more than the input's size, and no input panics.
 
 use crate::data::{EventData, Geo};
-use crate::event::{Event, DATA_CONTENT_TYPE, SPEC_VERSION};
+use crate::event::{Event, DATA_CONTENT_TYPE, PUBLISHER_ATTRIBUTE, SPEC_VERSION};
 use crate::kind::{EventType, FailureReason, RevokeScope};
 use crate::upcast::upcast;
 use chrono::{DateTime, Utc};
@@ -47,6 +49,7 @@ const ATTRIBUTES: &[&str] = &[
     "type",
     "time",
     "subject",
+    PUBLISHER_ATTRIBUTE,
     "datacontenttype",
     "schemaversion",
     "data",
@@ -128,10 +131,7 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
     };
     for (key, v) in &obj {
         if !ATTRIBUTES.contains(&key.as_str()) {
-            return Err(ContractError::new(
-                key.as_str(),
-                format!("unknown attribute; allowed are {}", ATTRIBUTES.join(", ")),
-            ));
+            return Err(unknown_attribute(key));
         }
         scan(v, key)?;
     }
@@ -170,6 +170,17 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
                 "must be a string (the user id)",
             ))
         }
+    };
+    let publisher = match obj.get(PUBLISHER_ATTRIBUTE) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() || s.chars().count() > MAX_KEY_CHARS => {
+            return Err(ContractError::new(
+                PUBLISHER_ATTRIBUTE,
+                format!("must be 1 to {MAX_KEY_CHARS} characters"),
+            ))
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ContractError::new(PUBLISHER_ATTRIBUTE, "must be a string")),
     };
     if subject.is_none() && !event_type.subject_optional() {
         return Err(ContractError::new(
@@ -212,6 +223,7 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
         source,
         time,
         subject,
+        publisher,
         data,
     };
     normalise_times(&mut event);
@@ -261,11 +273,16 @@ fn scan(value: &Value, path: &str) -> Result<(), ContractError> {
             .enumerate()
             .try_for_each(|(i, v)| scan(v, &format!("{path}[{i}]"))),
         Value::Object(members) => members.iter().try_for_each(|(k, v)| {
+            if let Err(reason) = string_fault(k) {
+                // The name itself is refused: the path shows it escaped and cut short, so the
+                // error cannot carry what it refuses (a bidi override, 64 KB, ...).
+                let field = format!("{path}.{}", printable(k, MAX_ECHOED_NAME_CHARS));
+                return Err(ContractError::new(field, reason));
+            }
             let child = format!("{path}.{k}");
             if SECRET_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
                 return Err(ContractError::new(child, SECRET_NAME_REASON));
             }
-            check_string(k, &child)?;
             scan(v, &child)
         }),
         _ => Ok(()),
@@ -273,20 +290,132 @@ fn scan(value: &Value, path: &str) -> Result<(), ContractError> {
 }
 
 fn check_string(s: &str, path: &str) -> Result<(), ContractError> {
+    string_fault(s).map_err(|reason| ContractError::new(path, reason))
+}
+
+/// Why a string value or member name is refused: too long, a control or format character, or
+/// a raw token.
+fn string_fault(s: &str) -> Result<(), String> {
     let chars = s.chars().count();
     if chars > MAX_STRING_CHARS {
-        return Err(ContractError::new(
-            path,
-            format!("is {chars} characters; the limit is {MAX_STRING_CHARS}"),
+        return Err(format!(
+            "is {chars} characters; the limit is {MAX_STRING_CHARS}"
         ));
     }
-    if s.chars().any(char::is_control) {
-        return Err(ContractError::new(path, "contains control characters"));
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("contains the control character {}", code_point(c)));
+    }
+    if let Some(c) = s.chars().find(|c| is_format_char(*c)) {
+        return Err(format!("contains the format character {}", code_point(c)));
     }
     if looks_like_jwt(s) {
-        return Err(ContractError::new(path, RAW_TOKEN_REASON));
+        return Err(RAW_TOKEN_REASON.to_owned());
     }
     Ok(())
+}
+
+/// `U+202E`: how a reason names a character without containing it.
+fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 15/16: invisible characters
+/// that change how text around them is shown — bidi embeddings, overrides and isolates
+/// (U+202A–U+202E, U+2066–U+2069), marks (U+200E, U+200F), zero-width characters
+/// (U+200B–U+200D, U+2060, U+FEFF), the soft hyphen (U+00AD), tags. An identifier or a note
+/// holding one can read differently from what it is ("Trojan Source"), so the contract refuses
+/// them everywhere, like control characters.
+const FORMAT_CHARS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` is a Unicode format character (general category Cf, see [`FORMAT_CHARS`]).
+pub fn is_format_char(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_CHARS
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Whether the contract refuses `c` in any string: a control or a format character.
+pub fn is_refused_char(c: char) -> bool {
+    c.is_control() || is_format_char(c)
+}
+
+/// The most characters of a refused name an error shows.
+const MAX_ECHOED_NAME_CHARS: usize = 64;
+
+/// `s` safe to show in an error or a log line: control and format characters as `\u{202e}`,
+/// at most `max` characters (then `…`).
+fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if is_refused_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `name` can be a CloudEvents attribute name (1 to 20 lower-case ASCII letters or
+/// digits): only such a name is echoed in an error.
+fn plausible_attribute(name: &str) -> bool {
+    (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The error for a top-level member that is not an attribute of the contract. The name is
+/// echoed only when it is a plausible attribute name; anything else (64 KB, control or bidi
+/// characters) is reported as `(attribute)` without it.
+fn unknown_attribute(name: &str) -> ContractError {
+    let allowed = ATTRIBUTES.join(", ");
+    if plausible_attribute(name) {
+        ContractError::new(name, format!("unknown attribute; allowed are {allowed}"))
+    } else {
+        ContractError::new(
+            "(attribute)",
+            format!(
+                "a member name is not a valid attribute name (CloudEvents: 1 to 20 lower-case \
+                 letters and digits); allowed are {allowed}"
+            ),
+        )
+    }
 }
 
 /// Whether `s` contains something shaped like a compact JWS/JWE: base64url segments joined by

@@ -7,9 +7,9 @@
 //! express well (no secrets anywhere, `expires_at` after `time`, …).
 
 use crate::data::data_schema;
-use crate::event::{DATA_CONTENT_TYPE, SPEC_VERSION};
+use crate::event::{DATA_CONTENT_TYPE, PUBLISHER_ATTRIBUTE, SPEC_VERSION};
 use crate::kind::EventType;
-use crate::parse::{MAX_EVENT_BYTES, MAX_STRING_CHARS};
+use crate::parse::{MAX_EVENT_BYTES, MAX_KEY_CHARS, MAX_STRING_CHARS};
 use crate::upcast::CURRENT_SCHEMA_VERSION;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ pub fn event_schema(event_type: EventType) -> Value {
         "$id": format!("urn:authtrail:event:{}:v{}", event_type, CURRENT_SCHEMA_VERSION),
         "title": event_type.as_str(),
         "description": format!(
-            "authtrail {event_type} event: a CloudEvents 1.0 structured-mode JSON object, at most {MAX_EVENT_BYTES} bytes; every string at most {MAX_STRING_CHARS} characters."
+            "authtrail {event_type} event: a CloudEvents 1.0 structured-mode JSON object, at most {MAX_EVENT_BYTES} bytes; every string (values and member names) at most {MAX_STRING_CHARS} characters, without control or format characters (Unicode Cc, Cf)."
         ),
         "type": "object",
         "additionalProperties": false,
@@ -49,6 +49,7 @@ pub fn event_schema(event_type: EventType) -> Value {
             "type": { "const": event_type.as_str() },
             "time": { "type": "string", "format": "date-time", "description": "When it happened (RFC 3339)." },
             "subject": { "type": "string", "minLength": 1, "description": "The user id." },
+            PUBLISHER_ATTRIBUTE: { "type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS, "description": "Extension attribute: the credential that appended the event, stamped by authtrail's intake. Publishers never send it (the intake refuses it)." },
             "datacontenttype": { "const": DATA_CONTENT_TYPE },
             "schemaversion": { "const": CURRENT_SCHEMA_VERSION, "description": "Version of the data shape; readers upcast older versions." },
             "data": data,

@@ -413,6 +413,85 @@ fn times_are_truncated_to_microseconds() {
     assert_eq!(out["data"]["expires_at"], json!("2026-11-24T21:15:02Z"));
 }
 
+/// Unicode format characters (category Cf: bidi controls, zero-width characters, the soft
+/// hyphen, tags, ...) are refused in every string value and member name, named by code point.
+#[test]
+fn format_characters_are_refused_anywhere_naming_the_code_point() {
+    use authtrail_events::parse::is_format_char;
+    let listed = [
+        0xAD, 0x600, 0x605, 0x61C, 0x6DD, 0x70F, 0x890, 0x891, 0x8E2, 0x180E, 0x200B, 0x200C,
+        0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2060, 0x2064, 0x2066,
+        0x2067, 0x2068, 0x2069, 0x206F, 0xFEFF, 0xFFF9, 0xFFFB, 0x110BD, 0x110CD, 0x13430, 0x1343F,
+        0x1BCA0, 0x1BCA3, 0x1D173, 0x1D17A, 0xE0001, 0xE0020, 0xE007F,
+    ];
+    for cp in listed {
+        let c = char::from_u32(cp).unwrap();
+        assert!(is_format_char(c), "U+{cp:04X}");
+        let code = format!("U+{cp:04X}");
+        for (what, edit, field) in [
+            (
+                "subject",
+                Box::new(move |v: &mut Value| v["subject"] = json!(format!("u{c}1")))
+                    as Box<dyn Fn(&mut Value)>,
+                "subject".to_owned(),
+            ),
+            (
+                "free text",
+                Box::new(move |v: &mut Value| {
+                    v["data"]["details"]["note"] = json!(format!("ok{c}"))
+                }),
+                "data.details.note".to_owned(),
+            ),
+            (
+                "member name",
+                Box::new(move |v: &mut Value| v["data"]["details"][format!("k{c}")] = json!(1)),
+                format!("data.details.k{}", c.escape_unicode()),
+            ),
+        ] {
+            let (got_field, reason) = refuse("admin.action.json", edit);
+            assert_eq!(got_field, field, "{what} {code}");
+            assert_eq!(
+                reason,
+                format!("contains the format character {code}"),
+                "{what}"
+            );
+        }
+    }
+    for c in [
+        'a',
+        'é',
+        ' ',
+        '\u{2065}',
+        '\u{FFFC}',
+        '\u{1F600}',
+        '\u{E0080}',
+    ] {
+        assert!(!is_format_char(c), "{c:?}");
+    }
+}
+
+/// A top-level member that is not an attribute is named only when the name could be one
+/// (CloudEvents: 1 to 20 lower-case letters and digits).
+#[test]
+fn unknown_attribute_names_are_echoed_only_when_plausible() {
+    for (name, field) in [
+        ("priority", "priority"),
+        ("ext2", "ext2"),
+        ("Priority", "(attribute)"),
+        ("x-trace", "(attribute)"),
+        ("abcdefghijklmnopqrstu", "(attribute)"),
+        ("a\u{202e}b", "(attribute)"),
+        ("a\nb", "(attribute)"),
+        ("", "(attribute)"),
+    ] {
+        let (got, reason) = refuse("login.succeeded.json", |v| v[name] = json!(1));
+        assert_eq!(got, field, "{name:?}: {reason}");
+        if field == "(attribute)" && !name.is_empty() {
+            assert!(!reason.contains(name), "{name:?} echoed: {reason}");
+        }
+    }
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;

@@ -906,12 +906,11 @@ impl<'r> Fold<'r> {
             reviewed_at: event.time,
             review_event_id: event.id,
         };
-        match self.changes.reviews.get(&d.security_event_id) {
-            Some(existing) if existing.precedes(&review) => {}
-            _ => {
-                self.changes.reviews.insert(d.security_event_id, review);
-            }
-        }
+        // The first review in the log stands (`Review`): a later one changes nothing.
+        self.changes
+            .reviews
+            .entry(d.security_event_id)
+            .or_insert(review);
     }
 
     // ---- helpers ------------------------------------------------------------------------
@@ -943,8 +942,12 @@ impl<'r> Fold<'r> {
         description: String,
         user: Option<&str>,
         ctx: &Context,
-        metadata: serde_json::Value,
+        mut metadata: serde_json::Value,
     ) {
+        // Who appended the event it was derived from (the intake's stamp), beside its facts.
+        if let (Some(publisher), Some(m)) = (&event.publisher, metadata.as_object_mut()) {
+            m.insert("publisher".to_owned(), publisher.as_str().into());
+        }
         self.changes.security_events.push(SecurityEvent {
             id: security_event_id(event.id, id_kind),
             user_id: user.filter(|u| !u.is_empty()).map(str::to_owned),

@@ -132,12 +132,8 @@ impl Tables {
             self.security_events.insert(e.id, e);
         }
         for (id, r) in changes.reviews {
-            match self.reviews.get(&id) {
-                Some(existing) if existing.precedes(&r) => {}
-                _ => {
-                    self.reviews.insert(id, r);
-                }
-            }
+            // The first review in the log stands (`Review`).
+            self.reviews.entry(id).or_insert(r);
         }
         self.devices.extend(changes.devices);
         self.profiles.extend(changes.profiles);

@@ -193,20 +193,16 @@ impl std::fmt::Display for Severity {
 
 /// An admin's review of a security event. Kept apart from the event so that the two can be
 /// projected in either order (they may come from different partitions).
+///
+/// The first review in the log stands. All reviews of one security event share a partition
+/// (their key is the security event's id), so "first" is the log's order, never the
+/// producer's `time`: a review cannot be backdated to beat one already recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
     pub security_event_id: Uuid,
     pub reviewer: String,
     pub reviewed_at: DateTime<Utc>,
     pub review_event_id: Uuid,
-}
-
-impl Review {
-    /// Of two reviews of one security event the earliest stands (ties: lower event id), so the
-    /// result does not depend on which was projected first.
-    pub fn precedes(&self, other: &Review) -> bool {
-        (self.reviewed_at, self.review_event_id) < (other.reviewed_at, other.review_event_id)
-    }
 }
 
 /// A device a user trusts (or trusted).

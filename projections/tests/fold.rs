@@ -505,7 +505,7 @@ fn super_admin_login_reads_like_the_seed() {
 }
 
 #[test]
-fn reviews_keep_the_earliest_whichever_arrives_first() {
+fn the_first_review_in_the_log_stands_whatever_its_time() {
     let login_ev = login(1, "s1", 0, None);
     let target = security_event_id(login_ev.id, "login_success");
     let r1 = ev(
@@ -515,20 +515,25 @@ fn reviews_keep_the_earliest_whichever_arrives_first() {
         5,
         json!({ "security_event_id": target, "reviewer": "alice" }),
     );
+    // Later in the log, but dated earlier: a backdated review changes nothing.
     let r2 = ev(
         3,
         "security_event.reviewed",
         Some("admin-2"),
-        3,
-        json!({ "security_event_id": target, "reviewer": "bob" }),
+        -100_000,
+        json!({ "security_event_id": target, "reviewer": "mallory" }),
     );
+    // Both reviews key to the security event, so they share a partition and keep log order.
+    assert_eq!(r1.partition_key(), r2.partition_key());
+    assert_eq!(r1.partition_key(), target.to_string());
     let a = project(&[login_ev.clone(), r1.clone(), r2.clone()]);
+    // The same log in other batches, the security event last: the same review stands.
     let mut b = Tables::default();
-    b.apply_batch(&Rules::default(), &[r2]);
     b.apply_batch(&Rules::default(), &[r1]);
+    b.apply_batch(&Rules::default(), &[r2]);
     b.apply_batch(&Rules::default(), &[login_ev]);
     assert_eq!(a.reviews, b.reviews);
-    assert_eq!(a.reviews[&target].reviewer, "bob");
+    assert_eq!(a.reviews[&target].reviewer, "alice");
     assert!(a.security_events.contains_key(&target));
 }
 

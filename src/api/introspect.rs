@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::server::extract::Json as JsonBody;
 use crate::server::problem::ProblemDoc;
 use crate::server::ApiError;
-use crate::server::{Admits, Audit, Budget, Policy, Routes, ServiceCaller};
+use crate::server::{Admits, Audit, Budget, Introspector, Policy, Routes};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 pub(crate) fn routes() -> Routes {
     Routes::new().add(
-        Policy::new(Admits::Service, Budget::Unlimited, Audit::No),
+        Policy::new(Admits::Introspect, Budget::Introspect, Audit::No),
         routes!(introspect),
     )
 }
@@ -86,7 +86,7 @@ struct ActiveSession {
     ))]
 async fn introspect(
     Ctx(api): Ctx,
-    ServiceCaller(_caller): ServiceCaller,
+    Introspector(_caller): Introspector,
     JsonBody(req): JsonBody<IntrospectRequest>,
 ) -> Result<Json<Introspection>, ApiError> {
     if req.session_id.is_empty() || req.session_id.len() > authtrail_events::data::MAX_ID_LEN {

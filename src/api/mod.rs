@@ -58,6 +58,8 @@ pub(crate) struct Api {
     projected: Arc<watch::Sender<u64>>,
     /// Set when the server shuts down: open streams end, so graceful shutdown can finish.
     closing: std::sync::atomic::AtomicBool,
+    /// The event streams' shared poller feed and per-caller counts.
+    streams: stream::Streams,
     /// Dropped with the `Api`: stops the listener task.
     _stop: oneshot::Sender<()>,
 }
@@ -75,7 +77,7 @@ impl Api {
         let projected = Arc::new(projected);
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(listen(pool.clone(), projected.clone(), stopped));
-        Ok(Arc::new(Api {
+        let api = Arc::new(Api {
             config: config.api.clone(),
             pool,
             publisher,
@@ -83,8 +85,11 @@ impl Api {
             topic: config.kafka.topic.clone(),
             projected,
             closing: std::sync::atomic::AtomicBool::new(false),
+            streams: stream::Streams::new(config.api.streams_per_caller),
             _stop: stop,
-        }))
+        });
+        tokio::spawn(stream::follow(Arc::downgrade(&api)));
+        Ok(api)
     }
 
     fn pool(&self) -> &PgPool {
@@ -189,9 +194,10 @@ fn routes() -> Routes {
 /// `swagger_ui`) Swagger UI at `/api/v1/docs`.
 pub(crate) fn router(api: Arc<Api>, swagger_ui: bool) -> Router<AppState> {
     let (routes, _) = routes().split(openapi::base());
+    let asof = asof::AsOf::new(api.config().asof_concurrency);
     routes
         .layer(Extension(api))
-        .layer(Extension(asof::AsOfCache::default()))
+        .layer(Extension(asof))
         .merge(openapi::router(swagger_ui))
 }
 

@@ -36,8 +36,10 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("a cursor serialises"))
     }
 
-    /// Decodes a cursor of `list`; anything else is a 400.
-    fn decode(list: &str, s: &str) -> Result<Cursor, ApiError> {
+    /// Decodes a cursor of `list`; anything else is a 400 naming `cursor`. Public only for the
+    /// fuzz tests (`tests/security/input/fuzz.rs`).
+    #[doc(hidden)]
+    pub fn decode(list: &str, s: &str) -> Result<Cursor, ApiError> {
         let bad = || {
             ApiError::param(
                 "cursor",

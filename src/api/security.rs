@@ -4,6 +4,7 @@
 use super::commands::{self, CommandAccepted, WaitParam};
 use super::pagination::{Page, PageRequest};
 use super::{Api, Ctx};
+use crate::auth::{Caller, Role};
 use crate::server::audit::Audited;
 use crate::server::extract::Query;
 use crate::server::problem::ProblemDoc;
@@ -161,8 +162,38 @@ async fn list_events(
     Ok(Json(list(&api, &q, &page).await?))
 }
 
+/// Who may review a security event: reviewing `admin_action` events is reserved to
+/// super_admin, and nobody reviews an event about themselves (its user) or about their own
+/// action (an `admin_action` whose actor they are).
+fn check_may_review(
+    reviewer: &Caller,
+    user: Option<&str>,
+    event_type: &str,
+    actor: Option<&str>,
+) -> Result<(), ApiError> {
+    let me = reviewer.subject.as_str();
+    let refusal = if user == Some(me) {
+        Some("nobody reviews a security event about themselves")
+    } else if event_type == "admin_action" && actor == Some(me) {
+        Some("nobody reviews a security event about their own action")
+    } else if event_type == "admin_action" && reviewer.role != Role::SuperAdmin {
+        Some("only a super_admin reviews admin_action events")
+    } else {
+        None
+    };
+    match refusal {
+        Some(why) => {
+            tracing::info!(reviewer = %me, event_type, why, "review refused");
+            Err(ApiError::NotPermitted(why))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Mark a security event reviewed (admin): appends `security_event.reviewed` (subject the
-/// event's user) and the `admin.action` record. The earliest review stands.
+/// event's user) and the `admin.action` record. The earliest review stands. Reviewing an
+/// `admin_action` event takes a super_admin; nobody reviews an event about themselves or their
+/// own action (403).
 #[utoipa::path(post, path = "/api/v1/admin/security-events/{id}/review", tag = "admin",
     params(("id" = Uuid, Path, description = "Security event id"), WaitParam),
     security(("bearer" = [])),
@@ -181,14 +212,17 @@ async fn review(
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::param("id", "not a UUID"))?;
-    let found: Option<(Option<String>, bool)> =
-        sqlx::query_as("SELECT user_id, reviewed FROM security_events_reviewed WHERE id = $1")
-            .bind(id)
-            .fetch_optional(api.pool())
-            .await?;
-    let Some((user, already)) = found else {
+    let found: Option<(Option<String>, bool, String, Option<String>)> = sqlx::query_as(
+        "SELECT user_id, reviewed, event_type, metadata->>'actor'
+         FROM security_events_reviewed WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(api.pool())
+    .await?;
+    let Some((user, already, event_type, actor)) = found else {
         return Err(ApiError::NotFound("security event"));
     };
+    check_may_review(&admin, user.as_deref(), &event_type, actor.as_deref())?;
     let subject = user.clone().unwrap_or_else(|| admin.subject.clone());
     let reviewed = commands::reviewed(&subject, id, &admin.subject);
     let audit = audited.event(
@@ -196,4 +230,36 @@ async fn review(
         json!({"security_event_id": id, "already_reviewed": already}),
     );
     api.command(vec![reviewed, audit], w.wait).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::CredentialKind;
+
+    fn caller(sub: &str, role: Role) -> Caller {
+        Caller {
+            subject: sub.into(),
+            session_id: Some("s".into()),
+            role,
+            via: CredentialKind::Jwt,
+            expires_at: None,
+            grant: crate::auth::Grant::none(),
+        }
+    }
+
+    #[test]
+    fn reviews_of_oneself_and_of_admin_actions_are_refused() {
+        let admin = caller("ann", Role::Admin);
+        let root = caller("rob", Role::SuperAdmin);
+        let refused =
+            |c: &Caller, user, kind, actor| check_may_review(c, user, kind, actor).is_err();
+        assert!(!refused(&admin, Some("u1"), "login_failure", None));
+        assert!(refused(&admin, Some("ann"), "login_failure", None));
+        assert!(refused(&root, Some("rob"), "suspicious_activity", None));
+        assert!(refused(&admin, Some("u1"), "admin_action", Some("zed")));
+        assert!(!refused(&root, Some("u1"), "admin_action", Some("ann")));
+        assert!(refused(&root, Some("u1"), "admin_action", Some("rob")));
+        assert!(!refused(&admin, None, "login_failure", None));
+    }
 }

@@ -9,7 +9,7 @@
 use super::commands::{self, CommandAccepted, WaitParam};
 use super::pagination::{Page, PageRequest};
 use super::{user_id, Api, Ctx};
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::server::audit::Audited;
 use crate::server::extract::Query;
 use crate::server::problem::ProblemDoc;
@@ -200,6 +200,29 @@ fn mark_current(mut page: Page<SessionView>, caller: &Caller) -> Page<SessionVie
 
 fn not_active(s: &SessionView) -> ApiError {
     ApiError::SessionNotActive(s.status.clone())
+}
+
+/// Acting on an admin's or a super_admin's sessions is reserved to super_admin. Whether `user`
+/// is one is what authtrail holds: the roles any of their sessions was opened with (the login
+/// event's `data.roles`).
+async fn check_power_over(api: &Api, admin: &Caller, user: &str) -> Result<(), ApiError> {
+    if admin.role == Role::SuperAdmin {
+        return Ok(());
+    }
+    let privileged: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions
+                        WHERE user_id = $1 AND roles && ARRAY['admin', 'super_admin']::text[])",
+    )
+    .bind(user)
+    .fetch_one(api.pool())
+    .await?;
+    if privileged {
+        tracing::info!(admin = %admin.subject, %user, "refused: acting on an admin's sessions");
+        return Err(ApiError::NotPermitted(
+            "only a super_admin may act on the sessions of an admin or super_admin",
+        ));
+    }
+    Ok(())
 }
 
 /// Query of "my sessions".
@@ -474,6 +497,7 @@ async fn admin_revoke(
     let s = one(&api, &id, None)
         .await?
         .ok_or_else(|| ApiError::NotFound("session"))?;
+    check_power_over(&api, &admin, &s.user_id).await?;
     if s.status != SessionStatus::Active.as_str() {
         return Err(not_active(&s));
     }
@@ -508,6 +532,7 @@ async fn admin_force_logout(
     Query(w): Query<WaitParam>,
 ) -> Result<CommandAccepted, ApiError> {
     let user = user_id("id", &user)?;
+    check_power_over(&api, &admin, user).await?;
     let revoke = commands::revoke(
         user,
         RevokeScope::All,

@@ -3,8 +3,10 @@
 //! Request: credentials (see [`crate::auth`]; role `service` or an API key), a `Content-Type`
 //! naming the framing (see [`super::framing`]) and the body. Steps: authenticate (401/403),
 //! check the media type (415), read at most `ingest.max_body_bytes` (413), split and validate
-//! every event (400 naming index, field and reason; 413 over `ingest.max_batch_events`), enrich,
-//! append, and answer once the broker acknowledged every event:
+//! every event (400 naming index, field and reason; 413 over `ingest.max_batch_events`), check
+//! them against the credential's grant (403 for a type or source it does not hold) and the time
+//! window (400 naming `time`), stamp the credential as `publisher`, enrich, append, and answer
+//! once the broker acknowledged every event:
 //!
 //! ```json
 //! 200 {"accepted": 2, "events": [{"id": "…", "partition": 3, "offset": 41}, …]}
@@ -13,7 +15,8 @@
 //! Errors are RFC 9457 problem details. A broker failure is 503: some events may already be
 //! appended, and sending the same request again is safe (ids are idempotency keys).
 
-use super::{decode, framing, too_large, Intake};
+use super::{admit, decode, framing, too_large, Intake};
+use crate::auth::Caller;
 use crate::kafka::Appended;
 use crate::server::{Admits, ApiError, AppState, Audit, Budget, Policy, Routes, ServiceCaller};
 use axum::body::Body;
@@ -26,9 +29,10 @@ use std::time::Instant;
 use utoipa_axum::routes;
 
 /// The intake's routes. Any service credential may publish; the cost of a request is bounded
-/// by the body and batch limits, not by a per-caller rate.
+/// by the body and batch limits, and each credential's request rate by
+/// `ingest.requests_per_minute` (429 with `Retry-After`).
 pub(crate) fn router(intake: Arc<Intake>) -> Router<AppState> {
-    let publish = Policy::new(Admits::Service, Budget::Unlimited, Audit::No);
+    let publish = Policy::new(Admits::Service, Budget::Intake, Audit::No);
     let (router, _) = Routes::new()
         .add(publish, routes!(post_events))
         .split(utoipa::openapi::OpenApi::default());
@@ -57,16 +61,16 @@ async fn post_events(
     body: Body,
 ) -> Result<Json<Accepted>, ApiError> {
     let started = Instant::now();
-    let result = handle(&intake, &headers, body).await;
+    let result = handle(&intake, &caller, &headers, body).await;
     match &result {
         Ok(a) => {
             count_request("accepted");
-            tracing::info!(caller = %caller.subject, events = a.accepted, elapsed_ms = started.elapsed().as_millis() as u64, "events accepted");
+            tracing::info!(caller = ?caller.subject, events = a.accepted, elapsed_ms = started.elapsed().as_millis() as u64, "events accepted");
         }
         Err(e) => {
             let slug = e.kind().slug();
             count_request(slug);
-            tracing::info!(caller = %caller.subject, status = e.status().as_u16(), problem = slug, detail = %e, "events refused");
+            tracing::info!(caller = ?caller.subject, status = e.status().as_u16(), problem = slug, detail = %crate::telemetry::escaped(e), "events refused");
         }
     }
     result.map(Json)
@@ -74,6 +78,7 @@ async fn post_events(
 
 async fn handle(
     intake: &Arc<Intake>,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
@@ -105,9 +110,10 @@ async fn handle(
             reject_request("too_many")
         }
     })?;
+    admit(&events, &caller.grant, chrono::Utc::now(), limits)?;
     let count = events.len();
     let appended = intake
-        .submit(events)
+        .submit(events, &caller.publisher())
         .await
         .map_err(|e| ApiError::BrokerUnavailable(e.to_string()))?;
     Ok(Accepted {

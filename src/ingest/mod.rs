@@ -2,17 +2,23 @@
 //! enriched, appended through the [`Publisher`].
 //!
 //! - `decode`: a request body and its media type → events, all-or-nothing (pure, no I/O).
-//! - [`Intake::submit`]: enrich and append; resolves after the broker acknowledged every event.
+//! - `admit`: whether the caller may append those events now — its grant's types and sources,
+//!   the time window (`ingest.max_future_skew`, `ingest.max_age`) — all-or-nothing (pure).
+//! - [`Intake::submit`]: stamp the publisher, enrich and append; resolves after the broker
+//!   acknowledged every event.
 //! - [`enrich`]: GeoIP and user-agent enrichment.
 //! - `http`: `POST /v1/events`.
 
 pub mod enrich;
 pub(crate) mod http;
 
+use crate::auth::Grant;
 use crate::config::IngestConfig;
 use crate::kafka::{Appended, PublishError, Publisher};
 use crate::server::ApiError;
+use authtrail_events::event::PUBLISHER_ATTRIBUTE;
 use authtrail_events::{ContractError, Event, EventType};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -27,11 +33,13 @@ pub const CE_BATCH: &str = "application/cloudevents-batch+json";
 /// Batch: one event per line.
 const NDJSON: &str = "application/x-ndjson";
 
-/// Size limits of one request.
+/// Size limits of one request and the time window of its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     max_body_bytes: usize,
     max_batch_events: usize,
+    max_future_skew: TimeDelta,
+    max_age: TimeDelta,
 }
 
 impl From<&IngestConfig> for Limits {
@@ -39,6 +47,8 @@ impl From<&IngestConfig> for Limits {
         Limits {
             max_body_bytes: c.max_body_bytes,
             max_batch_events: c.max_batch_events,
+            max_future_skew: c.max_future_skew.delta(),
+            max_age: c.max_age.delta(),
         }
     }
 }
@@ -189,10 +199,111 @@ fn decode(framing: Framing, body: &[u8], limits: Limits) -> Result<Vec<Event>, A
     Ok(events)
 }
 
+/// [`decode`] of a body sent as `content_type`: what `POST /v1/events` does before enriching.
+/// Only for the fuzz tests (`tests/security/input/fuzz.rs`), which feed it arbitrary bodies.
+#[doc(hidden)]
+pub fn decode_body(
+    content_type: Option<&str>,
+    body: &[u8],
+    limits: Limits,
+) -> Result<Vec<Event>, ApiError> {
+    decode(framing(content_type)?, body, limits)
+}
+
+/// Whether the holder of `grant` may append `events` at `now`. All-or-nothing, like
+/// [`decode`]: any event beyond the grant (a type or source it does not hold) refuses the
+/// request with 403 listing those; otherwise any event outside the time window, or carrying
+/// the `publisher` attribute only authtrail sets, refuses it with 400 naming the field.
+fn admit(
+    events: &[Event],
+    grant: &Grant,
+    now: DateTime<Utc>,
+    limits: Limits,
+) -> Result<(), ApiError> {
+    let refusal = |index: usize, e: &Event, field: &str, reason: String| EventError {
+        index,
+        line: None,
+        field: field.to_owned(),
+        reason,
+        event_type: Some(e.event_type()),
+    };
+    let forbidden: Vec<EventError> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let r = grant.check(e.event_type(), &e.source).err()?;
+            Some(refusal(i, e, r.field, r.reason))
+        })
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(refused_events(
+            &forbidden,
+            events.len(),
+            "not_permitted",
+            true,
+        ));
+    }
+    let mut invalid = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if e.publisher.is_some() {
+            let reason = "is stamped by authtrail from your credential; leave it out".to_owned();
+            invalid.push(refusal(i, e, PUBLISHER_ATTRIBUTE, reason));
+        } else if e.time > now + limits.max_future_skew {
+            let reason = format!(
+                "is {} ahead of the server clock; at most {} is allowed",
+                span(e.time - now),
+                span(limits.max_future_skew)
+            );
+            invalid.push(refusal(i, e, "time", reason));
+        } else if e.time < now - limits.max_age && !grant.may_backfill() {
+            let reason = format!(
+                "is {} old; events older than {} need a credential with the backfill scope",
+                span(now - e.time),
+                span(limits.max_age)
+            );
+            invalid.push(refusal(i, e, "time", reason));
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(refused_events(
+            &invalid,
+            events.len(),
+            "out_of_window",
+            false,
+        ));
+    }
+    Ok(())
+}
+
+/// A delta for messages: exact in the largest unit that divides it (`45m`, `7d`, `150s`), or
+/// in whole days beyond two.
+fn span(d: TimeDelta) -> String {
+    let s = d.num_seconds();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= size && s % size == 0 {
+            return format!("{}{unit}", s / size);
+        }
+    }
+    if s > 2 * 86_400 {
+        return format!("more than {}d", s / 86_400);
+    }
+    format!("{s}s")
+}
+
 fn invalid_events(errors: &[EventError], total: usize) -> ApiError {
+    refused_events(errors, total, "invalid", false)
+}
+
+/// The problem listing refused events (`forbidden`: 403, else 400), counted by type and reason.
+fn refused_events(
+    errors: &[EventError],
+    total: usize,
+    reason: &'static str,
+    forbidden: bool,
+) -> ApiError {
     for e in errors {
         let t = e.event_type.map(EventType::as_str).unwrap_or("unknown");
-        metrics::counter!("authtrail_ingest_events_rejected_total", "type" => t, "reason" => "invalid")
+        metrics::counter!("authtrail_ingest_events_rejected_total", "type" => t, "reason" => reason)
             .increment(1);
     }
     let rest = total - errors.len();
@@ -205,8 +316,13 @@ fn invalid_events(errors: &[EventError], total: usize) -> ApiError {
         format!("{}: {}", first.field, first.reason)
     } else {
         format!(
-            "{} of {total} events invalid; nothing was appended. First: event {}{}: {}: {}",
+            "{} of {total} events {}; nothing was appended. First: event {}{}: {}: {}",
             errors.len(),
+            if forbidden {
+                "not permitted"
+            } else {
+                "invalid"
+            },
             first.index,
             first
                 .line
@@ -221,6 +337,7 @@ fn invalid_events(errors: &[EventError], total: usize) -> ApiError {
         detail,
         errors: serde_json::to_value(listed).unwrap_or_default(),
         invalid_count: errors.len(),
+        forbidden,
     }
 }
 
@@ -288,11 +405,20 @@ impl Intake {
         }
     }
 
-    /// Enriches and appends valid events; resolves after the broker acknowledged every one, with
+    /// Stamps `publisher` (who appends them: see [`crate::auth::Caller::publisher`]) on every
+    /// event, enriches and appends them; resolves after the broker acknowledged every one, with
     /// where each landed (input order). On error some may already be appended: submitting them
-    /// again is safe (consumers deduplicate by id).
-    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<Appended>, PublishError> {
+    /// again is safe (consumers deduplicate by id). What the publisher may append is checked
+    /// before (the HTTP intake's `admit`); callers in this process are trusted.
+    pub async fn submit(
+        &self,
+        events: Vec<Event>,
+        publisher: &str,
+    ) -> Result<Vec<Appended>, PublishError> {
         let mut events = events;
+        for e in &mut events {
+            e.publisher = Some(publisher.to_owned());
+        }
         self.enrich(&mut events);
         let appended = self.publisher.publish_all(&events).await;
         match &appended {

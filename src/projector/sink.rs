@@ -757,7 +757,7 @@ async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sql
 struct Upsert {
     name: &'static str,
     key: &'static str,
-    /// `SET` clause on conflict.
+    /// `SET` clause on conflict; empty: the row already there stays (`DO NOTHING`).
     set: &'static str,
 }
 
@@ -797,14 +797,11 @@ const PROFILES: Upsert = Upsert {
          locked = EXCLUDED.locked, locked_reason = EXCLUDED.locked_reason, \
          locked_until = EXCLUDED.locked_until, password_changed_at = EXCLUDED.password_changed_at",
 };
-/// The earliest review wins, whichever batch brings it.
+/// The first review in the log stands (see `Review` in the projections crate).
 const REVIEWS: Upsert = Upsert {
     name: "security_event_reviews",
     key: "security_event_id",
-    set: "reviewer = EXCLUDED.reviewer, reviewed_at = EXCLUDED.reviewed_at, \
-         review_event_id = EXCLUDED.review_event_id \
-         WHERE (EXCLUDED.reviewed_at, EXCLUDED.review_event_id) \
-             < (security_event_reviews.reviewed_at, security_event_reviews.review_event_id)",
+    set: "",
 };
 /// Statistics add up.
 const STATS: Upsert = Upsert {
@@ -835,11 +832,14 @@ async fn upsert<T: Serialize>(
         .await?;
     }
     copy_rows(conn, &format!("pg_temp.{stage}"), rows).await?;
+    let action = match table.set {
+        "" => "DO NOTHING".to_owned(),
+        set => format!("DO UPDATE SET {set}"),
+    };
     sqlx::query(&format!(
-        "INSERT INTO {name} SELECT * FROM pg_temp.{stage} ON CONFLICT ({key}) DO UPDATE SET {set}",
+        "INSERT INTO {name} SELECT * FROM pg_temp.{stage} ON CONFLICT ({key}) {action}",
         name = table.name,
         key = table.key,
-        set = table.set
     ))
     .execute(&mut *conn)
     .await?;

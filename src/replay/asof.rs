@@ -85,7 +85,7 @@ async fn build(
     let topic = config.kafka.topic.clone();
     let partitions = log::partitions(&config.kafka).await?;
     let marks = log::watermarks(&config.kafka, &partitions).await?;
-    let done = schema::checkpoints(&spool, "projection_checkpoints", &projection, &topic).await?;
+    let done = schema::checkpoints(&spool, None, &projection, &topic).await?;
     let ranges: Vec<Range> = partitions
         .iter()
         .map(|&p| Range {
@@ -143,13 +143,16 @@ async fn build(
         .iter()
         .filter(|t| !schema::BOOKKEEPING_TABLES.contains(t))
     {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema_name}.{t}"))
+        let table = schema::qualified(schema_name, t);
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(pool)
             .await?;
         summary.rows.insert((*t).to_owned(), n);
     }
     let statuses: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT {schema_name}.session_status(s, $1), count(*) FROM {schema_name}.sessions s GROUP BY 1"
+        "SELECT {}(s, $1), count(*) FROM {} s GROUP BY 1",
+        schema::qualified(schema_name, "session_status"),
+        schema::qualified(schema_name, "sessions")
     ))
     .bind(time)
     .fetch_all(pool)

@@ -34,7 +34,8 @@ use std::sync::Arc;
 pub enum Format {
     /// One CloudEvent per line, byte for byte as stored in the log.
     Ndjson,
-    /// Flat columns (see [`CSV_HEADER`]) with the `data` member as JSON in the last column.
+    /// Flat columns (see [`CSV_HEADER`]) with the `data` member as JSON in the last column. A
+    /// cell starting with `=`, `+`, `-`, `@`, tab or CR is prefixed with `'` (no formulas).
     Csv,
 }
 
@@ -152,13 +153,14 @@ impl Filter {
 }
 
 /// The CSV columns.
-pub const CSV_HEADER: [&str; 20] = [
+pub const CSV_HEADER: [&str; 21] = [
     "partition",
     "offset",
     "id",
     "time",
     "type",
     "source",
+    "publisher",
     "subject",
     "session_id",
     "identifier",
@@ -192,6 +194,7 @@ fn csv_record(partition: i32, offset: i64, e: &Event, data: &Value) -> Vec<Strin
         e.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         e.event_type().as_str().to_owned(),
         e.source.clone(),
+        e.publisher.clone().unwrap_or_default(),
         e.subject.clone().unwrap_or_default(),
         s("/session_id"),
         s("/identifier"),
@@ -207,6 +210,17 @@ fn csv_record(partition: i32, offset: i64, e: &Event, data: &Value) -> Vec<Strin
         s("/user_agent"),
         data.to_string(),
     ]
+}
+
+/// `cell` as a spreadsheet must show it: a cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return would be read as a formula (OWASP "CSV injection": `=HYPERLINK(...)` in a user
+/// id runs when an analyst opens the export), so it gets a leading `'`, which spreadsheets take
+/// as "text" and do not show. Every column passes here, whoever wrote it.
+fn neutralised(mut cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        cell.insert(0, '\'');
+    }
+    cell
 }
 
 /// Counts for the summary.
@@ -304,7 +318,8 @@ impl Out {
                     Some(d) => d.clone(),
                     None => serde_json::to_value(&item.event.data)?,
                 };
-                w.write_record(csv_record(item.partition, item.offset, &item.event, &data))?;
+                let record = csv_record(item.partition, item.offset, &item.event, &data);
+                w.write_record(record.into_iter().map(neutralised))?;
             }
         }
         Ok(())
@@ -744,6 +759,25 @@ mod tests {
             want.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
         );
         assert_eq!(summary.written, 4);
+    }
+
+    /// Tab and CR cannot reach a cell through the contract (it refuses control characters),
+    /// but the neutraliser does not rely on that.
+    #[test]
+    fn a_cell_that_a_spreadsheet_would_read_as_a_formula_gets_a_quote() {
+        for cell in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralised(cell.to_owned()), format!("'{cell}"));
+        }
+        for cell in [
+            "",
+            "a=1",
+            " =1",
+            "'=1",
+            "2026-11-25T00:00:00Z",
+            "{\"a\":-1}",
+        ] {
+            assert_eq!(neutralised(cell.to_owned()), cell);
+        }
     }
 
     #[test]

@@ -204,12 +204,16 @@ pub fn phase_line(phases: &[(&str, f64)]) -> String {
         .join(", ")
 }
 
-/// The live schema: where the main pool's unqualified names resolve.
+/// The live schema: where the main pool's unqualified names resolve. It passes the same check
+/// as every other schema name: the database URL or the role's `search_path` chooses it, and a
+/// rebuild writes it into SQL.
 async fn live_schema(pool: &PgPool) -> anyhow::Result<String> {
     let s: Option<String> = sqlx::query_scalar("SELECT current_schema()")
         .fetch_one(pool)
         .await?;
-    s.context("no current schema")
+    let s = s.context("no current schema")?;
+    schema::check_name(&s).context("the live schema (the database's search_path)")?;
+    Ok(s)
 }
 
 /// The schema to build into: the one given, else the newest existing rebuild schema, else a new
@@ -287,7 +291,7 @@ impl<'a> Builder<'a> {
     ) -> anyhow::Result<Builder<'a>> {
         let (projection, rules) = schema::projection_of(config);
         let topic = config.kafka.topic.clone();
-        let positions = schema::checkpoints(spool, "projection_checkpoints", &projection, &topic)
+        let positions = schema::checkpoints(spool, None, &projection, &topic)
             .await
             .context("reading the rebuild's checkpoints")?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -473,11 +477,10 @@ pub async fn rebuild_from(
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
     let mut b = Builder::start(config, opts, &spool, source, stop, progress).await?;
-    let live_checkpoints = format!("{live}.projection_checkpoints");
 
     // Chase the live checkpoints until close.
     loop {
-        let target = schema::checkpoints(pool, &live_checkpoints, &b.projection, &b.topic).await?;
+        let target = schema::checkpoints(pool, Some(&live), &b.projection, &b.topic).await?;
         if b.distance(&target) <= opts.lock_distance {
             break;
         }
@@ -505,7 +508,7 @@ pub async fn rebuild_from(
         comparison: vec![],
     };
     if !opts.swap {
-        let target = schema::checkpoints(pool, &live_checkpoints, &b.projection, &b.topic).await?;
+        let target = schema::checkpoints(pool, Some(&live), &b.projection, &b.topic).await?;
         b.advance(&target).await?;
     } else {
         let swapped = swap_retrying(pool, &live, &target_schema, &mut b).await?;
@@ -622,13 +625,19 @@ async fn drop_schemas(pool: &PgPool, report: &mut Report, drop_old: bool) -> any
     let Some(old) = &report.old_schema else {
         return Ok(());
     };
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", report.schema))
+    sqlx::query(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        schema::ident(&report.schema)
+    ))
+    .execute(pool)
+    .await?;
+    if drop_old {
+        sqlx::query(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            schema::ident(old)
+        ))
         .execute(pool)
         .await?;
-    if drop_old {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
-            .execute(pool)
-            .await?;
         report.dropped_old = true;
     }
     Ok(())
@@ -725,7 +734,7 @@ async fn move_all(
                 .bind(m.oid)
                 .fetch_one(&mut **tx)
                 .await?;
-            format!("ALTER ROUTINE {sig} SET SCHEMA {to}")
+            format!("ALTER ROUTINE {sig} SET SCHEMA {}", schema::ident(to))
         } else {
             let what = match m.kind.as_str() {
                 "v" => "VIEW",
@@ -734,7 +743,11 @@ async fn move_all(
                 "f" => "FOREIGN TABLE",
                 _ => "TABLE",
             };
-            format!("ALTER {what} {from}.{} SET SCHEMA {to}", m.name)
+            format!(
+                "ALTER {what} {} SET SCHEMA {}",
+                schema::qualified(from, &m.name),
+                schema::ident(to)
+            )
         };
         sqlx::query(&sql)
             .execute(&mut **tx)
@@ -801,13 +814,12 @@ async fn catch_up_locked(
     rebuilt: &str,
     b: &mut Builder<'_>,
 ) -> anyhow::Result<()> {
-    sqlx::query(&format!(
-        "LOCK TABLE {live}.projection_checkpoints IN EXCLUSIVE MODE"
-    ))
-    .execute(&mut **tx)
-    .await?;
+    let checkpoints = schema::qualified(live, "projection_checkpoints");
+    sqlx::query(&format!("LOCK TABLE {checkpoints} IN EXCLUSIVE MODE"))
+        .execute(&mut **tx)
+        .await?;
     let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset FROM {live}.projection_checkpoints WHERE projection = $1 AND topic = $2"
+        "SELECT partition, next_offset FROM {checkpoints} WHERE projection = $1 AND topic = $2"
     ))
     .bind(&b.projection)
     .bind(&b.topic)
@@ -815,13 +827,7 @@ async fn catch_up_locked(
     .await?;
     let target: BTreeMap<i32, i64> = rows.into_iter().collect();
     b.advance(&target).await?;
-    let rebuilt_at = schema::checkpoints(
-        pool,
-        &format!("{rebuilt}.projection_checkpoints"),
-        &b.projection,
-        &b.topic,
-    )
-    .await?;
+    let rebuilt_at = schema::checkpoints(pool, Some(rebuilt), &b.projection, &b.topic).await?;
     let behind: Vec<_> = target
         .iter()
         .filter(|(p, t)| rebuilt_at.get(p).copied().unwrap_or(0) < **t)
@@ -883,7 +889,7 @@ async fn move_tables(
         "authtrail_old_{}",
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
-    sqlx::query(&format!("CREATE SCHEMA {old}"))
+    sqlx::query(&format!("CREATE SCHEMA {}", schema::ident(&old)))
         .execute(&mut **tx)
         .await?;
     move_all(tx, &old_objects, live, &old).await?;
@@ -891,10 +897,12 @@ async fn move_tables(
     // The live workers' state caches hold the old tables' rows: a new epoch makes them start
     // over on the rebuilt ones.
     sqlx::query(&format!(
-        "INSERT INTO {live}.projection_epochs (projection, epoch)
+        "INSERT INTO {} (projection, epoch)
          SELECT projection, gen_random_uuid()
-         FROM (SELECT DISTINCT projection FROM {live}.projection_checkpoints) p
-         ON CONFLICT (projection) DO UPDATE SET epoch = EXCLUDED.epoch"
+         FROM (SELECT DISTINCT projection FROM {}) p
+         ON CONFLICT (projection) DO UPDATE SET epoch = EXCLUDED.epoch",
+        schema::qualified(live, "projection_epochs"),
+        schema::qualified(live, "projection_checkpoints")
     ))
     .execute(&mut **tx)
     .await?;

@@ -30,7 +30,10 @@ pub const PROJECTION_TABLES: &[&str] = &[
 /// moved with the rest, never compared or counted.
 pub(crate) const BOOKKEEPING_TABLES: &[&str] = &["projection_epochs"];
 
-/// Refuses names that would need quoting: schema names are built into SQL text.
+/// Refuses schema names that are not plain lower-case identifiers, the live schema's included:
+/// a name that would need quoting (`Prod`, `a.b`, `x"; DROP ...`) is a configuration mistake
+/// or an attack, and an unquoted `Prod` would silently address `prod`. Names are quoted in SQL
+/// all the same ([`ident`]).
 pub(crate) fn check_name(schema: &str) -> anyhow::Result<()> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
@@ -44,13 +47,25 @@ pub(crate) fn check_name(schema: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `name` as a quoted SQL identifier: in double quotes, with `"` doubled. Every identifier the
+/// rebuild, the as-of build and their helpers write into SQL text goes through here (values
+/// are bound as parameters).
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `schema.name`, both quoted.
+pub(crate) fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", ident(schema), ident(name))
+}
+
 /// A pool whose connections resolve unqualified names in `schema` only (temporary tables
 /// still come first): the sink, unchanged, reads and writes that schema's tables.
 fn schema_pool(db: &DatabaseConfig, schema: &str) -> anyhow::Result<PgPool> {
     check_name(schema)?;
     let options = PgConnectOptions::from_str(&db.url)
         .context("database url")?
-        .options([("search_path", schema)]);
+        .options([("search_path", ident(schema))]);
     Ok(
         crate::db::pool_options(db.max_connections.max(5), Duration::from_secs(10))
             .connect_lazy_with(options),
@@ -65,7 +80,7 @@ pub(crate) async fn prepare(
     schema: &str,
 ) -> anyhow::Result<PgPool> {
     check_name(schema)?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)))
         .execute(main)
         .await
         .with_context(|| format!("creating schema {schema}"))?;
@@ -77,15 +92,19 @@ pub(crate) async fn prepare(
     Ok(pool)
 }
 
-/// The checkpoints of `projection` on `topic` in the pool's schema.
+/// The checkpoints of `projection` on `topic` in `schema` (`None`: the pool's own schema).
 pub(crate) async fn checkpoints(
     pool: &PgPool,
-    qualified_table: &str,
+    schema: Option<&str>,
     projection: &str,
     topic: &str,
 ) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let table = match schema {
+        Some(s) => qualified(s, "projection_checkpoints"),
+        None => ident("projection_checkpoints"),
+    };
     let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset FROM {qualified_table} WHERE projection = $1 AND topic = $2"
+        "SELECT partition, next_offset FROM {table} WHERE projection = $1 AND topic = $2"
     ))
     .bind(projection)
     .bind(topic)
@@ -93,6 +112,9 @@ pub(crate) async fn checkpoints(
     .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// The table of a schema that remembers the definitions of its deferred indexes.
+const DEFERRED_INDEXES: &str = "_authtrail_deferred_indexes";
 
 /// Indexes the sink's own lookups use (state loads, deduplication, upserts); every other
 /// secondary index of the projection tables only serves readers and can be built once at the
@@ -110,9 +132,10 @@ const SINK_INDEXES: &[&str] = &[
 /// definitions in `schema._authtrail_deferred_indexes` (so a resumed build still restores them).
 pub(crate) async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
     check_name(schema)?;
+    let deferred = qualified(schema, DEFERRED_INDEXES);
     let mut tx = pool.begin().await?;
     sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS {schema}._authtrail_deferred_indexes (name text PRIMARY KEY, def text NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS {deferred} (name text PRIMARY KEY, def text NOT NULL)"
     ))
     .execute(&mut *tx)
     .await?;
@@ -131,13 +154,13 @@ pub(crate) async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result
     .await?;
     for (name, def) in &defs {
         sqlx::query(&format!(
-            "INSERT INTO {schema}._authtrail_deferred_indexes VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            "INSERT INTO {deferred} VALUES ($1, $2) ON CONFLICT DO NOTHING"
         ))
         .bind(name)
         .bind(def)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(&format!("DROP INDEX {schema}.{name}"))
+        sqlx::query(&format!("DROP INDEX {}", qualified(schema, name)))
             .execute(&mut *tx)
             .await?;
     }
@@ -148,36 +171,41 @@ pub(crate) async fn defer_indexes(pool: &PgPool, schema: &str) -> anyhow::Result
 /// Builds the indexes [`defer_indexes`] dropped.
 pub(crate) async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Result<usize> {
     check_name(schema)?;
+    let deferred = qualified(schema, DEFERRED_INDEXES);
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(format!("{schema}._authtrail_deferred_indexes"))
+        .bind(&deferred)
         .fetch_one(pool)
         .await?;
     if !exists {
         return Ok(0);
     }
-    let defs: Vec<(String, String)> = sqlx::query_as(&format!(
-        "SELECT name, def FROM {schema}._authtrail_deferred_indexes ORDER BY name"
-    ))
-    .fetch_all(pool)
-    .await?;
+    let defs: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT name, def FROM {deferred} ORDER BY name"))
+            .fetch_all(pool)
+            .await?;
     // Two at a time (each index is one sort on one core).
     use futures::TryStreamExt;
     futures::stream::iter(defs.iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(2, |(name, def)| async move {
-            let mut tx = pool.begin().await?;
-            let def = def.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
-            sqlx::query(&def)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| def.clone())?;
-            sqlx::query(&format!(
-                "DELETE FROM {schema}._authtrail_deferred_indexes WHERE name = $1"
-            ))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+        .try_for_each_concurrent(2, |(name, def)| {
+            let deferred = &deferred;
+            async move {
+                // The definitions are read back from a table: run only what pg_get_indexdef wrote.
+                if !def.starts_with("CREATE INDEX ") || def.contains(';') {
+                    bail!("deferred index {name:?}: not an index definition: {def:?}");
+                }
+                let mut tx = pool.begin().await?;
+                let def = def.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+                sqlx::query(&def)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| def.clone())?;
+                sqlx::query(&format!("DELETE FROM {deferred} WHERE name = $1"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
         })
         .await?;
     Ok(defs.len())
@@ -264,7 +292,8 @@ pub async fn table_hashes(
         let sql = format!(
             "SELECT count(*), md5(count(*) || ':' || coalesce(sum(hashtextextended(r, 0)::numeric), 0) \
                                  || ':' || coalesce(sum(hashtextextended(r, 1)::numeric), 0)) \
-             FROM (SELECT {row} FROM {schema}.{table} x) AS t(r)"
+             FROM (SELECT {row} FROM {} x) AS t(r)",
+            qualified(schema, table)
         );
         let got: (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
         out.insert((*table).to_owned(), got);

@@ -16,8 +16,12 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// The `source` of every event the API appends.
+/// The `source` of every event the API appends (under `/authtrail/`, which no publisher may
+/// claim).
 const SOURCE: &str = "/authtrail/api";
+/// The `publisher` stamped on every event the API appends (credentials are stamped
+/// `api-key:…` or `service:…`, so no credential can be mistaken for it).
+pub(crate) const PUBLISHER: &str = "authtrail:api";
 
 /// An event the API appends about `subject`.
 pub(crate) fn event(subject: &str, data: EventData) -> Event {
@@ -26,6 +30,7 @@ pub(crate) fn event(subject: &str, data: EventData) -> Event {
         source: SOURCE.to_owned(),
         time: Utc::now(),
         subject: Some(subject.to_owned()),
+        publisher: Some(PUBLISHER.to_owned()),
         data,
     }
 }
@@ -99,7 +104,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Audited {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts.extensions.get::<Audited>().cloned().ok_or_else(|| {
             tracing::error!(
-                path = parts.uri.path(),
+                path = ?parts.uri.path(),
                 "a handler asks for an audit record but its route is not declared an audited command"
             );
             ApiError::Internal

@@ -17,6 +17,7 @@ pub enum ProblemKind {
     InvalidBody,
     MalformedBody,
     InvalidEvent,
+    EventNotPermitted,
     UnsupportedMediaType,
     TooLarge,
     Conflict,
@@ -35,7 +36,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind (for the catalogue's own test: slugs are unique).
-    pub const ALL: [ProblemKind; 21] = [
+    pub const ALL: [ProblemKind; 22] = [
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
         ProblemKind::NotFound,
@@ -43,6 +44,7 @@ impl ProblemKind {
         ProblemKind::InvalidBody,
         ProblemKind::MalformedBody,
         ProblemKind::InvalidEvent,
+        ProblemKind::EventNotPermitted,
         ProblemKind::UnsupportedMediaType,
         ProblemKind::TooLarge,
         ProblemKind::Conflict,
@@ -82,6 +84,11 @@ impl ProblemKind {
                 "Malformed request body",
             ),
             InvalidEvent => (StatusCode::BAD_REQUEST, "invalid-event", "Invalid event"),
+            EventNotPermitted => (
+                StatusCode::FORBIDDEN,
+                "event-not-permitted",
+                "Event not permitted for this credential",
+            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -171,6 +178,9 @@ pub enum ApiError {
     /// A valid caller without the role the route requires.
     #[error("this route requires role {0}")]
     Forbidden(&'static str),
+    /// A caller the route admits, refused this one action (the detail says why).
+    #[error("{0}")]
+    NotPermitted(&'static str),
     /// Nothing of that kind (never whether it exists for someone else).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -185,12 +195,14 @@ pub enum ApiError {
     InvalidBody { reason: String, syntax: bool },
     #[error("{0}")]
     MalformedBody(String),
-    /// Events refused by the contract, listed by index, field and reason.
+    /// Events refused by the contract or the intake's rules (400), or by the credential's grant
+    /// (`forbidden`: 403), listed by index, field and reason.
     #[error("{detail}")]
     InvalidEvents {
         detail: String,
         errors: Value,
         invalid_count: usize,
+        forbidden: bool,
     },
     #[error("{detail}")]
     UnsupportedMediaType {
@@ -211,6 +223,15 @@ pub enum ApiError {
     #[error("the {budget} rate limit for this caller is exhausted; retry after {retry_after} s")]
     RateLimited {
         budget: &'static str,
+        retry_after: u64,
+    },
+    /// The caller already holds `limit` open event streams.
+    #[error("this caller already has {limit} open event streams (api.streams_per_caller); close one and retry")]
+    TooManyStreams { limit: usize },
+    /// A bounded resource is in use, or a dependency did not answer; retry after `retry_after` s.
+    #[error("{detail}; retry")]
+    Busy {
+        detail: &'static str,
         retry_after: u64,
     },
     /// A command could not be appended (the cause is logged where it happened).
@@ -250,19 +271,27 @@ impl ApiError {
     pub(crate) fn kind(&self) -> ProblemKind {
         match self {
             ApiError::Unauthorized => ProblemKind::Unauthorized,
-            ApiError::Forbidden(_) => ProblemKind::Forbidden,
+            ApiError::Forbidden(_) | ApiError::NotPermitted(_) => ProblemKind::Forbidden,
             ApiError::NotFound(_) => ProblemKind::NotFound,
             ApiError::InvalidParameter { .. } | ApiError::InvalidQuery(_) => {
                 ProblemKind::InvalidParameter
             }
             ApiError::InvalidBody { .. } => ProblemKind::InvalidBody,
             ApiError::MalformedBody(_) => ProblemKind::MalformedBody,
-            ApiError::InvalidEvents { .. } => ProblemKind::InvalidEvent,
+            ApiError::InvalidEvents {
+                forbidden: false, ..
+            } => ProblemKind::InvalidEvent,
+            ApiError::InvalidEvents {
+                forbidden: true, ..
+            } => ProblemKind::EventNotPermitted,
             ApiError::UnsupportedMediaType { .. } => ProblemKind::UnsupportedMediaType,
             ApiError::TooLarge { .. } => ProblemKind::TooLarge,
             ApiError::SessionNotActive(_) => ProblemKind::SessionNotActive,
             ApiError::NoCurrentSession => ProblemKind::NoCurrentSession,
-            ApiError::RateLimited { .. } => ProblemKind::RateLimited,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => {
+                ProblemKind::RateLimited
+            }
+            ApiError::Busy { .. } => ProblemKind::Busy,
             ApiError::LogUnavailable => ProblemKind::LogUnavailable,
             ApiError::BrokerUnavailable(_) => ProblemKind::BrokerUnavailable,
             ApiError::ProjectionTimeout { .. } => ProblemKind::ProjectionTimeout,
@@ -309,7 +338,7 @@ fn database_detail(kind: ProblemKind, e: &sqlx::Error) -> &'static str {
         ProblemKind::Conflict => "the request conflicts with the current state",
         ProblemKind::InvalidParameter => "a parameter has a value the database cannot use",
         ProblemKind::Timeout => {
-            tracing::warn!(error = %e, "api: statement cancelled (timeout)");
+            tracing::warn!(error = %crate::telemetry::escaped(e), "api: statement cancelled (timeout)");
             "the query took too long; narrow the filters and retry"
         }
         ProblemKind::Busy => {
@@ -317,7 +346,7 @@ fn database_detail(kind: ProblemKind, e: &sqlx::Error) -> &'static str {
             "the database is busy; retry shortly"
         }
         _ => {
-            tracing::error!(error = %e, "api: database error");
+            tracing::error!(error = %crate::telemetry::escaped(e), "api: database error");
             "the server could not complete the request"
         }
     }
@@ -359,6 +388,8 @@ impl From<ApiError> for Problem {
             ApiError::RateLimited { retry_after: s, .. } => {
                 retry_after(p.with("retry_after", s), s)
             }
+            ApiError::TooManyStreams { limit } => retry_after(p.with("limit", limit), 5),
+            ApiError::Busy { retry_after: s, .. } => retry_after(p, s),
             ApiError::ProjectionTimeout {
                 event_id,
                 partition,

@@ -58,20 +58,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 /// every user id becomes when a command or an audit record names it.
 pub(crate) const MAX_USER_ID_CHARS: usize = authtrail_events::parse::MAX_KEY_CHARS;
 
-/// The OpenAPI pattern of a user id: not blank, no control characters (what the contract
-/// accepts as a `subject`).
-pub(crate) const USER_ID_PATTERN: &str =
-    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// The format characters (Unicode Cf) of the Basic Multilingual Plane, as a regex class body
+/// (`authtrail_events::parse::is_format_char` has them all).
+macro_rules! format_chars_bmp {
+    () => {
+        r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    };
+}
+
+/// The OpenAPI pattern of a user id: not blank, no control characters, no format characters
+/// (what the contract accepts as a `subject`; the few format characters beyond the Basic
+/// Multilingual Plane, which an ECMA-262 class without the `u` flag cannot name, are refused by
+/// [`user_id`] alone).
+pub(crate) const USER_ID_PATTERN: &str = concat!(
+    r"^[^\x00-\x1f\x7f-\x9f",
+    format_chars_bmp!(),
+    r"]*[^\s\x00-\x1f\x7f-\x9f",
+    format_chars_bmp!(),
+    r"][^\x00-\x1f\x7f-\x9f",
+    format_chars_bmp!(),
+    r"]*$"
+);
 
 /// A user id from parameter `name`, checked as the contract checks a `subject`.
 pub(crate) fn user_id<'a>(name: &str, id: &'a str) -> Result<&'a str, ApiError> {
     if id.trim().is_empty()
         || id.chars().count() > MAX_USER_ID_CHARS
-        || id.chars().any(char::is_control)
+        || id.chars().any(authtrail_events::parse::is_refused_char)
     {
         return Err(ApiError::param(
             name,
-            format!("a user id is 1 to {MAX_USER_ID_CHARS} characters, not blank, without control characters"),
+            format!("a user id is 1 to {MAX_USER_ID_CHARS} characters, not blank, without control or format characters"),
         ));
     }
     Ok(id)

@@ -1,12 +1,14 @@
-//! Per-caller rate limits (GCRA, `governor`): one budget for reads (lists, single reads, the
-//! stream) and one for commands (revocations, reviews). Over budget → 429 with `Retry-After`.
+//! Per-caller rate limits (GCRA, `governor`): a budget for reads (lists, single reads, the
+//! stream), one for commands (revocations, reviews), one for the intake and one for
+//! introspection. Over budget → 429 with `Retry-After`.
 //!
-//! The key is the authenticated subject (JWT `sub`), so a caller cannot escape its budget by
-//! opening connections, and one noisy caller does not slow the others.
+//! The key is the authenticated subject (JWT `sub`, or the API key's fingerprint), so a caller
+//! cannot escape its budget by opening connections, and one noisy caller does not slow the
+//! others.
 
 use super::ApiError;
 use crate::auth::Caller;
-use crate::config::ApiConfig;
+use crate::config::Config;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -19,10 +21,13 @@ pub(crate) enum Budget {
     Read,
     /// Revocations and reviews (each appends events).
     Command,
-    /// Not rate limited per caller: the intake (its cost is bounded by its body and batch
-    /// limits) and introspection (one primary-key lookup, called by the auth service for every
-    /// request it serves, all under one credential).
-    Unlimited,
+    /// `POST /v1/events` (`ingest.requests_per_minute`; each request is further bounded by
+    /// the body and batch limits).
+    Intake,
+    /// Introspection (`api.introspect_per_minute`): one primary-key lookup, called by the auth
+    /// service for every request it serves, all under one credential, so apart from the read
+    /// budget and generous.
+    Introspect,
 }
 
 impl Budget {
@@ -30,16 +35,21 @@ impl Budget {
         match self {
             Budget::Read => "read",
             Budget::Command => "command",
-            Budget::Unlimited => "unlimited",
+            Budget::Intake => "intake",
+            Budget::Introspect => "introspect",
         }
     }
 }
 
-/// Both budgets, keyed by caller. Cheap to clone.
+type Limiter = Arc<DefaultKeyedRateLimiter<String>>;
+
+/// Every budget, keyed by caller. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Limits {
-    read: Arc<DefaultKeyedRateLimiter<String>>,
-    command: Arc<DefaultKeyedRateLimiter<String>>,
+    read: Limiter,
+    command: Limiter,
+    intake: Limiter,
+    introspect: Limiter,
 }
 
 fn quota(per_minute: u32, burst: u32) -> Quota {
@@ -49,40 +59,40 @@ fn quota(per_minute: u32, burst: u32) -> Quota {
 }
 
 impl Limits {
-    /// Both budgets from `cfg`; a background task forgets idle callers every minute for as
+    /// Every budget from `cfg`; a background task forgets idle callers every minute for as
     /// long as a clone of the limits lives (call inside a Tokio runtime).
-    pub(crate) fn new(cfg: &ApiConfig) -> Self {
+    pub(crate) fn new(cfg: &Config) -> Self {
         let limits = Limits::unattended(cfg);
-        let weak = (
-            Arc::downgrade(&limits.read),
-            Arc::downgrade(&limits.command),
-        );
+        let weak: Vec<_> = limits.all().iter().map(|l| Arc::downgrade(l)).collect();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let (Some(read), Some(command)) = (weak.0.upgrade(), weak.1.upgrade()) else {
-                    return;
-                };
-                read.retain_recent();
-                command.retain_recent();
+                for limiter in &weak {
+                    let Some(limiter) = limiter.upgrade() else {
+                        return;
+                    };
+                    limiter.retain_recent();
+                }
             }
         });
         limits
     }
 
-    fn unattended(cfg: &ApiConfig) -> Self {
+    fn unattended(cfg: &Config) -> Self {
+        let keyed = |per_minute, burst| Arc::new(RateLimiter::keyed(quota(per_minute, burst)));
+        let (api, ingest) = (&cfg.api, &cfg.ingest);
         Limits {
-            read: Arc::new(RateLimiter::keyed(quota(
-                cfg.read_per_minute,
-                cfg.read_burst,
-            ))),
-            command: Arc::new(RateLimiter::keyed(quota(
-                cfg.command_per_minute,
-                cfg.command_burst,
-            ))),
+            read: keyed(api.read_per_minute, api.read_burst),
+            command: keyed(api.command_per_minute, api.command_burst),
+            intake: keyed(ingest.requests_per_minute, ingest.requests_burst),
+            introspect: keyed(api.introspect_per_minute, api.introspect_burst),
         }
+    }
+
+    fn all(&self) -> [&Limiter; 4] {
+        [&self.read, &self.command, &self.intake, &self.introspect]
     }
 
     /// Spends one unit of `budget` for `caller`, or answers 429 with `Retry-After` (seconds,
@@ -91,7 +101,8 @@ impl Limits {
         let limiter = match budget {
             Budget::Read => &self.read,
             Budget::Command => &self.command,
-            Budget::Unlimited => return Ok(()),
+            Budget::Intake => &self.intake,
+            Budget::Introspect => &self.introspect,
         };
         match limiter.check_key(&caller.subject) {
             Ok(()) => Ok(()),
@@ -101,7 +112,7 @@ impl Limits {
                 let secs = secs.max(1);
                 metrics::counter!("authtrail_api_rate_limited_total", "budget" => budget.label())
                     .increment(1);
-                tracing::info!(subject = %caller.subject, budget = budget.label(), retry_after = secs, "rate limited");
+                tracing::info!(subject = ?caller.subject, budget = budget.label(), retry_after = secs, "rate limited");
                 Err(ApiError::RateLimited {
                     budget: budget.label(),
                     retry_after: secs,

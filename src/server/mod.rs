@@ -20,8 +20,8 @@ pub mod ops;
 pub(crate) mod problem;
 mod routes;
 
-pub use caller::{AdminUser, AuthUser, ServiceCaller};
-pub(crate) use caller::{Admits, Person};
+pub use caller::{AdminUser, AuthUser, Authenticator, ServiceCaller};
+pub(crate) use caller::{Admits, Introspector, Person};
 pub use error::{ApiError, ProblemKind};
 pub(crate) use limit::Budget;
 pub use problem::Problem;
@@ -48,8 +48,10 @@ pub(crate) struct AppState {
 struct Inner {
     config: Config,
     pool: PgPool,
-    verifier: Arc<Verifier>,
+    /// Credentials, and the session state a person's token is checked against.
+    authenticator: Authenticator,
     limits: limit::Limits,
+    readiness: ops::Readiness,
     /// Where audit records go (the intake's publisher: one producer per process).
     publisher: Arc<Publisher>,
     enrichment: ops::Enrichment,
@@ -64,13 +66,17 @@ impl AppState {
         publisher: Arc<Publisher>,
         enrichment: ops::Enrichment,
     ) -> Self {
-        let limits = limit::Limits::new(&config.api);
+        let limits = limit::Limits::new(&config);
+        // The read tables exist where the query API runs (the only routes admitting persons).
+        let sessions = config.api.enabled.then(|| pool.clone());
+        let authenticator = Authenticator::new(verifier, config.auth.require_sid, sessions);
         AppState {
             inner: Arc::new(Inner {
                 config,
                 pool,
-                verifier,
+                authenticator,
                 limits,
+                readiness: ops::Readiness::default(),
                 publisher,
                 enrichment,
             }),
@@ -85,8 +91,12 @@ impl AppState {
         &self.inner.pool
     }
 
-    fn verifier(&self) -> &Arc<Verifier> {
-        &self.inner.verifier
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    fn readiness(&self) -> &ops::Readiness {
+        &self.inner.readiness
     }
 
     pub(crate) fn limits(&self) -> &limit::Limits {
@@ -109,17 +119,30 @@ impl AppState {
     }
 
     /// `router` with this state, and the state in every request's extensions (the route layer
-    /// reads it there: it is built before the state exists).
+    /// reads it there: it is built before the state exists); every answer, 404s included, says
+    /// `X-Content-Type-Options: nosniff`.
     pub(crate) fn finish(&self, router: Router<AppState>) -> Router {
         router
             .layer(Extension(self.clone()))
+            .layer(axum::middleware::map_response(nosniff))
             .with_state(self.clone())
     }
 }
 
-impl FromRef<AppState> for Arc<Verifier> {
+/// `X-Content-Type-Options: nosniff` on every answer of the server — API, intake, operations,
+/// dashboard, problems and 404s: a browser never runs a body as another type than the one it is
+/// declared (a JSON answer echoing a parameter read as HTML or script).
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
-        state.verifier().clone()
+        state.authenticator().clone()
     }
 }
 
@@ -138,7 +161,11 @@ pub(crate) async fn run(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer's address reaches the handlers (`/metrics` answers loopback peers only).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -150,15 +150,14 @@ fn document(op: &mut Operation, path: &str, policy: &Policy) {
             );
         }
     }
+    // Every route spends a per-caller budget (429).
     let mut kinds = vec![
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
+        ProblemKind::RateLimited,
         ProblemKind::Busy,
         ProblemKind::Internal,
     ];
-    if policy.budget != Budget::Unlimited {
-        kinds.push(ProblemKind::RateLimited);
-    }
     // Commands append events and may wait for their projection (`?wait=true`).
     if policy.budget == Budget::Command {
         kinds.push(ProblemKind::ProjectionTimeout);
@@ -278,7 +277,7 @@ async fn enforce(policy: Policy, request: Request, next: Next) -> Result<Respons
         return Err(ApiError::Internal);
     };
     let (mut parts, body) = request.into_parts();
-    let caller = authenticate(&parts, server.verifier())?;
+    let caller = authenticate(&parts, server.authenticator()).await?;
     policy.admits.check(&caller)?;
     server.limits().check(policy.budget, &caller)?;
     parts.extensions.insert(caller.clone());
@@ -301,8 +300,9 @@ async fn enforce(policy: Policy, request: Request, next: Next) -> Result<Respons
 /// The most characters of one parameter an audit record keeps.
 const RECORDED_CHARS: usize = 256;
 
-/// A request value as an audit record can hold it: control characters escaped (`\u{1b}`),
-/// at most [`RECORDED_CHARS`] characters (then `…`). The record never refuses the request.
+/// A request value as an audit record can hold it: control and format characters escaped
+/// (`\u{1b}`, `\u{202e}`: the contract refuses them), at most [`RECORDED_CHARS`] characters
+/// (then `…`). The record never refuses the request.
 fn recordable(value: &str) -> String {
     let mut out = String::new();
     for (i, c) in value.chars().enumerate() {
@@ -310,7 +310,7 @@ fn recordable(value: &str) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if authtrail_events::parse::is_refused_char(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
@@ -397,6 +397,11 @@ mod tests {
     async fn an_audit_record_exists_only_where_the_route_declares_one() {
         let mut config = Config::default();
         config.auth.jwt_hs256_secret = "unit-test-secret-of-at-least-32-bytes!!".into();
+        config.auth.jwt_issuer = Some("https://auth.test".into());
+        config.auth.jwt_audience = Some("authtrail".into());
+        // No query API, so no read tables: the admin's session is not looked up (the pool
+        // below reaches no database).
+        config.api.enabled = false;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .unwrap();
@@ -438,6 +443,7 @@ mod tests {
                 role: "admin".into(),
                 sid: None,
                 ttl: 60,
+                scope: None,
             },
         )
         .unwrap();

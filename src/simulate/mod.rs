@@ -5,7 +5,10 @@
 //! ChaCha8 RNG and times from `--start` plus a simulated clock, so a fixed `--seed` and `--start`
 //! (and the same `--users`, `--rate`, attack options) give the same events twice, byte for
 //! byte. `--rate` sets both the wall-clock pace and the mean simulated gap (1/rate), so with the
-//! default start (now) event times track the wall clock.
+//! default start (now) event times track the wall clock, and no event is sent before its time.
+//! With `--rate 0` (as fast as possible) the simulated clock outruns the wall clock, so the
+//! default start is a day ago ([`BULK_HISTORY`]): an intake refuses events from the future
+//! (`ingest.max_future_skew`) and, without the backfill scope, older than `ingest.max_age`.
 //!
 //! Targets: `--kafka` (default; [`crate::ingest::Intake`]: enrich and append), `--http URL`
 //! (batches to a running server's `POST /v1/events`, with `--api-key` or `--token`), or
@@ -45,7 +48,7 @@ pub(crate) struct SimulateArgs {
     /// RNG seed; a random one is chosen (and printed) when absent.
     #[arg(long)]
     seed: Option<u64>,
-    /// Time of the first event (RFC 3339); default now.
+    /// Time of the first event (RFC 3339); default now, or a day ago with `--rate 0`.
     #[arg(long, value_parser = parse_time)]
     start: Option<DateTime<Utc>>,
     /// Attack mix: `all`, `none`, or `kind[=weight],…` with kinds brute-force, password-spray,
@@ -223,7 +226,7 @@ impl Target {
     async fn send(&self, events: Vec<Event>) -> anyhow::Result<()> {
         match self {
             Target::Kafka(intake) => {
-                intake.submit(events).await?;
+                intake.submit(events, "cli:simulate").await?;
             }
             Target::Stdout => {
                 let mut out = std::io::stdout().lock();
@@ -277,6 +280,10 @@ impl Target {
     }
 }
 
+/// How far back a bulk run (`--rate 0`) starts by default: a day of simulated time is about
+/// 1.7 million events at the bulk pace (50 ms apart on average).
+const BULK_HISTORY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// Runs the command.
 pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     args.check()?;
@@ -289,6 +296,11 @@ pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<Ex
     });
     let start = args.start.unwrap_or_else(|| {
         let now = Utc::now();
+        let now = if args.rate > 0.0 {
+            now
+        } else {
+            now - BULK_HISTORY
+        };
         DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
     });
     let settings = args.settings(seed, start);
@@ -302,7 +314,14 @@ pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<Ex
     let progress = progress_bar(&args);
     let mut generator = Generator::new(settings);
     let began = Instant::now();
-    let sent = pump(&args, &mut generator, &target, progress.as_ref(), began).await?;
+    let sent = pump(
+        &args,
+        &mut generator,
+        &target,
+        progress.as_ref(),
+        (began, start),
+    )
+    .await?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -366,13 +385,15 @@ struct Sent {
 }
 
 /// Sends batches of the stream to `target` at `--rate` (counted from `began`), until
-/// `--events`, `--duration` or Ctrl-C.
+/// `--events`, `--duration` or Ctrl-C. With a rate, no event is sent before its time comes on
+/// the wall clock (the simulated clock runs from `start` at `began`): scenarios step the clock
+/// by minutes, and an intake refuses events from the future (`ingest.max_future_skew`).
 async fn pump(
     args: &SimulateArgs,
     generator: &mut Generator,
     target: &Target,
     progress: Option<&indicatif::ProgressBar>,
-    began: Instant,
+    (began, start): (Instant, DateTime<Utc>),
 ) -> anyhow::Result<Sent> {
     let mut sent = Sent {
         events: 0,
@@ -390,6 +411,14 @@ async fn pump(
         let batch: Vec<Event> = generator.by_ref().take(n).collect();
         for e in &batch {
             *sent.by_type.entry(e.event_type().as_str()).or_default() += 1;
+        }
+        let last = batch.iter().map(|e| e.time).max();
+        if let (true, Some(last)) = (args.rate > 0.0, last) {
+            let ahead = (last - start).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep_until((began + ahead).into()) => {}
+                _ = &mut ctrl_c => { sent.interrupted = true; break; }
+            }
         }
         tokio::select! {
             r = target.send(batch) => r?,

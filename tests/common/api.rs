@@ -163,7 +163,7 @@ impl ApiApp {
             .into_iter()
             .map(|v| authtrail_events::parse_value(v).expect("a valid fixture event"))
             .collect();
-        self.intake.submit(events).await.expect("published");
+        self.intake.submit(events, "test").await.expect("published");
     }
 
     /// Waits until the projection has applied everything in the topic (including the
@@ -180,12 +180,14 @@ impl ApiApp {
     }
 }
 
-/// A user's token with a current session.
+/// A user's token with current session `sid`; `None`: a session the projection does not know
+/// (`fixture-<sub>`, see [`hs256_jwt`]), which the API accepts.
 pub fn user_token(sub: &str, sid: Option<&str>) -> String {
-    hs256_jwt(
-        TEST_HS256_SECRET,
-        json!({"sub": sub, "sid": sid, "role": "user"}),
-    )
+    let mut claims = json!({"sub": sub, "role": "user"});
+    if let Some(sid) = sid {
+        claims["sid"] = json!(sid);
+    }
+    hs256_jwt(TEST_HS256_SECRET, claims)
 }
 
 pub fn admin_token() -> String {
@@ -195,10 +197,11 @@ pub fn admin_token() -> String {
     )
 }
 
+/// The auth service's token: it publishes and introspects.
 pub fn service_token() -> String {
     hs256_jwt(
         TEST_HS256_SECRET,
-        json!({"sub": "svc-auth", "role": "service"}),
+        json!({"sub": "svc-auth", "role": "service", "scope": "authtrail:publish authtrail:introspect"}),
     )
 }
 

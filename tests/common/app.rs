@@ -7,15 +7,20 @@
 
 use super::TestTopic;
 use authtrail::app::Application;
+use authtrail::auth::Scope;
 use authtrail::config::Config;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The API key every test app accepts (configured as its SHA-256 only).
-pub const TEST_API_KEY: &str = "at_test_key_9d2f5e0c1b7a4e38";
+/// The API key every test app accepts (configured as its SHA-256 only, named `test`, with
+/// every scope: fixtures publish history with fixed past times, and introspect).
+pub const TEST_API_KEY: &str = "at_test_key_9d2f5e0c1b7a4e38c6f0a2d1";
 /// The HS256 secret every test app accepts.
 pub const TEST_HS256_SECRET: &str = "test-only-hs256-secret-at-least-32-bytes-long";
+/// The `iss` and `aud` every test app requires (and [`hs256_jwt`] puts in by default).
+pub const TEST_ISSUER: &str = "https://auth.test";
+pub const TEST_AUDIENCE: &str = "authtrail";
 
 pub fn geoip_test_db() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/geoip/GeoIP2-City-Test.mmdb")
@@ -44,7 +49,16 @@ pub fn test_config(topic: &TestTopic) -> Config {
     };
     c.ingest.geoip_databases = vec![geoip_test_db()];
     c.auth.jwt_hs256_secret = TEST_HS256_SECRET.into();
-    c.auth.api_key_sha256 = vec![authtrail::auth::api_key_sha256(TEST_API_KEY)];
+    c.auth.jwt_issuer = Some(TEST_ISSUER.into());
+    c.auth.jwt_audience = Some(TEST_AUDIENCE.into());
+    c.auth.keys.insert(
+        "test".into(),
+        authtrail::config::ApiKeyConfig {
+            sha256: Some(authtrail::auth::api_key_sha256(TEST_API_KEY)),
+            scopes: vec![Scope::Publish, Scope::Backfill, Scope::Introspect],
+            ..Default::default()
+        },
+    );
     c.http.listen = "127.0.0.1:0".into();
     c
 }
@@ -97,18 +111,28 @@ impl TestApp {
         hs256_jwt(TEST_HS256_SECRET, claims)
     }
 
-    /// A valid service token.
+    /// A valid service token that may publish, also history (fixtures use fixed past times).
     pub fn service_jwt(&self) -> String {
-        self.jwt(json!({"sub": "svc-auth-api", "role": "service"}))
+        self.jwt(json!({"sub": "svc-auth-api", "role": "service", "scope": "authtrail:publish authtrail:backfill"}))
     }
 }
 
-/// Signs `claims` with HS256; `exp` defaults to in 10 minutes and `iat` to now.
+/// Signs `claims` with HS256; `exp` defaults to in 10 minutes, `iat` to now, `iss` and `aud`
+/// to [`TEST_ISSUER`] and [`TEST_AUDIENCE`], and a person's `sid` (roles user, admin,
+/// super_admin: `auth.require_sid`) to `fixture-<sub>`, a session the projection does not
+/// know and so accepts (`null` leaves a claim out).
 pub fn hs256_jwt(secret: &str, mut claims: Value) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let m = claims.as_object_mut().expect("claims object");
     m.entry("exp").or_insert(json!(now + 600));
     m.entry("iat").or_insert(json!(now));
+    m.entry("iss").or_insert(json!(TEST_ISSUER));
+    m.entry("aud").or_insert(json!(TEST_AUDIENCE));
+    let claim = |name: &str| m.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+    if ["user", "admin", "super_admin"].contains(&claim("role").as_str()) {
+        let sid = format!("fixture-{}", claim("sub"));
+        m.entry("sid").or_insert(json!(sid));
+    }
     m.retain(|_, v| !v.is_null());
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

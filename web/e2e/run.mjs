@@ -376,6 +376,47 @@ await step('demo sign-in (server demo flag on): act as admin, then as a simulate
   await ctx.close();
 });
 
+// The server lists http://portal.localhost in web.token_origins and lets it and
+// http://evil.localhost frame the dashboard (tests/web_e2e.rs); the browser context serves both
+// host pages itself.
+await step('a token posted from an unlisted origin is ignored; one from web.token_origins signs in', async () => {
+  // A browser of its own: host pages this context serves count as public to Chromium, whose
+  // local network checks would otherwise block their frame of the loopback server.
+  const own = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--disable-features=LocalNetworkAccessChecks'],
+  });
+  const ctx = await own.newContext({ viewport: DESKTOP });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(T);
+  page.on('pageerror', (e) => consoleErrors.push(`[postMessage] ${e.message}`));
+  const host = `<!doctype html><title>host</title><iframe id="f" src="${BASE}/ui/#/sessions" width="1200" height="800"></iframe>`;
+  await ctx.route(/^http:\/\/(portal|evil)\.localhost\//, (route) => route.fulfill({ contentType: 'text/html', body: host }));
+  for (const [origin, accepted] of [
+    ['http://evil.localhost', false],
+    ['http://portal.localhost', true],
+  ]) {
+    await page.goto(`${origin}/`);
+    const frame = await (await page.waitForSelector('#f')).contentFrame();
+    await frame.waitForSelector('#token-form');
+    await page.evaluate(
+      (t) => document.getElementById('f').contentWindow.postMessage({ type: 'authtrail:token', token: t }, '*'),
+      USER_TOKEN,
+    );
+    // The page counts every message it decided on: wait for that, not for time to pass.
+    await frame.waitForFunction(() => document.documentElement.dataset.tokenMessages === '1');
+    if (accepted) {
+      await frame.waitForSelector('#sessions-body[data-state="ready"] #session-list');
+      assert.equal(await frame.evaluate(() => localStorage.getItem('authtrail.token')), null, 'token in localStorage');
+    } else {
+      assert.equal(await frame.evaluate(() => location.hash), '#/signin', `${origin} signed the page in`);
+      assert.equal(await frame.evaluate(() => sessionStorage.getItem('authtrail.token')), null);
+      assert.equal(await frame.locator('#token-form').count(), 1);
+    }
+  }
+  await own.close();
+});
+
 await browser.close();
 if (consoleErrors.length) {
   console.log(`FAIL console errors:\n  ${consoleErrors.join('\n  ')}`);

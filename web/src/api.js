@@ -1,7 +1,17 @@
 // The public query API (/api/v1/...) with the bearer token the host page gave us. Nothing else:
 // the dashboard has no private route to data.
 
+// The token lives in memory, mirrored in sessionStorage (this tab only, gone when it closes, so
+// a reload keeps the sign-in) — never in localStorage, which every tab and script of the origin
+// shares and which stays on disk.
 const TOKEN_KEY = 'authtrail.token';
+
+// Earlier versions kept the token in localStorage: remove that copy.
+try {
+  localStorage.removeItem(TOKEN_KEY);
+} catch {
+  /* no storage (or not a browser) */
+}
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -11,27 +21,29 @@ export class ApiError extends Error {
   }
 }
 
+let memoryToken = null;
+
 export function getToken() {
+  if (memoryToken) return memoryToken;
   try {
-    return localStorage.getItem(TOKEN_KEY);
+    return sessionStorage.getItem(TOKEN_KEY);
   } catch {
     return null;
   }
 }
 
 export function setToken(token) {
+  memoryToken = token || null;
   try {
-    if (token) localStorage.setItem(TOKEN_KEY, token);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch {
     /* storage disabled: the token lives only as long as the page */
   }
-  memoryToken = token || null;
 }
 
-let memoryToken = null;
 function token() {
-  return getToken() || memoryToken;
+  return getToken();
 }
 
 /** The token's claims, decoded for display only (the API is what checks them). */
@@ -105,6 +117,17 @@ export const api = {
     return { items, complete: false };
   },
 };
+
+/** The page's configuration: `{demo, token_origins}` (see src/web/mod.rs). */
+export async function pageConfig() {
+  try {
+    const res = await fetch('/ui/config', { cache: 'no-store' });
+    if (!res.ok) return { demo: false, token_origins: [] };
+    return await res.json();
+  } catch {
+    return { demo: false, token_origins: [] };
+  }
+}
 
 /** The demo sign-in (only answers when the server runs with web.demo). */
 export async function demoConfig() {

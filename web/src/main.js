@@ -1,11 +1,13 @@
 // authtrail dashboard: hash routes, the bearer token, and the pages.
 //
 // Token: the host application provides it as `#token=<jwt>` (removed from the address at once),
-// by `postMessage({type: 'authtrail:token', token})` from the embedding window, or it is already
-// in localStorage ('authtrail.token'). With the server's demo flag on, a demo sign-in can mint one.
+// or by `postMessage({type: 'authtrail:token', token})` from the embedding window when its origin
+// is one of `web.token_origins` (src/inbox.js); it is kept in memory and sessionStorage
+// ('authtrail.token', this tab only). With the server's demo flag on, a demo sign-in can mint one.
 
 import './style.css';
-import { claims, getToken, isAdmin, setToken } from './api.js';
+import { claims, getToken, isAdmin, pageConfig, setToken } from './api.js';
+import { tokenInbox } from './inbox.js';
 import { esc, refreshRelativeTimes } from './format.js';
 import { renderSessions } from './pages/sessions.js';
 import { renderHistory } from './pages/history.js';
@@ -26,14 +28,28 @@ function takeTokenFromAddress() {
   history.replaceState(null, '', location.pathname + location.search + (next ? `#/${next}` : '#/sessions'));
 }
 
-window.addEventListener('message', (ev) => {
-  if (ev.source !== window.parent || ev.source === window) return;
-  const d = ev.data;
-  if (d && d.type === 'authtrail:token' && typeof d.token === 'string') {
-    setToken(d.token);
-    route();
-  }
+// Every decided message is counted on <html data-token-messages> (the end-to-end test waits on it).
+const decided = () => {
+  const el = document.documentElement;
+  el.dataset.tokenMessages = String(Number(el.dataset.tokenMessages || 0) + 1);
+};
+const inbox = tokenInbox({
+  parent: window.parent,
+  self: window,
+  onToken: (token) => {
+    setToken(token);
+    decided();
+    // Signed in from the sign-in page: on to the sessions (hashchange routes).
+    if (location.hash === '#/signin') location.hash = '#/sessions';
+    else route();
+  },
+  onRefused: (origin) => {
+    console.warn(`authtrail: ignored a token posted from ${origin}, which is not in web.token_origins`);
+    decided();
+  },
 });
+window.addEventListener('message', (ev) => inbox.receive(ev));
+pageConfig().then((cfg) => inbox.configure(cfg.token_origins));
 
 function renderNav(c) {
   const links = [

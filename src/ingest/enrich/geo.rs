@@ -99,7 +99,7 @@ impl GeoIp {
                 configured = ?paths,
                 "NO GEOIP DATABASE: events get no country or city, and the new-country rule never \
                  fires; fetch one (data/geoip/fetch-dbip.sh) and set ingest.geoip_databases. \
-                 /readyz reports enrichment as degraded"
+                 every /readyz check logs it again"
             );
         }
         for d in &dbs {

@@ -25,7 +25,7 @@ export function eventItem(e) {
     <span class="sev" role="img" aria-label="${esc(label)}, ${esc(e.severity)}">${icon}</span>
     <div class="body">
       <p class="desc">${esc(e.description)}</p>
-      <p class="meta muted">${timeHtml(e.occurred_at)} · ${esc(humanType(e.event_type))}${who ? ` · user ${who}` : ''}${ip ? ` · ${ip}` : ''}${e.location ? ` · ${esc(e.location)}` : ''}</p>
+      <p class="meta muted">${timeHtml(e.occurred_at)} · ${esc(humanType(e.event_type))}${who ? ` · user ${who}` : ''}${ip ? ` · ${ip}` : ''}${e.location ? ` · ${esc(e.location)}` : ''}${e.metadata && e.metadata.publisher ? ` · <span class="publisher" title="The credential that appended the event this was derived from">via ${esc(e.metadata.publisher)}</span>` : ''}</p>
     </div>
     <div class="act">${
       e.reviewed
