@@ -764,6 +764,16 @@ mod tests {
     /// Tab and CR cannot reach a cell through the contract (it refuses control characters),
     /// but the neutraliser does not rely on that.
     #[test]
+    fn the_csv_names_who_appended_each_event() {
+        let mut e = item(0, 0, 0).event;
+        let column = CSV_HEADER.iter().position(|h| *h == "publisher").unwrap();
+        let data = serde_json::json!({});
+        assert_eq!(csv_record(0, 0, &e, &data)[column], "");
+        e.publisher = Some("api-key:django".into());
+        assert_eq!(csv_record(0, 0, &e, &data)[column], "api-key:django");
+    }
+
+    #[test]
     fn a_cell_that_a_spreadsheet_would_read_as_a_formula_gets_a_quote() {
         for cell in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
             assert_eq!(neutralised(cell.to_owned()), format!("'{cell}"));
