@@ -251,14 +251,14 @@ fn admit(
         } else if e.time > now + limits.max_future_skew {
             let reason = format!(
                 "is {} ahead of the server clock; at most {} is allowed",
-                span(e.time - now),
+                about(e.time - now),
                 span(limits.max_future_skew)
             );
             invalid.push(refusal(i, e, "time", reason));
         } else if e.time < now - limits.max_age && !grant.may_backfill() {
             let reason = format!(
                 "is {} old; events older than {} need a credential with the backfill scope",
-                span(now - e.time),
+                about(now - e.time),
                 span(limits.max_age)
             );
             invalid.push(refusal(i, e, "time", reason));
@@ -275,8 +275,7 @@ fn admit(
     Ok(())
 }
 
-/// A delta for messages: exact in the largest unit that divides it (`45m`, `7d`, `150s`), or
-/// in whole days beyond two.
+/// A limit for messages, exact in the largest unit that divides it (`2m`, `7d`, `150s`).
 fn span(d: TimeDelta) -> String {
     let s = d.num_seconds();
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
@@ -284,8 +283,16 @@ fn span(d: TimeDelta) -> String {
             return format!("{}{unit}", s / size);
         }
     }
-    if s > 2 * 86_400 {
-        return format!("more than {}d", s / 86_400);
+    format!("{s}s")
+}
+
+/// A measured offset for messages, to the nearest whole unit a person would use (`45m`, `8d`).
+fn about(d: TimeDelta) -> String {
+    let s = d.num_seconds();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= 2 * size {
+            return format!("{}{unit}", (s + size / 2) / size);
+        }
     }
     format!("{s}s")
 }
