@@ -569,6 +569,11 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
             "/api/v1/admin/stats/top-failing-ips".into(),
         ),
         m(
+            Method::GET,
+            "/api/v1/admin/stats/peak-hours",
+            "/api/v1/admin/stats/peak-hours".into(),
+        ),
+        m(
             Method::POST,
             "/api/v1/sessions/introspect",
             "/api/v1/sessions/introspect".into(),
@@ -595,6 +600,21 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
             "/api/v1/admin/users/erin/sessions".into(),
         ),
         m(
+            Method::PUT,
+            "/api/v1/auth/devices/{id}/name",
+            "/api/v1/auth/devices/dev_s-a1/name".into(),
+        ),
+        m(
+            Method::PUT,
+            "/api/v1/auth/devices/{id}/trust",
+            "/api/v1/auth/devices/dev_s-a1/trust".into(),
+        ),
+        m(
+            Method::DELETE,
+            "/api/v1/auth/devices/{id}/trust",
+            "/api/v1/auth/devices/dev_s-a1/trust".into(),
+        ),
+        m(
             Method::DELETE,
             "/api/v1/auth/sessions",
             "/api/v1/auth/sessions".into(),
@@ -612,6 +632,10 @@ fn expected(method: &Method, template: &str) -> [u16; 5] {
         ("GET", "/api/v1/auth/sessions/{id}") => [401, 200, 404, 404, 403],
         ("DELETE", "/api/v1/auth/sessions/{id}") => [401, 202, 404, 404, 403],
         ("DELETE", "/api/v1/auth/sessions") => [401, 202, 202, 202, 403],
+        // A's device: B and the admin (as a person) do not own it.
+        ("PUT", "/api/v1/auth/devices/{id}/name")
+        | ("PUT", "/api/v1/auth/devices/{id}/trust")
+        | ("DELETE", "/api/v1/auth/devices/{id}/trust") => [401, 202, 404, 404, 403],
         ("POST", "/api/v1/sessions/introspect") => [401, 403, 403, 403, 200],
         ("POST", _) | ("DELETE", _) => [401, 403, 403, 202, 403],
         _ => [401, 403, 403, 200, 403],
@@ -654,6 +678,9 @@ async fn authorisation_matrix_and_openapi_coverage() {
             }
             if *method == Method::POST && path.ends_with("introspect") {
                 r = r.json(&json!({"session_id": "s-a1"}));
+            }
+            if *method == Method::PUT && path.ends_with("/name") {
+                r = r.json(&json!({"name": "Laptop"}));
             }
             // Headers only: the stream's body never ends.
             let resp = r.send().await.unwrap();
@@ -710,6 +737,8 @@ async fn authorisation_matrix_and_openapi_coverage() {
         "LoginStats",
         "GroupStats",
         "TopFailingIps",
+        "PeakHours",
+        "RenameRequest",
         "IntrospectRequest",
         "Introspection",
     ] {
@@ -1134,6 +1163,13 @@ async fn bad_parameters_are_problem_details() {
         ("/api/v1/admin/stats/logins?days=0", "admin", 400),
         ("/api/v1/admin/stats/logins?days=367", "admin", 400),
         ("/api/v1/admin/stats/top-failing-ips?limit=0", "admin", 400),
+        (
+            "/api/v1/admin/stats/peak-hours?tz=Mars/Olympus",
+            "admin",
+            400,
+        ),
+        ("/api/v1/admin/stats/peak-hours?tz=%2B02:00", "admin", 400),
+        ("/api/v1/admin/stats/peak-hours?days=0", "admin", 400),
     ];
     for (path, who, status) in cases {
         let token = if who == "admin" { &admin } else { &alice };
@@ -1680,4 +1716,189 @@ async fn introspection_is_not_held_to_the_read_budget() {
         assert_eq!(a.status, StatusCode::OK, "call {i}: {:#}", a.body);
         assert_eq!(a.body, json!({"active": false}));
     }
+}
+
+fn device_path(device: &str, what: &str) -> String {
+    format!("/api/v1/auth/devices/{device}/{what}?wait=true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_name_and_trust_their_own_devices_and_no_one_elses() {
+    let app = spawn_api().await;
+    app.publish(vec![
+        login_ok("alice", "s-a1", ago(25), IP_GB, UA_DESKTOP),
+        login_ok("alice", "s-a2", ago(20), IP_GB, UA_MOBILE),
+        login_ok("bob", "s-b1", ago(15), IP_SE, UA_DESKTOP),
+    ])
+    .await;
+    app.settle().await;
+    let alice = user_token("alice", Some("s-a1"));
+    let bob = user_token("bob", Some("s-b1"));
+    let put = |path: String, token: &str, body: Option<Value>| {
+        let token = token.to_owned();
+        let app = &app;
+        async move { app.call(Method::PUT, &path, Some(&token), body).await }
+    };
+
+    // Alice names her laptop: `device.renamed` appended, and once projected her session
+    // shows the name instead of the parsed one.
+    let r = put(
+        device_path("dev_s-a1", "name"),
+        &alice,
+        Some(json!({"name": "  Work laptop "})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert_eq!(r.body["event_type"], "device.renamed");
+    assert_eq!(r.body["projected"], true);
+    let s = app.get("/api/v1/auth/sessions/s-a1", &alice).await;
+    assert_eq!(s.body["custom_name"], "Work laptop");
+    assert_eq!(s.body["trusted_device"], false, "naming is not trusting");
+    let other = app.get("/api/v1/auth/sessions/s-a2", &alice).await;
+    assert!(other.body["custom_name"].is_null(), "{:#}", other.body);
+
+    // Bob cannot rename, trust or untrust Alice's device: 404, as for a device that does not
+    // exist, and nothing is appended.
+    let before: i64 = app.topic.end_offsets().await.iter().sum();
+    for (method, what, body) in [
+        (Method::PUT, "name", Some(json!({"name": "Mine now"}))),
+        (Method::PUT, "trust", None),
+        (Method::DELETE, "trust", None),
+    ] {
+        for (device, token) in [("dev_s-a1", &bob), ("dev_nope", &alice)] {
+            let a = app
+                .call(
+                    method.clone(),
+                    &device_path(device, what),
+                    Some(token),
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {device} {what}");
+            assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        }
+    }
+    assert_eq!(app.topic.end_offsets().await.iter().sum::<i64>(), before);
+    let s = app.get("/api/v1/auth/sessions/s-a1", &alice).await;
+    assert_eq!(s.body["custom_name"], "Work laptop");
+
+    // Trust, then untrust: the session shows each once projected; the trust keeps the name.
+    let r = put(device_path("dev_s-a1", "trust"), &alice, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert_eq!(r.body["event_type"], "device.trusted");
+    let s = app.get("/api/v1/auth/sessions/s-a1", &alice).await;
+    assert_eq!(s.body["trusted_device"], true);
+    assert_eq!(s.body["custom_name"], "Work laptop");
+    let r = app
+        .call(
+            Method::DELETE,
+            &device_path("dev_s-a1", "trust"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert_eq!(r.body["event_type"], "device.untrusted");
+    let s = app.get("/api/v1/auth/sessions/s-a1", &alice).await;
+    assert_eq!(s.body["trusted_device"], false);
+
+    // Each trust change is a security event of Alice naming the device by her name for it.
+    let trust_events: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT event_type, coalesce(user_id, ''), description FROM security_events
+         WHERE event_type IN ('device_trusted', 'device_revoked') ORDER BY occurred_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(trust_events.len(), 2, "{trust_events:?}");
+    assert!(trust_events
+        .iter()
+        .all(|(_, u, d)| u == "alice" && d.ends_with("Work laptop")));
+
+    // Bad names are problems naming the field; an id no device can have is no device of mine.
+    for (body, status) in [
+        (json!({"name": "   "}), 422),
+        (json!({"name": "x".repeat(65)}), 422),
+        (json!({"name": "tab\there"}), 422),
+        (json!({"name": "bidi\u{202e}override"}), 422),
+        (json!({"nom": "x"}), 422),
+    ] {
+        let a = put(device_path("dev_s-a1", "name"), &alice, Some(body.clone())).await;
+        assert_eq!(a.status.as_u16(), status, "{body}: {:#}", a.body);
+        assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        let detail = a.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("name"), "the field is named: {detail}");
+    }
+    let a = put(
+        device_path("a%20b", "name"),
+        &alice,
+        Some(json!({"name": "ok"})),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "no device has that id: {:#}",
+        a.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_hours_count_logins_by_weekday_and_hour_in_the_viewers_time_zone() {
+    use chrono::{Datelike, FixedOffset, TimeDelta, Timelike};
+    let app = spawn_api().await;
+    // Two logins in one hour, one in another, a failure (not counted).
+    let t1 = ago(26 * 60);
+    let t2 = t1 + TimeDelta::minutes(1);
+    let t3 = ago(3 * 60);
+    app.publish(vec![
+        login_ok("alice", "s-1", t1, IP_GB, UA_DESKTOP),
+        login_ok("bob", "s-2", t2, IP_GB, UA_DESKTOP),
+        login_ok("alice", "s-3", t3, IP_GB, UA_MOBILE),
+        login_failed("alice", t3, IP_GB),
+    ])
+    .await;
+    app.settle().await;
+    // Asia/Kolkata has no daylight saving: always +05:30, so chrono can compute the truth.
+    let kolkata = FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+    let cell = |t: chrono::DateTime<chrono::Utc>| {
+        let l = t.with_timezone(&kolkata);
+        (l.weekday().number_from_monday() as i64, l.hour() as i64)
+    };
+    let a = app
+        .get(
+            "/api/v1/admin/stats/peak-hours?tz=Asia/Kolkata&days=7",
+            &admin_token(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+    assert_eq!(a.body["tz"], "Asia/Kolkata");
+    assert_eq!(a.body["total"], 3);
+    let cells = a.body["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 7 * 24);
+    let mut counted = BTreeMap::new();
+    for c in cells {
+        let n = c["logins"].as_i64().unwrap();
+        if n > 0 {
+            counted.insert(
+                (c["weekday"].as_i64().unwrap(), c["hour"].as_i64().unwrap()),
+                n,
+            );
+        }
+    }
+    let mut want = BTreeMap::new();
+    for t in [t1, t2, t3] {
+        *want.entry(cell(t)).or_insert(0) += 1;
+    }
+    assert_eq!(counted, want);
+    // The default zone is UTC; the grid starts on Monday 00h.
+    let utc = app
+        .get("/api/v1/admin/stats/peak-hours", &admin_token())
+        .await;
+    assert_eq!(utc.body["tz"], "UTC");
+    assert_eq!(utc.body["cells"][0]["weekday"], 1);
+    assert_eq!(utc.body["cells"][0]["hour"], 0);
+    let (wd, hr) = (t3.weekday().number_from_monday() as i64, t3.hour() as i64);
+    let c = &utc.body["cells"][((wd - 1) * 24 + hr) as usize];
+    assert!(c["logins"].as_i64().unwrap() >= 1, "{c}");
 }

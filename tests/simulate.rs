@@ -103,6 +103,10 @@ fn each_injected_attack_shows_its_pattern() {
         let mut s = settings(11);
         s.attacks = vec![(*attack, 1)];
         s.attack_every = 30;
+        if *attack == Attack::OffHoursAdmin {
+            // Its events wait for the admin's night: up to a day of simulated time.
+            s.mean_gap = Duration::from_secs(60);
+        }
         let mut g = Generator::new(s);
         let events: Vec<Event> = g.by_ref().take(2000).collect();
         assert!(
@@ -123,8 +127,11 @@ fn each_injected_attack_shows_its_pattern() {
                 let mut per_ip: HashMap<String, BTreeSet<String>> = HashMap::new();
                 for e in &events {
                     if let EventData::LoginFailed(d) = &e.data {
+                        // One address or its /24.
+                        let ip = ip_of(e).unwrap_or_default();
+                        let net = ip.rsplit_once('.').map_or(ip.clone(), |(n, _)| n.to_owned());
                         per_ip
-                            .entry(ip_of(e).unwrap_or_default())
+                            .entry(net)
                             .or_default()
                             .insert(d.identifier.as_str().to_owned());
                     }
@@ -163,6 +170,34 @@ fn each_injected_attack_shows_its_pattern() {
                 }
                 per.values().any(|n| *n >= 8)
             }
+            Attack::CredentialStuffing => {
+                let attack_ua = |ua: Option<&str>| {
+                    ua.is_some_and(|ua| catalog::ATTACK_USER_AGENTS.contains(&ua))
+                };
+                let ips: BTreeSet<String> = events
+                    .iter()
+                    .filter(|e| matches!(&e.data, EventData::LoginFailed(d) if attack_ua(d.user_agent.as_deref())))
+                    .filter_map(ip_of)
+                    .collect();
+                ips.len() >= 20
+            }
+            Attack::SessionHijack => {
+                let mut agents: HashMap<String, BTreeSet<String>> = HashMap::new();
+                for e in &events {
+                    if let EventData::SessionActivity(d) = &e.data {
+                        agents
+                            .entry(d.session_id.as_str().to_owned())
+                            .or_default()
+                            .insert(d.user_agent.clone().unwrap_or_default());
+                    }
+                }
+                agents.values().any(|a| a.len() >= 2)
+            }
+            Attack::PrivilegedLogin | Attack::OffHoursAdmin => events.iter().any(|e| {
+                matches!(&e.data, EventData::LoginSucceeded(d)
+                    if d.roles.iter().flatten().any(|r| r.as_str() == "admin")
+                    && d.user_agent.as_deref().is_some_and(|ua| catalog::ATTACK_USER_AGENTS.contains(&ua)))
+            }),
         };
         assert!(found, "no {attack:?} pattern in the stream");
     }

@@ -324,6 +324,15 @@ pub struct DeviceTrust {
     pub device_name: Option<String>,
 }
 
+/// `device.renamed`: the user gave one of their devices a name (shown instead of the name parsed
+/// from the user agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRenamed {
+    pub device_id: OpaqueId,
+    pub device_name: NonEmpty,
+}
+
 /// `password.changed`. Never the password or its hash: only that it changed, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -380,6 +389,7 @@ pub enum EventData {
     OtpFailed(OtpFailed),
     DeviceTrusted(DeviceTrust),
     DeviceUntrusted(DeviceTrust),
+    DeviceRenamed(DeviceRenamed),
     PasswordChanged(PasswordChanged),
     AccountLocked(AccountLock),
     AccountUnlocked(AccountLock),
@@ -402,6 +412,7 @@ macro_rules! by_type {
             OtpFailed => OtpFailed,
             DeviceTrusted => DeviceTrust,
             DeviceUntrusted => DeviceTrust,
+            DeviceRenamed => DeviceRenamed,
             PasswordChanged => PasswordChanged,
             AccountLocked => AccountLock,
             AccountUnlocked => AccountLock,

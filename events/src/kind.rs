@@ -51,6 +51,7 @@ string_enum! {
         OtpFailed = "otp.failed",
         DeviceTrusted = "device.trusted",
         DeviceUntrusted = "device.untrusted",
+        DeviceRenamed = "device.renamed",
         PasswordChanged = "password.changed",
         AccountLocked = "account.locked",
         AccountUnlocked = "account.unlocked",

@@ -10,9 +10,9 @@ use crate::rows::{
 use crate::state::{Changes, State};
 use crate::Rules;
 use authtrail_events::data::{
-    AccountLock, AdminAction, ClientRef, DeviceTrust, EventData, LoginFailed, LoginSucceeded,
-    PasswordChanged, SecurityEventReviewed, SessionActivity, SessionLoggedOut, SessionRevoked,
-    TokenRefreshed,
+    AccountLock, AdminAction, ClientRef, DeviceRenamed, DeviceTrust, EventData, LoginFailed,
+    LoginSucceeded, PasswordChanged, SecurityEventReviewed, SessionActivity, SessionLoggedOut,
+    SessionRevoked, TokenRefreshed,
 };
 use authtrail_events::kind::RevokeScope;
 use authtrail_events::Event;
@@ -258,6 +258,7 @@ impl<'r> Fold<'r> {
             ),
             EventData::DeviceTrusted(d) => self.device_trust(event, d, true),
             EventData::DeviceUntrusted(d) => self.device_trust(event, d, false),
+            EventData::DeviceRenamed(d) => self.device_renamed(event, d),
             EventData::PasswordChanged(d) => self.password_changed(event, d),
             EventData::AccountLocked(d) => self.account_locked(event, d),
             EventData::AccountUnlocked(d) => self.account_unlocked(event, d),
@@ -793,12 +794,20 @@ impl<'r> Fold<'r> {
         self.changes
             .devices
             .insert((user.clone(), device.clone()), row);
+        let mut session_name = None;
         for sid in self.active_sessions(&user, t) {
             if self.state.sessions[&sid].client.device_id.as_deref() == Some(device.as_str()) {
-                self.session_mut(&sid, event).trusted_device = trusted;
+                let s = self.session_mut(&sid, event);
+                s.trusted_device = trusted;
+                session_name = session_name.or_else(|| s.client.device_name.clone());
             }
         }
-        let name = d.device_name.clone().unwrap_or_else(|| device.clone());
+        // Named by the event, else as one of its active sessions names it, else by its id.
+        let name = d
+            .device_name
+            .clone()
+            .or(session_name)
+            .unwrap_or_else(|| device.clone());
         let (kind, description) = if trusted {
             ("device_trusted", format!("New device trusted — {name}"))
         } else {
@@ -818,6 +827,47 @@ impl<'r> Fold<'r> {
             &ctx,
             json!({ "device_id": device }),
         );
+    }
+
+    /// The user's name for a device: kept on the device's row and on its sessions active at `t`
+    /// (ended sessions keep the name they had). A device first seen through its rename starts
+    /// with the trust its active sessions have (the login's flag, or a later trust event), so
+    /// that naming a device never changes whether it is trusted.
+    fn device_renamed(&mut self, event: &Event, d: &DeviceRenamed) {
+        let t = event.time;
+        let user = event.subject.clone().unwrap_or_default();
+        let device = d.device_id.as_str().to_owned();
+        let on_device: Vec<String> = self
+            .active_sessions(&user, t)
+            .into_iter()
+            .filter(|sid| {
+                self.state.sessions[sid].client.device_id.as_deref() == Some(device.as_str())
+            })
+            .collect();
+        let trusted_now = on_device
+            .iter()
+            .any(|sid| self.state.sessions[sid].trusted_device);
+        let entry = self
+            .state
+            .devices
+            .entry((user.clone(), device.clone()))
+            .or_insert_with(|| TrustedDevice {
+                user_id: user.clone(),
+                device_id: device.clone(),
+                device_name: None,
+                trusted: trusted_now,
+                trusted_at: None,
+                untrusted_at: None,
+                updated_at: t,
+            });
+        entry.device_name = Some(d.device_name.as_str().to_owned());
+        entry.updated_at = t;
+        let row = entry.clone();
+        self.changes.devices.insert((user, device), row);
+        for sid in on_device {
+            self.session_mut(&sid, event).client.device_name =
+                Some(d.device_name.as_str().to_owned());
+        }
     }
 
     fn password_changed(&mut self, event: &Event, d: &PasswordChanged) {

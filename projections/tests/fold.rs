@@ -431,6 +431,69 @@ fn device_trust_marks_sessions_and_records_the_device() {
     ]);
     assert!(!t2.sessions["a"].trusted_device);
     assert!(kinds(&t2).contains(&("device_revoked".into(), "info".into())));
+    // Unnamed by the event: named as its active session names it, not by its id.
+    assert!(t2
+        .security_events
+        .values()
+        .any(|e| e.description == "Device trust revoked — Safari on iOS"));
+}
+
+#[test]
+fn a_renamed_device_names_its_active_sessions_and_keeps_its_trust() {
+    let on_dev_a = |n, sid: &str, minute| {
+        let mut e = login(n, sid, minute, None);
+        if let authtrail_events::EventData::LoginSucceeded(d) = &mut e.data {
+            d.device_id = Some("dev-a".to_owned().try_into().unwrap());
+        }
+        e
+    };
+    let t = project(&[
+        on_dev_a(1, "a", 0),
+        ev(
+            2,
+            "device.trusted",
+            Some(U),
+            1,
+            json!({ "device_id": "dev-a" }),
+        ),
+        login(3, "b", 2, None),
+        ev(
+            4,
+            "device.renamed",
+            Some(U),
+            3,
+            json!({ "device_id": "dev-a", "device_name": "Work phone" }),
+        ),
+    ]);
+    assert_eq!(
+        t.sessions["a"].client.device_name.as_deref(),
+        Some("Work phone")
+    );
+    assert_eq!(
+        t.sessions["b"].client.device_name.as_deref(),
+        Some("Safari on iOS")
+    );
+    let d = &t.devices[&(U.to_owned(), "dev-a".to_owned())];
+    assert_eq!(d.device_name.as_deref(), Some("Work phone"));
+    assert!(d.trusted, "naming a device keeps its trust");
+    assert!(t.sessions["a"].trusted_device);
+    // A device first seen through its rename is not trusted unless its session is.
+    let t2 = project(&[
+        login(1, "c", 0, None),
+        ev(
+            2,
+            "device.renamed",
+            Some(U),
+            1,
+            json!({ "device_id": "dev-c", "device_name": "Laptop" }),
+        ),
+    ]);
+    let d2 = &t2.devices[&(U.to_owned(), "dev-c".to_owned())];
+    assert!(!d2.trusted);
+    assert_eq!(
+        t2.sessions["c"].client.device_name.as_deref(),
+        Some("Laptop")
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! and rate limit with its `Policy`.
 //!
 //! Layout: one module per feature, each with its handlers and its SQL —
-//! `sessions` (mine and the admin's), `history` (login attempts, suspicious ones),
+//! `sessions` (mine and the admin's), `devices` (naming and trusting mine), `history` (login attempts, suspicious ones),
 //! `security` (security events, reviews), `stats` (dashboards), `introspect` (the auth
 //! service's `validateSession`), `stream` (SSE of newly projected security events),
 //! `asof` (one user's sessions as they were at a time, folded from the log). Shared:
@@ -20,6 +20,7 @@
 
 mod asof;
 mod commands;
+mod devices;
 mod history;
 mod introspect;
 mod openapi;
@@ -188,6 +189,7 @@ fn routes() -> Routes {
         .merge(introspect::routes())
         .merge(stream::routes())
         .merge(asof::routes())
+        .merge(devices::routes())
 }
 
 /// The query API's routes, the OpenAPI document at `/api/v1/openapi.json` and (when

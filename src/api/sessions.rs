@@ -84,6 +84,9 @@ struct SessionView {
     current: bool,
     login_method: Option<String>,
     identifier: Option<String>,
+    /// The name the person (or their auth service) gave the device (`device.renamed`,
+    /// `device.trusted`), shown instead of the one parsed from the user agent.
+    custom_name: Option<String>,
     /// Device and place (the projection's own shape).
     #[serde(flatten)]
     #[sqlx(flatten)]
@@ -110,7 +113,8 @@ struct SessionView {
 }
 
 const SELECT: &str = "SELECT s.session_id, s.user_id, session_status(s, now()) AS status, \
-     s.login_method, s.identifier, s.device_id, s.device_name, s.device_type, s.browser, s.os, \
+     s.login_method, s.identifier, s.device_id, s.device_name, td.device_name AS custom_name, \
+     s.device_type, s.browser, s.os, \
      s.ip, s.user_agent, s.country_code, s.country, s.city, s.latitude, s.longitude, \
      s.created_at, s.last_activity_at, s.expires_at, s.absolute_expires_at, s.idle_expires_at, \
      s.refresh_count, s.revoked_at, s.revoked_reason, s.revoked_by, s.logged_out_at, \

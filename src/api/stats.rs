@@ -1,6 +1,7 @@
 //! Dashboards for admins: login counts per day, by country, by device type (from the
-//! incrementally maintained `daily_login_stats`), and the addresses with the most failed logins
-//! (from `login_history`). Windows are whole UTC days ending today.
+//! incrementally maintained `daily_login_stats`), the addresses with the most failed logins
+//! and the peak usage times (from `login_history`). Windows are whole UTC days ending today,
+//! except the peak usage times' (the last `days` × 24 hours, seen in the viewer's time zone).
 
 use super::Ctx;
 use crate::server::extract::Query;
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Routes {
         .add(audited("stats.geo"), routes!(geo))
         .add(audited("stats.devices"), routes!(devices))
         .add(audited("stats.top_failing_ips"), routes!(top_failing_ips))
+        .add(audited("stats.peak_hours"), routes!(peak_hours))
 }
 
 /// Longest window (days).
@@ -251,4 +253,104 @@ async fn top_failing_ips(
         .fetch_all(api.pool())
         .await?;
     Ok(Json(TopFailingIps { days, ips }))
+}
+
+/// Window and time zone of the peak usage times.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct PeakQuery {
+    /// The last `days` × 24 hours, 1 to 366 (default 30).
+    #[param(minimum = 1, maximum = 366)]
+    days: Option<u32>,
+    /// The viewer's time zone, an IANA name such as `Europe/Paris` (default `UTC`); hours and
+    /// weekdays are counted on its local clock.
+    #[param(max_length = 64, pattern = "^[A-Za-z0-9_+/-]+$")]
+    tz: Option<String>,
+}
+
+/// Successful logins in one hour of one weekday (local time).
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+struct PeakCell {
+    /// ISO weekday: 1 = Monday … 7 = Sunday.
+    weekday: i32,
+    /// Hour of the day, 0 to 23.
+    hour: i32,
+    logins: i64,
+}
+
+/// Logins by hour of day × weekday.
+#[derive(Debug, Serialize, ToSchema)]
+struct PeakHours {
+    days: i32,
+    tz: String,
+    since: DateTime<Utc>,
+    total: i64,
+    /// All 168 cells, Monday 00h first, then by weekday and hour.
+    cells: Vec<PeakCell>,
+}
+
+/// The time zone names PostgreSQL knows (its IANA database), read once: the view is slow to
+/// scan, and the set only changes with a server upgrade.
+async fn time_zones(
+    api: &super::Api,
+) -> Result<&'static std::collections::BTreeSet<String>, ApiError> {
+    static ZONES: tokio::sync::OnceCell<std::collections::BTreeSet<String>> =
+        tokio::sync::OnceCell::const_new();
+    ZONES
+        .get_or_try_init(|| async {
+            let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pg_timezone_names")
+                .fetch_all(api.pool())
+                .await?;
+            Ok::<_, ApiError>(names.into_iter().collect())
+        })
+        .await
+}
+
+/// Peak usage times: successful logins by hour of day × weekday in the viewer's time zone
+/// (admin).
+#[utoipa::path(get, path = "/api/v1/admin/stats/peak-hours", tag = "stats",
+    params(PeakQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Logins per weekday and hour", body = PeakHours),
+    ))]
+async fn peak_hours(
+    Ctx(api): Ctx,
+    AdminUser(_admin): AdminUser,
+    Query(q): Query<PeakQuery>,
+) -> Result<Json<PeakHours>, ApiError> {
+    let days = days(Some(q.days.unwrap_or(30)))?;
+    let tz = q.tz.unwrap_or_else(|| "UTC".to_owned());
+    if tz.len() > 64 || !time_zones(&api).await?.contains(&tz) {
+        return Err(ApiError::param(
+            "tz",
+            "not a known IANA time zone name (e.g. Europe/Paris, UTC)",
+        ));
+    }
+    let since: DateTime<Utc> = sqlx::query_scalar("SELECT now() - make_interval(days => $1)")
+        .bind(days)
+        .fetch_one(api.pool())
+        .await?;
+    let cells = sqlx::query_as::<_, PeakCell>(
+        "SELECT wd AS weekday, hr AS hour, coalesce(c.n, 0)::bigint AS logins
+         FROM generate_series(1, 7) AS wd CROSS JOIN generate_series(0, 23) AS hr
+         LEFT JOIN (SELECT extract(isodow FROM attempted_at AT TIME ZONE $2)::int AS local_wd,
+                           extract(hour FROM attempted_at AT TIME ZONE $2)::int AS local_hr,
+                           count(*) AS n
+                    FROM login_history WHERE success AND attempted_at >= $1
+                    GROUP BY 1, 2) AS c ON c.local_wd = wd AND c.local_hr = hr
+         ORDER BY wd, hr",
+    )
+    .bind(since)
+    .bind(&tz)
+    .fetch_all(api.pool())
+    .await?;
+    Ok(Json(PeakHours {
+        days,
+        total: cells.iter().map(|c| c.logins).sum(),
+        tz,
+        since,
+        cells,
+    }))
 }

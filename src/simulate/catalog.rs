@@ -158,7 +158,7 @@ pub(crate) struct DeviceModel {
     pub(crate) user_agent: &'static str,
     /// A name a user would give it ("iPhone", "Work laptop").
     pub(crate) label: &'static str,
-    mobile: bool,
+    pub(crate) mobile: bool,
 }
 
 pub(crate) const DEVICES: &[DeviceModel] = &[
@@ -215,7 +215,7 @@ pub(crate) const DEVICES: &[DeviceModel] = &[
 ];
 
 /// User agents of attack tooling.
-pub(crate) const ATTACK_USER_AGENTS: &[&str] = &[
+pub const ATTACK_USER_AGENTS: &[&str] = &[
     "python-requests/2.31.0",
     "curl/8.5.0",
     "Go-http-client/1.1",

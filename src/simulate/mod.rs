@@ -10,6 +10,11 @@
 //! default start is a day ago ([`BULK_HISTORY`]): an intake refuses events from the future
 //! (`ingest.max_future_skew`) and, without the backfill scope, older than `ingest.max_age`.
 //!
+//! `--backfill 30d` starts 30 days ago at a history density of a few sessions per user and
+//! day, publishes that history as fast as the target takes it, then continues live at `--rate`;
+//! in every phase an event is sent only once the wall clock has reached its time ([`pump`]).
+//! `--labels FILE` records which events each injected attack made (NDJSON, never in the events).
+//!
 //! Targets: `--kafka` (default; [`crate::ingest::Intake`]: enrich and append), `--http URL`
 //! (batches to a running server's `POST /v1/events`, with `--api-key` or `--token`), or
 //! `--stdout` (the raw, unenriched NDJSON a publisher would send).
@@ -17,7 +22,7 @@
 pub mod catalog;
 mod model;
 
-pub use model::{Attack, Generator, Settings};
+pub use model::{Attack, Generator, Label, Settings};
 
 use crate::config::Config;
 use crate::ingest::Intake;
@@ -39,9 +44,18 @@ pub(crate) struct SimulateArgs {
     /// (the simulated clock then steps 50 ms on average).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// Stop after this long (e.g. `90s`, `10m`, `2h`).
+    /// Stop after this long (e.g. `90s`, `10m`, `2h`) of live traffic (after the backfill).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// First publish this much history (e.g. `30d`) as fast as the target takes it, starting
+    /// that long ago, then continue live at `--rate`. Needs a credential with the `backfill`
+    /// scope once the history is older than `ingest.max_age`.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "start")]
+    backfill: Option<Duration>,
+    /// Write one NDJSON line per event an injected attack made to this file:
+    /// `{"event_id", "attack", "attack_id"}` (the events themselves carry no label).
+    #[arg(long, value_name = "FILE")]
+    labels: Option<std::path::PathBuf>,
     /// Stop after this many events.
     #[arg(long)]
     events: Option<u64>,
@@ -52,7 +66,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, value_parser = parse_time)]
     start: Option<DateTime<Utc>>,
     /// Attack mix: `all`, `none`, or `kind[=weight],…` with kinds brute-force, password-spray,
-    /// new-country, impossible-travel, token-reuse, otp-brute-force.
+    /// credential-stuffing, new-country, impossible-travel, token-reuse, otp-brute-force,
+    /// session-hijack, privileged-login, off-hours-admin.
     #[arg(long, default_value = "all", value_parser = parse_attacks)]
     attacks: AttackMix,
     /// Mean number of normal events between two attacks.
@@ -118,13 +133,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .unwrap_or((s, "s"));
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?}: expected e.g. 90s, 10m or 2h"))?;
+        .map_err(|_| format!("{s:?}: expected e.g. 90s, 10m, 2h or 30d"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 366.0 * 86_400.0 {
         return Err(format!("{s:?}: must be positive and at most a year"));
@@ -139,12 +155,29 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl SimulateArgs {
-    /// The stream settings these arguments describe (`seed` and `start` resolved by the caller).
-    fn settings(&self, seed: u64, start: DateTime<Utc>) -> Settings {
-        let mean_gap = if self.rate > 0.0 {
+    /// The mean simulated gap between two live events.
+    fn live_gap(&self) -> Duration {
+        if self.rate > 0.0 {
             Duration::from_secs_f64(1.0 / self.rate)
         } else {
             Duration::from_millis(50)
+        }
+    }
+
+    /// The mean simulated gap between two events of the history: about
+    /// [`HISTORY_EVENTS_PER_USER_DAY`] per user and day (a few sessions), never denser than live.
+    fn backfill_gap(&self) -> Duration {
+        let per_day = self.users as f64 * HISTORY_EVENTS_PER_USER_DAY;
+        self.live_gap()
+            .max(Duration::from_secs_f64(86_400.0 / per_day.max(1.0)))
+    }
+
+    /// The stream settings these arguments describe (`seed` and `start` resolved by the caller).
+    fn settings(&self, seed: u64, start: DateTime<Utc>) -> Settings {
+        let mean_gap = if self.backfill.is_some() {
+            self.backfill_gap()
+        } else {
+            self.live_gap()
         };
         Settings {
             seed,
@@ -284,6 +317,9 @@ impl Target {
 /// 1.7 million events at the bulk pace (50 ms apart on average).
 const BULK_HISTORY: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
+/// Density of the `--backfill` history: events per user and day (three or four sessions).
+const HISTORY_EVENTS_PER_USER_DAY: f64 = 80.0;
+
 /// Runs the command.
 pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     args.check()?;
@@ -296,10 +332,10 @@ pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<Ex
     });
     let start = args.start.unwrap_or_else(|| {
         let now = Utc::now();
-        let now = if args.rate > 0.0 {
-            now
-        } else {
-            now - BULK_HISTORY
+        let now = match args.backfill {
+            Some(b) => now - chrono::TimeDelta::from_std(b).unwrap_or(BULK_HISTORY),
+            None if args.rate > 0.0 => now,
+            None => now - BULK_HISTORY,
         };
         DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
     });
@@ -311,20 +347,16 @@ pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<Ex
         start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
     let target = Target::open(&config, &args).await?;
-    let progress = progress_bar(&args);
+    let mut labels = match &args.labels {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the labels file {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut generator = Generator::new(settings);
     let began = Instant::now();
-    let sent = pump(
-        &args,
-        &mut generator,
-        &target,
-        progress.as_ref(),
-        (began, start),
-    )
-    .await?;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    let sent = pump(&args, &mut generator, &target, labels.as_mut()).await?;
     let elapsed = began.elapsed().as_secs_f64();
     let types: Vec<String> = sent
         .by_type
@@ -358,22 +390,65 @@ pub(crate) async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// A progress bar, on a terminal, unless `--no-progress` or `--stdout`.
-fn progress_bar(args: &SimulateArgs) -> Option<indicatif::ProgressBar> {
-    if args.no_progress || args.stdout || !std::io::stderr().is_terminal() {
-        return None;
+/// A bar over the history's simulated time on a terminal (unless `--no-progress` or
+/// `--stdout`); progress lines on stderr otherwise (`./dev run` logs them).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    /// The next tenth of the history to report without a bar.
+    next_tenth: u64,
+    from: DateTime<Utc>,
+    began: Instant,
+}
+
+impl Progress {
+    fn new(args: &SimulateArgs, from: DateTime<Utc>) -> Progress {
+        let quiet = args.no_progress || args.stdout || !std::io::stderr().is_terminal();
+        let bar = (!quiet).then(|| {
+            let bar = indicatif::ProgressBar::new(100);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {percent}% {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            next_tenth: 1,
+            from,
+            began: Instant::now(),
+        }
     }
-    let bar = match args.events {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(bar)
+
+    /// Reports `events` sent up to simulated time `at`.
+    fn update(&mut self, events: u64, at: DateTime<Utc>, live: bool) {
+        let rate = events as f64 / self.began.elapsed().as_secs_f64().max(1e-9);
+        let total = (Utc::now() - self.from).num_milliseconds().max(1) as f64;
+        let done = ((at - self.from).num_milliseconds() as f64 / total).clamp(0.0, 1.0);
+        let phase = if live { "live" } else { "backfill" };
+        let msg = format!(
+            "{phase}: {events} events ({rate:.0}/s), at {}",
+            at.format("%Y-%m-%d %H:%M")
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((done * 100.0) as u64);
+                bar.set_message(msg);
+            }
+            None if !live && done * 10.0 >= self.next_tenth as f64 => {
+                self.next_tenth = (done * 10.0) as u64 + 1;
+                eprintln!("{:.0}% {msg}", done * 100.0);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// What [`pump`] sent.
@@ -384,57 +459,103 @@ struct Sent {
     interrupted: bool,
 }
 
-/// Sends batches of the stream to `target` at `--rate` (counted from `began`), until
-/// `--events`, `--duration` or Ctrl-C. With a rate, no event is sent before its time comes on
-/// the wall clock (the simulated clock runs from `start` at `began`): scenarios step the clock
-/// by minutes, and an intake refuses events from the future (`ingest.max_future_skew`).
+/// Sends the stream to `target` until `--events`, `--duration` (of live traffic) or Ctrl-C.
+///
+/// One timeline, never ahead of the wall clock: a batch takes only events whose time has come
+/// (`time <= now`, read when the batch is made), so no event is sent before its time whatever
+/// the pace; when nothing is due, it sleeps until the next event is. With `--backfill` the
+/// history is all due and goes as fast as the target takes it; the first batch that finds no
+/// more due events ends the backfill, and the stream continues at the live pace (`--rate`).
+/// `--rate 0` sends everything at once (times may then run ahead; the intake refuses those).
 async fn pump(
     args: &SimulateArgs,
     generator: &mut Generator,
     target: &Target,
-    progress: Option<&indicatif::ProgressBar>,
-    (began, start): (Instant, DateTime<Utc>),
+    mut labels: Option<&mut std::io::BufWriter<std::fs::File>>,
 ) -> anyhow::Result<Sent> {
     let mut sent = Sent {
         events: 0,
         by_type: BTreeMap::new(),
         interrupted: false,
     };
+    let mut progress = Progress::new(args, generator.peek_time());
+    let mut live_since = args.backfill.is_none().then(Instant::now);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         let remaining = args.events.map(|n| n - sent.events);
-        if remaining == Some(0) || args.duration.is_some_and(|d| began.elapsed() >= d) {
+        let out_of_time = live_since
+            .zip(args.duration)
+            .is_some_and(|(s, d)| s.elapsed() >= d);
+        if remaining == Some(0) || out_of_time {
             break;
         }
         let n = remaining.map_or(args.batch, |r| r.min(args.batch as u64) as usize);
-        let batch: Vec<Event> = generator.by_ref().take(n).collect();
+        let now = Utc::now();
+        let mut batch = Vec::with_capacity(n);
+        let mut batch_labels = vec![];
+        while batch.len() < n && (args.rate <= 0.0 || generator.peek_time() <= now) {
+            let (event, label) = generator.next_labelled();
+            batch_labels.extend(label);
+            batch.push(event);
+        }
+        if live_since.is_none() && batch.len() < n {
+            live_since = Some(Instant::now());
+            generator.set_pace(args.live_gap(), Utc::now());
+            progress.finish();
+            eprintln!(
+                "backfill done: {} events in {:.1}s ({:.0}/s); live at {}/s",
+                sent.events + batch.len() as u64,
+                progress.began.elapsed().as_secs_f64(),
+                (sent.events + batch.len() as u64) as f64
+                    / progress.began.elapsed().as_secs_f64().max(1e-9),
+                args.rate
+            );
+        }
+        if batch.is_empty() {
+            let wait = (generator.peek_time() - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut ctrl_c => { sent.interrupted = true; break; }
+            }
+            continue;
+        }
+        let last = batch.last().map(|e| e.time).unwrap_or(now);
         for e in &batch {
             *sent.by_type.entry(e.event_type().as_str()).or_default() += 1;
         }
-        let last = batch.iter().map(|e| e.time).max();
-        if let (true, Some(last)) = (args.rate > 0.0, last) {
-            let ahead = (last - start).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = tokio::time::sleep_until((began + ahead).into()) => {}
-                _ = &mut ctrl_c => { sent.interrupted = true; break; }
-            }
-        }
+        let count = batch.len() as u64;
         tokio::select! {
             r = target.send(batch) => r?,
             _ = &mut ctrl_c => { sent.interrupted = true; break; }
         }
-        sent.events += n as u64;
-        if let Some(bar) = progress {
-            bar.set_position(sent.events);
+        sent.events += count;
+        if let Some(out) = labels.as_mut() {
+            write_labels(out, &batch_labels)?;
         }
-        if args.rate > 0.0 {
-            let due = began + Duration::from_secs_f64(sent.events as f64 / args.rate);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
-                _ = &mut ctrl_c => { sent.interrupted = true; break; }
-            }
-        }
+        progress.update(sent.events, last, live_since.is_some());
     }
+    progress.finish();
     Ok(sent)
+}
+
+/// Appends the labels of a sent batch (NDJSON) and flushes them.
+fn write_labels(
+    out: &mut std::io::BufWriter<std::fs::File>,
+    labels: &[crate::simulate::Label],
+) -> anyhow::Result<()> {
+    for l in labels {
+        let line = serde_json::json!({
+            "event_id": l.event_id,
+            "attack": l.attack.as_str(),
+            "attack_id": l.attack_id,
+        });
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().context("writing the labels file")?;
+    Ok(())
 }

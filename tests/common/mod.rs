@@ -98,6 +98,7 @@ impl TestTopic {
                         offset: m.offset(),
                         key: m.key().unwrap_or_default().to_vec(),
                         payload: m.payload().unwrap_or_default().to_vec(),
+                        timestamp: m.timestamp().to_millis(),
                         content_type: m.headers().and_then(|h| {
                             h.iter()
                                 .find(|h| h.key == "content-type")
@@ -136,6 +137,8 @@ pub struct Raw {
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
     pub content_type: Option<String>,
+    /// The broker's timestamp (ms since the epoch), when the message has one.
+    pub timestamp: Option<i64>,
 }
 
 /// The partition of a key under Kafka's default partitioner (the library's implementation;

@@ -48,7 +48,7 @@ async function api(method, p, token, body) {
 }
 
 /** A fresh browser context at `viewport`, opened on `page` with the host's `#token=`. */
-async function open(viewport, token, page, { allow = [] } = {}) {
+async function open(viewport, token, page, { allow = [], timeShift = 0 } = {}) {
   const phone = viewport === PHONE;
   const ctx = await browser.newContext({
     viewport,
@@ -58,6 +58,8 @@ async function open(viewport, token, page, { allow = [] } = {}) {
     hasTouch: phone,
     reducedMotion: 'reduce',
   });
+  // A browser whose clock is `timeShift` ms off the server's (frozen there; timers still run).
+  if (timeShift) await ctx.clock.setFixedTime(new Date(Date.now() + timeShift));
   const p = await ctx.newPage();
   p.setDefaultTimeout(T);
   p.on('console', (m) => {
@@ -117,7 +119,8 @@ await step('a user sees exactly the sessions the API returns', async () => {
   assert.equal(await current.locator('button[data-action="revoke"]').count(), 0, 'no revoke on the current session');
   assert.match(await current.locator('h3').innerText(), /^Windows PC — Chrome$/);
   const phone = page.locator('[data-session-id="e2e-phone"]');
-  assert.match(await phone.locator('h3').innerText(), /^iPhone — Safari$/);
+  // The auth service named the phone when it trusted it ("My laptop"): that name first.
+  assert.match(await phone.locator('h3').innerText(), /^My laptop \(iPhone — Safari\)$/);
   assert.match(await phone.innerText(), /Trusted device/);
   assert.match(await phone.innerText(), /Last active 3 hours ago/);
   assert.match(await phone.innerText(), /London, United Kingdom/);
@@ -139,6 +142,47 @@ await step('a user sees exactly the sessions the API returns', async () => {
   await noHorizontalScroll(m.page);
   await shot(m.page, 'sessions-phone');
   await m.ctx.close();
+});
+
+await step('a user names a device and trusts it, then not, from the Active sessions page', async () => {
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'sessions');
+  await page.waitForSelector('#sessions-body[data-state="ready"]');
+  // The header names the person by their sign-in identifier, not by the user id.
+  await page.waitForFunction(() => document.querySelector('#who .whoami-name')?.textContent === 'e2e-user@example.com');
+  const card = page.locator('[data-session-id="e2e-mac"]');
+  await card.getByRole('button', { name: 'Rename Mac — Safari' }).click();
+  const input = card.getByLabel('Device name');
+  await input.fill('Work Mac');
+  await input.press('Enter');
+  await page.waitForFunction(() => /^Work Mac/.test(document.querySelector('[data-session-id="e2e-mac"] h3')?.textContent || ''));
+  assert.match(await card.locator('h3').innerText(), /^Work Mac \(Mac — Safari\)$/);
+  let s = await api('GET', '/api/v1/auth/sessions/e2e-mac', USER_TOKEN);
+  assert.equal(s.body.custom_name, 'Work Mac');
+  assert.equal(s.body.trusted_device, false);
+  assert.match(await page.locator('#status').innerText(), /renamed to Work Mac/);
+  await card.getByRole('button', { name: 'Trust Work Mac' }).click();
+  await card.getByText('Trusted device').waitFor();
+  s = await api('GET', '/api/v1/auth/sessions/e2e-mac', USER_TOKEN);
+  assert.equal(s.body.trusted_device, true);
+  await shot(page, 'sessions-trusted-desktop');
+  await card.getByRole('button', { name: 'Stop trusting Work Mac' }).click();
+  await card.getByRole('button', { name: 'Trust Work Mac' }).waitFor();
+  assert.equal(await card.getByText('Trusted device').count(), 0);
+  s = await api('GET', '/api/v1/auth/sessions/e2e-mac', USER_TOKEN);
+  assert.equal(s.body.trusted_device, false);
+  assert.equal(s.body.custom_name, 'Work Mac', 'the name outlives the trust');
+  await ctx.close();
+});
+
+await step('nothing is shown as happening in the future, even to a browser whose clock is behind', async () => {
+  // Three hours behind: the sessions of the last three hours are "in the future" to it.
+  const { ctx, page } = await open(DESKTOP, USER_TOKEN, 'sessions', { timeShift: -3 * 3600_000 });
+  await page.waitForSelector('#sessions-body[data-state="ready"]');
+  const rel = await page.$$eval('time[data-rel]', (els) => els.map((e) => e.textContent));
+  assert.ok(rel.length > 0, 'no relative times on the page');
+  for (const r of rel) assert.doesNotMatch(r, /^in /, `a time in the future: ${rel.join(', ')}`);
+  assert.ok(rel.includes('just now'), rel.join(', '));
+  await ctx.close();
 });
 
 await step('login history: newest first, paginated with the API cursors', async () => {
@@ -187,6 +231,20 @@ await step('admin: every chart, panel and statistic renders with data; the feed 
     });
     assert.ok(painted > 500, `${id} drew nothing (${painted} pixels)`);
   }
+  // Peak usage times: a weekday × hour grid in the viewer's zone, exactly the API's counts.
+  await page.waitForSelector('#chart-peak[data-rendered="true"]');
+  assert.equal(await page.getAttribute('#chart-peak', 'data-tz'), 'America/New_York');
+  assert.match(await page.locator('#chart-peak figcaption').innerText(), /America\/New_York/);
+  const cells = await page.$$eval('#chart-peak td[data-logins]', (els) =>
+    els.map((e) => [Number(e.dataset.weekday), Number(e.dataset.hour), Number(e.dataset.logins)]),
+  );
+  assert.equal(cells.length, 7 * 24);
+  const peak = await api('GET', '/api/v1/admin/stats/peak-hours?days=30&tz=America%2FNew_York', ADMIN_TOKEN);
+  assert.equal(peak.status, 200);
+  const want = peak.body.cells.filter((c) => c.logins > 0).map((c) => [c.weekday, c.hour, c.logins]);
+  assert.ok(want.length > 0, 'no logins in the peak usage times');
+  assert.deepEqual(cells.filter((c) => c[2] > 0), want);
+  assert.ok(await page.locator('#chart-peak td.l4').count() > 0, 'the busiest hour is not the darkest');
   await page.waitForSelector('#session-stats[data-state="ready"]');
   assert.ok(Number(await page.locator('#st-active .v').innerText().then((t) => t.replace('+', ''))) > 0);
   await page.waitForFunction(() => !document.querySelector('.panels [data-state="loading"]'));
@@ -368,10 +426,11 @@ await step('demo sign-in (server demo flag on): act as admin, then as a simulate
   // Sign out, then act as a simulated user: their most recent session is the current one.
   await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.waitForSelector('#demo-user option', { state: 'attached' });
-  const chosen = await page.locator('#demo-user').inputValue();
+  // The header names them by their identifier (the option's label), once it is looked up.
+  const chosen = (await page.locator('#demo-user option:checked').innerText()).replace(/ \(\d+ active sessions?\)$/, '');
   await page.getByRole('button', { name: 'Continue as this user' }).click();
   await page.waitForSelector('#sessions-body[data-state="ready"] #session-list');
-  assert.match(await page.locator('#who').innerText(), new RegExp(chosen));
+  await page.waitForFunction((name) => document.querySelector('#who .whoami-name')?.textContent === name, chosen);
   assert.match(await page.locator('[data-current="true"]').innerText(), /Active now \(Current session\)/);
   await ctx.close();
 });

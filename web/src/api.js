@@ -104,6 +104,7 @@ export const api = {
   get: (path, query, opts = {}) => request('GET', path, { ...opts, query }),
   del: (path, query) => request('DELETE', path, { query }),
   post: (path, body, query) => request('POST', path, { body, query }),
+  put: (path, body, query) => request('PUT', path, { body, query }),
   /** Every item of a cursor-paginated list (bounded by maxPages). */
   async all(path, query = {}, maxPages = 10) {
     const items = [];

@@ -70,6 +70,39 @@ export function doughnutChart(figure, labels, data) {
   );
 }
 
+const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+
+/**
+ * Peak usage times: a weekday × hour grid whose cells darken with the count, drawn as a table
+ * (readable by screen readers and tests: every cell has its count in `data-logins` and title).
+ * `cells`: [{weekday 1-7 (Monday first), hour 0-23, logins}].
+ */
+export function heatmap(figure, cells) {
+  const grid = Array.from({ length: 7 }, () => new Array(24).fill(0));
+  for (const c of cells) {
+    if (c.weekday >= 1 && c.weekday <= 7 && c.hour >= 0 && c.hour <= 23) grid[c.weekday - 1][c.hour] = c.logins;
+  }
+  const max = Math.max(0, ...grid.flat());
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+  const hours = Array.from({ length: 24 }, (_, h) => `<th scope="col">${h % 3 === 0 ? String(h).padStart(2, '0') : ''}</th>`).join('');
+  const rows = grid
+    .map((row, d) => {
+      const tds = row
+        .map((n, h) => {
+          const level = max ? Math.ceil((4 * n) / max) : 0;
+          const what = `${WEEKDAYS[d]} ${String(h).padStart(2, '0')}:00–${String(h).padStart(2, '0')}:59: ${n} login${n === 1 ? '' : 's'}`;
+          return `<td class="heat l${level}" data-weekday="${d + 1}" data-hour="${h}" data-logins="${n}" title="${esc(what)}"><span class="sr-only">${esc(what)}</span></td>`;
+        })
+        .join('');
+      return `<tr><th scope="row">${WEEKDAYS[d]}</th>${tds}</tr>`;
+    })
+    .join('');
+  const box = figure.querySelector('.canvas');
+  box.innerHTML = `<table class="heatmap"><thead><tr><th></th>${hours}</tr></thead><tbody>${rows}</tbody></table>${max ? '' : '<p class="empty" data-state="empty">No data in this window.</p>'}`;
+  figure.dataset.points = String(grid.flat().filter((n) => n > 0).length);
+  figure.dataset.rendered = 'true';
+}
+
 export function destroyCharts(root) {
   root.querySelectorAll('figure.chart').forEach((f) => {
     const c = charts.get(f);

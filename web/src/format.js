@@ -14,10 +14,13 @@ export function localTime(iso) {
   return iso ? absolute.format(new Date(iso)) : '';
 }
 
-/** "2 hours ago", "in 3 days", "now". */
+/**
+ * "2 hours ago", "just now". Never in the future: a time ahead of this browser's clock (a
+ * publisher's or this machine's clock running fast) reads "just now", not "in 45 minutes".
+ */
 export function relative(iso, now = Date.now()) {
   if (!iso) return '';
-  const s = Math.round((new Date(iso).getTime() - now) / 1000);
+  const s = Math.min(0, Math.round((new Date(iso).getTime() - now) / 1000));
   const a = Math.abs(s);
   if (a < 45) return 'just now';
   if (a < 3600) return rtf.format(Math.round(s / 60), 'minute');

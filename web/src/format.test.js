@@ -34,6 +34,9 @@ test('relative times', () => {
   assert.equal(relative('2026-01-01T11:55:00Z', now), '5 minutes ago');
   assert.equal(relative('2025-12-29T12:00:00Z', now), '3 days ago');
   assert.equal(relative(null, now), '');
+  // Nothing is shown as happening in the future.
+  assert.equal(relative('2026-01-01T12:45:00Z', now), 'just now');
+  assert.equal(relative('2026-01-03T12:00:00Z', now), 'just now');
 });
 
 test('feed icons follow the seed: ⚠️ suspicious, ✅ super-admin, 🔒 failed attempts, 📱 device trust', () => {

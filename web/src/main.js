@@ -6,7 +6,7 @@
 // ('authtrail.token', this tab only). With the server's demo flag on, a demo sign-in can mint one.
 
 import './style.css';
-import { claims, getToken, isAdmin, pageConfig, setToken } from './api.js';
+import { api, claims, getToken, isAdmin, pageConfig, setToken } from './api.js';
 import { tokenInbox } from './inbox.js';
 import { esc, refreshRelativeTimes } from './format.js';
 import { renderSessions } from './pages/sessions.js';
@@ -63,16 +63,39 @@ function renderNav(c) {
         .map(([href, label]) => `<a href="${href}"${href === here ? ' aria-current="page"' : ''}>${esc(label)}</a>`)
         .join('')
     : '';
+  const name = c ? c.email || identifiers.get(c.sub) || c.sub : '';
   document.getElementById('who').innerHTML = c
-    ? `<span class="whoami" title="Signed in as ${esc(c.sub)} (${esc(c.role)})">${esc(c.sub)} · ${esc(c.role)}</span>
+    ? `<span class="whoami" title="Signed in as ${esc(name)} (${esc(c.role)}; user id ${esc(c.sub)})"><span class="whoami-name">${esc(name)}</span> · ${esc(c.role)}</span>
        <button type="button" id="signout" class="link">Sign out</button>`
     : '';
+  if (c && !c.email && !identifiers.has(c.sub)) showIdentifier(c.sub);
   const so = document.getElementById('signout');
   if (so)
     so.addEventListener('click', () => {
       setToken(null);
       location.hash = '#/signin';
     });
+}
+
+// The header names the person by what they sign in with (the identifier their logins carry),
+// not by the user id: looked up once per user from their latest session.
+const identifiers = new Map();
+async function showIdentifier(sub) {
+  identifiers.set(sub, null);
+  try {
+    const page = await api.get('/api/v1/auth/sessions', { status: 'all', limit: 1 });
+    const id = page.items[0] && page.items[0].identifier;
+    if (!id) return;
+    identifiers.set(sub, id);
+    const c = getToken() ? claims() : null;
+    const el = document.querySelector('#who .whoami-name');
+    if (c && c.sub === sub && el) {
+      el.textContent = id;
+      el.parentElement.title = `Signed in as ${id} (${c.role}; user id ${sub})`;
+    }
+  } catch {
+    identifiers.delete(sub);
+  }
 }
 
 async function route() {

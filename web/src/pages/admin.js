@@ -1,8 +1,8 @@
 // Admin Dashboard → Security Monitoring: live feed, panels, charts, session statistics.
 import { api, claims, streamEvents } from '../api.js';
-import { EVENT_TYPES, SEVERITIES, esc, eventIcon, humanType, timeHtml, deviceIcon } from '../format.js';
+import { EVENT_TYPES, SEVERITIES, esc, eventIcon, humanType, timeHtml, timeZone, deviceIcon } from '../format.js';
 import { announce, emptyHtml, errorHtml, loadingHtml } from '../ui.js';
-import { barChart, doughnutChart, destroyCharts } from '../charts.js';
+import { barChart, doughnutChart, destroyCharts, heatmap } from '../charts.js';
 
 const FEED_MAX = 100;
 const regionNames = new Intl.DisplayNames(undefined, { type: 'region' });
@@ -77,6 +77,7 @@ export function renderAdmin(main) {
         <figure class="block chart" id="chart-geo" data-points="0"><figcaption>Logins by country</figcaption><div class="canvas"><canvas role="img" aria-label="Logins by country"></canvas></div></figure>
         <figure class="block chart" id="chart-devices" data-points="0"><figcaption>Device types</figcaption><div class="canvas"><canvas role="img" aria-label="Logins by device type"></canvas></div></figure>
         <figure class="block chart" id="chart-ips" data-points="0"><figcaption>Top failing IP addresses</figcaption><div class="canvas"><canvas role="img" aria-label="IP addresses with the most failed logins"></canvas></div><ol class="ip-list" id="ip-list"></ol></figure>
+        <figure class="block chart wide" id="chart-peak" data-points="0"><figcaption>Peak usage times: logins by hour and weekday, last 30 days <span class="muted" id="peak-tz"></span></figcaption><div class="canvas grid">${loadingHtml('peak usage times')}</div></figure>
       </div>
     </div>
   </section>`;
@@ -166,12 +167,13 @@ export function renderAdmin(main) {
   }
 
   async function loadStats() {
-    const [logins, geo, devices, ips, active] = await Promise.allSettled([
+    const [logins, geo, devices, ips, active, peak] = await Promise.allSettled([
       api.get('/api/v1/admin/stats/logins', { days: 7 }),
       api.get('/api/v1/admin/stats/geo', { days: 7 }),
       api.get('/api/v1/admin/stats/devices', { days: 7 }),
       api.get('/api/v1/admin/stats/top-failing-ips', { days: 7, limit: 10 }),
       api.all('/api/v1/admin/sessions', { status: 'active' }, 4),
+      peakHours(),
     ]);
     if (gone) return;
     const box = $('#session-stats');
@@ -227,6 +229,21 @@ export function renderAdmin(main) {
         .map((x) => `<li><a href="#/admin/ip/${encodeURIComponent(x.ip)}">${esc(x.ip)}</a> — ${x.failures} failures on ${x.accounts} account${x.accounts === 1 ? '' : 's'}, last ${timeHtml(x.last_failure_at)}</li>`)
         .join('');
     } else fail('chart-ips', ips, 'top failing addresses');
+    if (peak.status === 'fulfilled') {
+      $('#peak-tz').textContent = `(${peak.value.tz} time)`;
+      fig('chart-peak').dataset.tz = peak.value.tz;
+      heatmap(fig('chart-peak'), peak.value.cells);
+    } else fail('chart-peak', peak, 'peak usage times');
+  }
+
+  // In the viewer's time zone; UTC when the server does not know the browser's zone name.
+  async function peakHours() {
+    try {
+      return await api.get('/api/v1/admin/stats/peak-hours', { days: 30, tz: timeZone });
+    } catch (e) {
+      if (e.status !== 400 || timeZone === 'UTC') throw e;
+      return api.get('/api/v1/admin/stats/peak-hours', { days: 30, tz: 'UTC' });
+    }
   }
 
   feed.addEventListener('click', async (ev) => {
