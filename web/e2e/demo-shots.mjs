@@ -1,7 +1,7 @@
 // Screenshots of a running `./dev run` (the demo: simulated traffic, demo sign-in on), for the
 // README: `./dev shots` (or `E2E_BASE_URL=http://127.0.0.1:8080 node web/e2e/demo-shots.mjs`).
 // Signs in through the demo mint as the admin and as the simulated user with the most recently
-// active session, then captures each page at desktop and phone width into
+// active ordinary session, then captures each page at desktop and phone width into
 // E2E_SCREENSHOTS (default docs/screenshots). Every wait is on a condition, never a fixed sleep.
 
 import { chromium } from 'playwright-core';
@@ -30,9 +30,13 @@ async function json(method, p, { token, body } = {}) {
 const mint = (body) => json('POST', '/ui/demo/token', { body }).then((r) => r.token);
 
 const admin = await mint({ role: 'admin' });
-// The user whose session was active last: the user pages then show a live "Current session".
-const active = await json('GET', '/api/v1/admin/sessions?status=active&limit=1', { token: admin });
-const s = active.items[0];
+// The user whose session was active last, among sessions on a person's own device (not an
+// attacker's): the user pages then show a live "Current session" beside their other devices.
+// Of the users active lately, the one with the most devices signed in shows the page best.
+const active = await json('GET', '/api/v1/admin/sessions?status=active&limit=200', { token: admin });
+const own = active.items.filter((x) => !x.suspicious && x.device_type !== 'bot');
+const count = (u) => own.filter((x) => x.user_id === u).length;
+const s = own.reduce((best, x) => (!best || count(x.user_id) > count(best.user_id) ? x : best), null);
 if (!s) throw new Error('no active session yet: is the simulator running (./dev run)?');
 const user = await mint({ role: 'user', sub: s.user_id, sid: s.session_id });
 

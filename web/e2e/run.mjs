@@ -247,6 +247,13 @@ await step('admin: every chart, panel and statistic renders with data; the feed 
   assert.ok(await page.locator('#chart-peak td.l4').count() > 0, 'the busiest hour is not the darkest');
   await page.waitForSelector('#session-stats[data-state="ready"]');
   assert.ok(Number(await page.locator('#st-active .v').innerText().then((t) => t.replace('+', ''))) > 0);
+  // The statistics cover 30 days unless the viewer picks another period; the charts follow.
+  await page.waitForSelector('#session-stats[data-days="30"]');
+  assert.equal(await page.getAttribute('#chart-logins', 'data-days'), '30');
+  await page.selectOption('#stats-days', '7');
+  await page.waitForSelector('#session-stats[data-days="7"]');
+  await page.waitForSelector('#chart-logins[data-days="7"]');
+  assert.equal(await page.locator('#st-total .l').innerText(), 'Logins (7 days)');
   await page.waitForFunction(() => !document.querySelector('.panels [data-state="loading"]'));
   for (const id of ['panel-failed', 'panel-suspicious', 'panel-super']) {
     assert.ok(await page.locator(`#${id} li`).count() > 0, `${id} is empty`);

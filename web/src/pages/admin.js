@@ -52,7 +52,10 @@ export function renderAdmin(main) {
       </form>
 
       <section aria-labelledby="h-stats" class="block">
-        <h2 id="h-stats">Session statistics <span class="muted small">(last 7 days)</span></h2>
+        <h2 id="h-stats">Session statistics
+          <label class="small muted">over the last <select id="stats-days" aria-label="Statistics period">
+            <option value="1">day</option><option value="7">7 days</option><option value="30" selected>30 days</option><option value="90">90 days</option>
+          </select></label></h2>
         <div class="stats" id="session-stats">${loadingHtml('statistics')}</div>
       </section>
 
@@ -167,11 +170,13 @@ export function renderAdmin(main) {
   }
 
   async function loadStats() {
+    // The period the statistics and charts cover (30 days unless the viewer picks another).
+    const days = Number($('#stats-days').value) || 30;
     const [logins, geo, devices, ips, active, peak] = await Promise.allSettled([
-      api.get('/api/v1/admin/stats/logins', { days: 7 }),
-      api.get('/api/v1/admin/stats/geo', { days: 7 }),
-      api.get('/api/v1/admin/stats/devices', { days: 7 }),
-      api.get('/api/v1/admin/stats/top-failing-ips', { days: 7, limit: 10 }),
+      api.get('/api/v1/admin/stats/logins', { days }),
+      api.get('/api/v1/admin/stats/geo', { days }),
+      api.get('/api/v1/admin/stats/devices', { days }),
+      api.get('/api/v1/admin/stats/top-failing-ips', { days, limit: 10 }),
       api.all('/api/v1/admin/sessions', { status: 'active' }, 4),
       peakHours(),
     ]);
@@ -188,12 +193,13 @@ export function renderAdmin(main) {
         stat('Users signed in', `${users}${more}`, 'st-users'),
         stat('On trusted devices', `${trusted}%`, 'st-trusted'),
         stat('Suspicious active sessions', s.filter((x) => x.suspicious).length, 'st-susp-sessions'),
-        stat('Logins (7 days)', l.total, 'st-total'),
+        stat(`Logins (${days === 1 ? 'day' : `${days} days`})`, l.total, 'st-total'),
         stat('Successful', l.successful, 'st-ok'),
         stat('Failed', l.failed, 'st-failed'),
         stat('Suspicious', l.suspicious, 'st-suspicious'),
       ].join('');
       box.dataset.state = 'ready';
+      box.dataset.days = String(days);
     } else {
       box.innerHTML = errorHtml(logins.reason || active.reason, 'statistics');
     }
@@ -203,13 +209,14 @@ export function renderAdmin(main) {
       fig(id).querySelector('.canvas').innerHTML = errorHtml(r.reason, what);
     };
     if (logins.status === 'fulfilled') {
-      const days = logins.value.per_day;
-      const labels = days.map((d) => new Date(`${d.day}T00:00:00Z`).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' }));
+      const perDay = logins.value.per_day;
+      const labels = perDay.map((d) => new Date(`${d.day}T00:00:00Z`).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' }));
       barChart(fig('chart-logins'), labels, [
-        { label: 'Successful', data: days.map((d) => d.successful), backgroundColor: '#2e7d32' },
-        { label: 'Failed', data: days.map((d) => d.failed), backgroundColor: '#c62828' },
-        { label: 'Suspicious', data: days.map((d) => d.suspicious), backgroundColor: '#ef8f00' },
+        { label: 'Successful', data: perDay.map((d) => d.successful), backgroundColor: '#2e7d32' },
+        { label: 'Failed', data: perDay.map((d) => d.failed), backgroundColor: '#c62828' },
+        { label: 'Suspicious', data: perDay.map((d) => d.suspicious), backgroundColor: '#ef8f00' },
       ], { stacked: false });
+      fig('chart-logins').dataset.days = String(perDay.length);
     } else fail('chart-logins', logins, 'logins per day');
     if (geo.status === 'fulfilled') {
       const g = geo.value.groups.slice(0, 12);
@@ -267,6 +274,7 @@ export function renderAdmin(main) {
     }
   });
 
+  $('#stats-days').addEventListener('change', () => loadStats());
   $('#filters').addEventListener('change', (ev) => {
     const f = ev.currentTarget;
     filters.severity = f.severity.value;
