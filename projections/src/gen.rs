@@ -3,8 +3,8 @@
 //!
 //! It mixes every event type with the situations the rules care about: failure bursts, logins
 //! from new countries, refresh-token reuse, too many sessions, revocations of every scope,
-//! locks, device trust, reviews of earlier security events, and times that occasionally run
-//! backwards in log order.
+//! locks, device trust and names, reviews of earlier security events, and times that
+//! occasionally run backwards in log order.
 
 use crate::fold::security_event_id;
 use authtrail_events::{parse_value, Event};
@@ -162,7 +162,18 @@ impl StreamGen {
                 let ty = ["otp.sent", "otp.verified", "otp.failed"][self.rng.random_range(0..3)];
                 self.envelope(ty, Some(&user), time, json!({ "channel": "email" }))
             }
-            85..=88 => self.device_trust(u, &user, time),
+            85..=87 => self.device_trust(u, &user, time),
+            88 => {
+                // A person names one of their devices (maybe one no session of theirs used yet).
+                let dev = self.rng.random_range(0..4u8);
+                let name = ["Work laptop", "Phone", "Home PC"][self.rng.random_range(0..3)];
+                self.envelope(
+                    "device.renamed",
+                    Some(&user),
+                    time,
+                    json!({ "device_id": format!("dev-{u}-{dev}"), "device_name": name }),
+                )
+            }
             89 => self.envelope(
                 "password.changed",
                 Some(&user),
