@@ -16,12 +16,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::projection::{
     config, export as export_tables, migrated, publish, stream, wait_caught_up,
 };
-use common::{Raw, TestTopic};
+use common::{Buf, Raw, TestTopic};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Waits until the wall clock has passed `t` by at least a millisecond (broker timestamps have
@@ -32,19 +31,6 @@ fn after_ms(t: DateTime<Utc>) -> DateTime<Utc> {
         std::hint::spin_loop();
     }
     next
-}
-
-/// A `Write` the test can read back.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn args() -> ReplayArgs {

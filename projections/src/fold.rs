@@ -771,15 +771,7 @@ impl<'r> Fold<'r> {
             .state
             .devices
             .entry((user.clone(), device.clone()))
-            .or_insert_with(|| TrustedDevice {
-                user_id: user.clone(),
-                device_id: device.clone(),
-                device_name: None,
-                trusted: false,
-                trusted_at: None,
-                untrusted_at: None,
-                updated_at: t,
-            });
+            .or_insert_with(|| TrustedDevice::first_seen(&user, &device, false, t));
         entry.trusted = trusted;
         if d.device_name.is_some() {
             entry.device_name = d.device_name.clone();
@@ -851,15 +843,7 @@ impl<'r> Fold<'r> {
             .state
             .devices
             .entry((user.clone(), device.clone()))
-            .or_insert_with(|| TrustedDevice {
-                user_id: user.clone(),
-                device_id: device.clone(),
-                device_name: None,
-                trusted: trusted_now,
-                trusted_at: None,
-                untrusted_at: None,
-                updated_at: t,
-            });
+            .or_insert_with(|| TrustedDevice::first_seen(&user, &device, trusted_now, t));
         entry.device_name = Some(d.device_name.as_str().to_owned());
         entry.updated_at = t;
         let row = entry.clone();

@@ -217,6 +217,21 @@ pub struct TrustedDevice {
     pub updated_at: DateTime<Utc>,
 }
 
+impl TrustedDevice {
+    /// A device first seen at `t`: no name, trusted or not, no trust change recorded yet.
+    pub fn first_seen(user_id: &str, device_id: &str, trusted: bool, t: DateTime<Utc>) -> Self {
+        TrustedDevice {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            device_name: None,
+            trusted,
+            trusted_at: None,
+            untrusted_at: None,
+            updated_at: t,
+        }
+    }
+}
+
 /// What the projection knows of a user across sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserProfile {

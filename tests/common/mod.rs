@@ -233,3 +233,17 @@ pub fn examples() -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A `Write` a test reads back (log lines, exports): clones share one buffer.
+#[derive(Clone, Default)]
+pub struct Buf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -5,12 +5,12 @@
 mod fuzz;
 
 use crate::common::app::{spawn_app, TEST_API_KEY};
+use crate::common::Buf;
 use authtrail::config::Config;
 use authtrail::replay::export::{self, Filter, Format, ReplayArgs};
 use chrono::{Duration as TimeDelta, Utc};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// A valid `login.succeeded` from now, for the intake.
@@ -176,20 +176,6 @@ async fn an_unknown_attribute_name_is_not_echoed_unless_it_could_be_one() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(problem["errors"][0]["field"], "priority");
-}
-
-/// A `Write` the test reads back.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
