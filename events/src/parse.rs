@@ -373,9 +373,9 @@ pub fn is_refused_char(c: char) -> bool {
 /// The most characters of a refused name an error shows.
 const MAX_ECHOED_NAME_CHARS: usize = 64;
 
-/// `s` safe to show in an error or a log line: control and format characters as `\u{202e}`,
-/// at most `max` characters (then `…`).
-fn printable(s: &str, max: usize) -> String {
+/// `s` safe to show in an error, a log line or an audit record: control and format characters
+/// as `\u{202e}`, at most `max` characters (then `…`).
+pub fn printable(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
         if i == max {

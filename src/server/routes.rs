@@ -304,19 +304,7 @@ const RECORDED_CHARS: usize = 256;
 /// (`\u{1b}`, `\u{202e}`: the contract refuses them), at most [`RECORDED_CHARS`] characters
 /// (then `…`). The record never refuses the request.
 fn recordable(value: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == RECORDED_CHARS {
-            out.push('…');
-            break;
-        }
-        if authtrail_events::parse::is_refused_char(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    authtrail_events::parse::printable(value, RECORDED_CHARS)
 }
 
 /// The `admin.action` of an audited read: the path and query parameters are its details; the

@@ -111,36 +111,26 @@ async fn framing_follows_web_frame_ancestors_and_nothing_else() {
     }
 
     let file = tempfile::NamedTempFile::new().unwrap();
-    for bad in [
+    let ancestors = [
         "'none'; script-src *",
         "https://a.example, https://b.example",
         "'none' https://a.example",
         "",
         "'unsafe-inline'",
-    ] {
-        std::fs::write(
-            file.path(),
-            format!("[web]\nframe_ancestors = {}\n", toml_string(bad)),
-        )
-        .unwrap();
-        let err = authtrail::Config::load(Some(file.path()))
-            .expect_err(&format!("frame_ancestors {bad:?} accepted"));
-        assert!(err.to_string().contains("web.frame_ancestors"), "{err}");
-    }
-    for bad in [
+    ]
+    .map(|bad| ("frame_ancestors", toml_string(bad)));
+    let origins = [
         "*",
         "https://portal.example.com/",
         "portal.example.com",
         "null",
-    ] {
-        std::fs::write(
-            file.path(),
-            format!("[web]\ntoken_origins = [{}]\n", toml_string(bad)),
-        )
-        .unwrap();
+    ]
+    .map(|bad| ("token_origins", format!("[{}]", toml_string(bad))));
+    for (key, value) in ancestors.into_iter().chain(origins) {
+        std::fs::write(file.path(), format!("[web]\n{key} = {value}\n")).unwrap();
         let err = authtrail::Config::load(Some(file.path()))
-            .expect_err(&format!("token origin {bad:?} accepted"));
-        assert!(err.to_string().contains("web.token_origins"), "{err}");
+            .expect_err(&format!("{key} = {value} accepted"));
+        assert!(err.to_string().contains(&format!("web.{key}")), "{err}");
     }
 }
 
