@@ -463,6 +463,121 @@ pub struct ProjectorConfig {
     failed_attempts_threshold: usize,
     failed_attempts_window_secs: i64,
     new_country_window_days: i64,
+    /// Detection rules (`[projector.detection]`; docs/detection.md).
+    pub detection: DetectionConfig,
+}
+
+/// `[projector.detection]`: the detection rules' settings. Each rule under
+/// `[projector.detection.rules.<name>]` overrides only what it names; see docs/detection.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Consecutive geo-located logins further apart than this speed (km/h) are impossible travel,
+    pub travel_speed_kmh: f64,
+    /// after taking this much off each location (GeoIP city accuracy).
+    pub location_accuracy_km: f64,
+    /// Unusual-hour judgements start once a user has this many logins in 30 days.
+    pub hour_profile_min_logins: usize,
+    /// Evidence ids kept per alert (the count goes on).
+    pub evidence_max: usize,
+    pub rules: BTreeMap<String, RuleConfig>,
+}
+
+/// One rule's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    pub enabled: Option<bool>,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: Option<String>,
+    /// Signals further apart than this start a new alert (e.g. `15m`).
+    pub window: Option<Span>,
+    /// Signals an episode needs to be an alert.
+    pub threshold: Option<usize>,
+    /// Distinct accounts it needs.
+    pub distinct: Option<usize>,
+    /// Distinct addresses it needs.
+    pub distinct_ips: Option<usize>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        let d = authtrail_projections::detect::Detection::default();
+        DetectionConfig {
+            travel_speed_kmh: d.travel_speed_kmh,
+            location_accuracy_km: d.location_accuracy_km,
+            hour_profile_min_logins: d.hour_profile_min_logins,
+            evidence_max: d.evidence_max,
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// The rules' settings: the defaults with this configuration's overrides.
+    pub fn detection(&self) -> Result<authtrail_projections::detect::Detection, ConfigError> {
+        use authtrail_projections::detect::{Detection, Rule};
+        use authtrail_projections::rows::Severity;
+        let mut d = Detection {
+            travel_speed_kmh: self.travel_speed_kmh,
+            location_accuracy_km: self.location_accuracy_km,
+            hour_profile_min_logins: self.hour_profile_min_logins,
+            evidence_max: self.evidence_max,
+            ..Detection::default()
+        };
+        for (name, c) in &self.rules {
+            let rule = Rule::parse(name).ok_or_else(|| {
+                let all: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+                ConfigError(format!(
+                    "projector.detection.rules.{name}: no such rule (rules: {})",
+                    all.join(", ")
+                ))
+            })?;
+            let s = d.rules.get_mut(&rule).expect("every rule has defaults");
+            if let Some(e) = c.enabled {
+                s.enabled = e;
+            }
+            if let Some(sev) = &c.severity {
+                s.severity = match sev.as_str() {
+                    "info" => Severity::Info,
+                    "warning" => Severity::Warning,
+                    "error" => Severity::Error,
+                    "critical" => Severity::Critical,
+                    other => {
+                        return Err(ConfigError(format!(
+                            "projector.detection.rules.{name}.severity {other:?}: use info, warning, error or critical"
+                        )))
+                    }
+                };
+            }
+            if let Some(w) = c.window {
+                s.window = w.delta();
+            }
+            if let Some(t) = c.threshold {
+                s.threshold = t;
+            }
+            if let Some(t) = c.distinct {
+                s.distinct = t;
+            }
+            if let Some(t) = c.distinct_ips {
+                s.distinct_ips = t;
+            }
+            if s.threshold == 0 || s.window <= chrono::TimeDelta::zero() {
+                return Err(ConfigError(format!(
+                    "projector.detection.rules.{name}: threshold must be at least 1 and window longer than 0"
+                )));
+            }
+        }
+        if !(self.travel_speed_kmh > 0.0)
+            || !(self.location_accuracy_km >= 0.0)
+            || self.evidence_max == 0
+        {
+            return Err(ConfigError(
+                "projector.detection: travel_speed_kmh must be above 0, location_accuracy_km at least 0, evidence_max at least 1".into(),
+            ));
+        }
+        Ok(d)
+    }
 }
 
 impl Default for ProjectorConfig {
@@ -484,6 +599,7 @@ impl Default for ProjectorConfig {
             failed_attempts_threshold: 3,
             failed_attempts_window_secs: 15 * 60,
             new_country_window_days: 30,
+            detection: DetectionConfig::default(),
         }
     }
 }
@@ -499,6 +615,8 @@ impl ProjectorConfig {
             failed_attempts_threshold: self.failed_attempts_threshold,
             failed_attempts_window: TimeDelta::seconds(self.failed_attempts_window_secs),
             new_country_window: TimeDelta::days(self.new_country_window_days),
+            // Checked when the configuration loads (`Config::check`).
+            detection: self.detection.detection().unwrap_or_default(),
         }
     }
 }
@@ -837,6 +955,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        self.projector.detection.detection()?;
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
             return Err(ConfigError("kafka.brokers must not be empty".into()));

@@ -211,12 +211,12 @@ impl Cache {
         for s in loaded.sessions.into_values() {
             state.insert_session(s);
         }
-        // Failures and countries were loaded only for entities forgotten in `plan`.
+        // Failures and past logins were loaded only for entities forgotten in `plan`.
         for (k, v) in loaded.failures {
             state.failures.entry(k).or_default().extend(v);
         }
-        for (u, v) in loaded.countries {
-            state.countries.entry(u).or_default().extend(v);
+        for (u, v) in loaded.logins {
+            state.logins.entry(u).or_default().extend(v);
         }
         state.profiles.extend(loaded.profiles);
         state.devices.extend(loaded.devices);
@@ -335,10 +335,10 @@ impl Cache {
                     state.failures.remove(entity);
                 }
             }
-            if let Some(v) = state.countries.get_mut(entity) {
-                v.retain(|(t, _)| *t >= cut - rules.new_country_window);
+            if let Some(v) = state.logins.get_mut(entity) {
+                v.retain(|l| l.at >= cut - rules.new_country_window);
                 if v.is_empty() {
-                    state.countries.remove(entity);
+                    state.logins.remove(entity);
                 }
             }
         }
@@ -372,7 +372,7 @@ fn forget_in(state: &mut State, entity: &str) {
         }
     }
     state.failures.remove(entity);
-    state.countries.remove(entity);
+    state.logins.remove(entity);
     state.profiles.remove(entity);
     let devices: Vec<(String, String)> = state
         .devices

@@ -3,11 +3,12 @@
 //! Every decision uses the event's own time (`t`): "active at `t`", "failures in the window
 //! before `t`". Nothing reads a clock, and nothing depends on what else happens to be loaded.
 
+use crate::detect::{self, Rule, Signal, EVERYONE};
 use crate::rows::{
     Client, LoginAttempt, Review, SecurityEvent, Session, Severity, StatCounts, StatKey,
     TrustedDevice, UserProfile,
 };
-use crate::state::{Changes, State};
+use crate::state::{Changes, PastLogin, State};
 use crate::Rules;
 use authtrail_events::data::{
     AccountLock, AdminAction, ClientRef, DeviceRenamed, DeviceTrust, EventData, LoginFailed,
@@ -150,6 +151,10 @@ impl<'a> Context<'a> {
     fn device_name(&self) -> Option<String> {
         self.0.device_name.map(str::to_owned)
     }
+    fn point(&self) -> Option<(f64, f64)> {
+        let g = self.0.geo?;
+        Some((g.latitude?, g.longitude?))
+    }
 
     /// The row columns of where and on what.
     fn client(&self) -> Client {
@@ -249,13 +254,27 @@ impl<'r> Fold<'r> {
                     None,
                 )
             }
-            EventData::OtpFailed(d) => self.otp(
-                event,
-                OtpOutcome::Failed,
-                d.session_id.as_ref(),
-                &d.channel.to_string(),
-                d.reason.as_deref(),
-            ),
+            EventData::OtpFailed(d) => {
+                if let Some(user) = &event.subject {
+                    let sid = d.session_id.as_ref().map(|s| s.as_str());
+                    self.signal(
+                        event,
+                        Rule::OtpBruteForce,
+                        user,
+                        Some(user),
+                        sid,
+                        None,
+                        json!({ "channel": d.channel }),
+                    );
+                }
+                self.otp(
+                    event,
+                    OtpOutcome::Failed,
+                    d.session_id.as_ref(),
+                    &d.channel.to_string(),
+                    d.reason.as_deref(),
+                )
+            }
             EventData::DeviceTrusted(d) => self.device_trust(event, d, true),
             EventData::DeviceUntrusted(d) => self.device_trust(event, d, false),
             EventData::DeviceRenamed(d) => self.device_renamed(event, d),
@@ -276,6 +295,7 @@ impl<'r> Fold<'r> {
             .expect("login.succeeded has a subject");
         let ctx = Context::of(event);
         let reason = self.login_suspicion(event, &user, &ctx);
+        self.login_signals(event, d, &user, &ctx);
         self.make_room(event, &user, d.session_id.as_str(), &ctx);
         let login = Login {
             event,
@@ -309,11 +329,10 @@ impl<'r> Fold<'r> {
         let country = ctx.country_code();
         if let (true, Some(cc)) = (had_login, &country) {
             let from = t - self.rules.new_country_window;
-            let seen = self
-                .state
-                .countries
-                .get(user)
-                .is_some_and(|v| v.iter().any(|(at, c)| c == cc && *at >= from && *at < t));
+            let seen = self.state.logins.get(user).is_some_and(|v| {
+                v.iter()
+                    .any(|l| l.country_code.as_ref() == Some(cc) && l.at >= from && l.at < t)
+            });
             if !seen {
                 let label = ctx.country_label().unwrap_or_else(|| cc.clone());
                 reasons.push(format!("Login from unusual location: {label}"));
@@ -413,7 +432,7 @@ impl<'r> Fold<'r> {
         self.dirty_sessions.insert(sid);
     }
 
-    /// The login's history row, the user's profile and countries, and the day's statistics.
+    /// The login's history row, the user's profile and past logins, and the day's statistics.
     fn record_login(&mut self, login: &Login<'_>) {
         let (event, d, user, ctx) = (login.event, login.d, login.user, login.ctx);
         let reason = login.reason.clone();
@@ -435,13 +454,19 @@ impl<'r> Fold<'r> {
         profile.first_login_at = Some(profile.first_login_at.map_or(t, |f| f.min(t)));
         profile.last_login_at = Some(profile.last_login_at.map_or(t, |l| l.max(t)));
         profile.successful_logins += 1;
-        if let Some(cc) = ctx.country_code() {
-            self.state
-                .countries
-                .entry(user.to_owned())
-                .or_default()
-                .push((t, cc));
-        }
+        let past = PastLogin {
+            at: t,
+            country_code: ctx.country_code(),
+            device: fingerprint(d, ctx),
+            ip: ctx.ip(),
+            point: ctx.point(),
+            place: ctx.location(),
+        };
+        self.state
+            .logins
+            .entry(user.to_owned())
+            .or_default()
+            .push(past);
         self.count(t, ctx, |c| {
             c.successes += 1;
             c.suspicious += i64::from(suspicious);
@@ -525,6 +550,7 @@ impl<'r> Fold<'r> {
             suspicious_reason: reason.clone(),
             ..ctx.attempt(event, key.clone())
         });
+        self.failure_signals(event, &key, &ctx);
         self.state.failures.entry(key).or_default().push(t);
         if let Some(user) = &event.subject {
             self.profile(user).failed_logins += 1;
@@ -643,11 +669,24 @@ impl<'r> Fold<'r> {
             s.suspicious_reason = Some("refresh_token_reuse".into());
             self.revoke(&sid, event, "refresh_token_reuse", "system");
             let ctx = Context::of(event);
+            self.signal(
+                event,
+                Rule::RefreshTokenReuse,
+                &user,
+                None,
+                Some(&sid),
+                None,
+                json!({ "session_id": sid }),
+            );
             let description = format!("Refresh token reuse — session {sid} revoked");
             self.security_event(event, "suspicious_activity", "suspicious_activity", Severity::Critical, description, Some(&user), &ctx, json!({ "session_id": sid, "reason": "refresh_token_reuse", "presented_refresh_token_id": presented }));
             return;
         }
         let active = s.is_active_at(t);
+        let expected = s.client.user_agent.clone();
+        let (user, sid) = (s.user_id.clone(), s.session_id.clone());
+        self.hijack_signal(event, &user, &sid, expected, d.user_agent.as_deref());
+        let s = self.session_mut(d.session_id.as_str(), event);
         if let Some(old) = s.refresh_token_id.take() {
             if !s.rotated_refresh_token_ids.contains(&old) {
                 s.rotated_refresh_token_ids.push(old);
@@ -670,6 +709,10 @@ impl<'r> Fold<'r> {
     fn session_activity(&mut self, event: &Event, d: &SessionActivity) {
         let t = event.time;
         let idle = self.rules.idle_timeout;
+        let s = self.session_mut(d.session_id.as_str(), event);
+        let expected = s.client.user_agent.clone();
+        let (user, sid) = (s.user_id.clone(), s.session_id.clone());
+        self.hijack_signal(event, &user, &sid, expected, d.user_agent.as_deref());
         let s = self.session_mut(d.session_id.as_str(), event);
         // An ended or expired session is not revived by late activity.
         if s.is_active_at(t) {
@@ -857,6 +900,15 @@ impl<'r> Fold<'r> {
     fn password_changed(&mut self, event: &Event, d: &PasswordChanged) {
         let user = event.subject.clone().unwrap_or_default();
         self.profile(&user).password_changed_at = Some(event.time);
+        self.signal(
+            event,
+            Rule::PasswordChangeStorm,
+            EVERYONE,
+            Some(&user),
+            None,
+            None,
+            json!({ "changed_by": d.changed_by }),
+        );
         let by_other = d.changed_by.as_deref().is_some_and(|b| b != user);
         let description = match &d.changed_by {
             Some(by) if by_other => format!("Password changed by {by}"),
@@ -887,6 +939,15 @@ impl<'r> Fold<'r> {
         p.locked_reason = Some(d.reason.as_str().to_owned());
         p.locked_until = d.until;
         let by = d.actor.clone().unwrap_or_else(|| "system".into());
+        self.signal(
+            event,
+            Rule::AccountLockStorm,
+            EVERYONE,
+            Some(&user),
+            None,
+            None,
+            json!({ "reason": d.reason }),
+        );
         let mut revoked = vec![];
         for sid in self.active_sessions(&user, t) {
             if self.revoke(&sid, event, "account_locked", &by) {
@@ -947,6 +1008,292 @@ impl<'r> Fold<'r> {
             .or_insert(review);
     }
 
+    // ---- detection signals (see `crate::detect`) -----------------------------------------
+
+    /// Records a signal for `rule` about `subject` when the rule is on. `key` is what the
+    /// rule's distinct count counts (the user when not given).
+    #[allow(clippy::too_many_arguments)]
+    fn signal(
+        &mut self,
+        event: &Event,
+        rule: Rule,
+        subject: &str,
+        key: Option<&str>,
+        sid: Option<&str>,
+        severity: Option<Severity>,
+        detail: serde_json::Value,
+    ) {
+        let Some(settings) = self.rules.detection.on(rule) else {
+            return;
+        };
+        let user = event.subject.clone().filter(|u| !u.is_empty());
+        self.changes.signals.push(Signal {
+            rule: rule.as_str().to_owned(),
+            subject: subject.to_owned(),
+            at: event.time,
+            event_id: event.id,
+            key: key.map(str::to_owned).or_else(|| user.clone()),
+            user_id: user,
+            ip: event
+                .data
+                .client()
+                .and_then(|c| c.ip)
+                .map(|ip| ip.to_string()),
+            session_id: sid.map(str::to_owned),
+            severity: severity.unwrap_or(settings.severity),
+            detail,
+        });
+    }
+
+    /// A failed login counts towards brute force on its account, spraying from its network,
+    /// and credential stuffing when its address is not one the account signed in from.
+    fn failure_signals(&mut self, event: &Event, key: &str, ctx: &Context) {
+        let reason = match &event.data {
+            EventData::LoginFailed(d) => d.failure_reason.to_string(),
+            _ => String::new(),
+        };
+        let detail = json!({ "identifier_key": key, "failure_reason": reason });
+        self.signal(
+            event,
+            Rule::BruteForce,
+            key,
+            Some(key),
+            None,
+            None,
+            detail.clone(),
+        );
+        let Some(ip) = ctx.0.ip else { return };
+        self.signal(
+            event,
+            Rule::PasswordSpraying,
+            &detect::network(ip),
+            Some(key),
+            None,
+            None,
+            detail.clone(),
+        );
+        let ip = ip.to_string();
+        let window = self.rules.new_country_window;
+        let known = event
+            .subject
+            .as_ref()
+            .and_then(|u| self.state.logins.get(u))
+            .is_some_and(|v| {
+                v.iter().any(|l| {
+                    l.ip.as_deref() == Some(ip.as_str())
+                        && l.at < event.time
+                        && l.at >= event.time - window
+                })
+            });
+        if !known {
+            self.signal(
+                event,
+                Rule::CredentialStuffing,
+                EVERYONE,
+                Some(key),
+                None,
+                None,
+                detail,
+            );
+        }
+    }
+
+    /// A successful login judged against the user's history (before it): new device, new
+    /// country, impossible travel, unusual hour, a risky privileged login, and a success from
+    /// an unknown address and device (a likely compromise inside a stuffing campaign).
+    fn login_signals(&mut self, event: &Event, d: &LoginSucceeded, user: &str, ctx: &Context) {
+        let t = event.time;
+        let det = self.rules.detection.clone();
+        let from = t - self.rules.new_country_window;
+        let past: Vec<PastLogin> = self
+            .state
+            .logins
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|l| l.at >= from && l.at < t)
+            .cloned()
+            .collect();
+        let had_login = self
+            .state
+            .profiles
+            .get(user)
+            .is_some_and(|p| p.first_login_at.is_some());
+        let sid = d.session_id.as_str();
+        let device = fingerprint(d, ctx);
+        let trusted = d.device_id.as_ref().is_some_and(|dev| {
+            self.state
+                .devices
+                .get(&(user.to_owned(), dev.as_str().to_owned()))
+                .is_some_and(|x| x.trusted)
+        });
+        let new_device = had_login
+            && !trusted
+            && device
+                .as_ref()
+                .is_some_and(|dv| !past.iter().any(|l| l.device.as_ref() == Some(dv)));
+        let country = ctx.country_code();
+        let new_country = had_login
+            && country
+                .as_ref()
+                .is_some_and(|cc| !past.iter().any(|l| l.country_code.as_ref() == Some(cc)));
+        let ip = ctx.ip();
+        let new_ip = ip
+            .as_ref()
+            .is_some_and(|ip| !past.iter().any(|l| l.ip.as_ref() == Some(ip)));
+        let label = ctx.country_label().or(country.clone());
+        let device_label = ctx
+            .device_name()
+            .or_else(|| ctx.0.device.and_then(|x| x.browser.clone()))
+            .or_else(|| ctx.0.user_agent.map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into());
+        if new_device {
+            let (severity, detail) = if new_country {
+                (
+                    Some(Severity::Warning),
+                    json!({ "device": device_label, "country": label, "session_id": sid }),
+                )
+            } else {
+                (None, json!({ "device": device_label, "session_id": sid }))
+            };
+            self.signal(
+                event,
+                Rule::NewDevice,
+                user,
+                None,
+                Some(sid),
+                severity,
+                detail,
+            );
+        } else if new_country {
+            self.signal(
+                event,
+                Rule::NewCountry,
+                user,
+                None,
+                Some(sid),
+                None,
+                json!({ "country": label, "session_id": sid }),
+            );
+        }
+        if had_login && new_device && new_ip {
+            let detail = json!({ "compromise": true, "session_id": sid });
+            self.signal(
+                event,
+                Rule::CredentialStuffing,
+                EVERYONE,
+                Some(user),
+                Some(sid),
+                None,
+                detail,
+            );
+        }
+        // Impossible travel: from the latest geo-located login before this one.
+        if let (Some(here), Some(prev)) = (
+            ctx.point(),
+            past.iter()
+                .filter(|l| l.point.is_some())
+                .max_by_key(|l| l.at),
+        ) {
+            let there = prev.point.expect("filtered");
+            let km = detect::distance_km(there, here);
+            let minutes = (t - prev.at).num_seconds().max(60) as f64 / 60.0;
+            let effective = (km - 2.0 * det.location_accuracy_km).max(0.0);
+            let kmh = effective / (minutes / 60.0);
+            if kmh > det.travel_speed_kmh {
+                let detail = json!({
+                    "from": prev.place, "to": ctx.location(), "km": km.round() as i64,
+                    "minutes": minutes.round() as i64, "kmh": kmh.round() as i64, "session_id": sid,
+                });
+                self.signal(
+                    event,
+                    Rule::ImpossibleTravel,
+                    user,
+                    None,
+                    Some(sid),
+                    None,
+                    detail,
+                );
+            }
+        }
+        let roles: Vec<&str> = d.roles.iter().flatten().map(|r| r.as_str()).collect();
+        let privileged = roles.iter().any(|r| *r == "admin" || *r == "super_admin");
+        // Unusual hour: no login within an hour of this one's hour of day in the history.
+        if past.len() >= det.hour_profile_min_logins {
+            use chrono::Timelike;
+            let h = t.hour() as i64;
+            let near = |l: &PastLogin| {
+                let d = (l.at.hour() as i64 - h).rem_euclid(24);
+                d <= 1 || d >= 23
+            };
+            if !past.iter().any(near) {
+                let severity = privileged.then_some(Severity::Warning);
+                let detail = json!({ "hour": format!("{h:02}"), "profile_logins": past.len(), "session_id": sid });
+                self.signal(
+                    event,
+                    Rule::UnusualHour,
+                    user,
+                    None,
+                    Some(sid),
+                    severity,
+                    detail,
+                );
+            }
+        }
+        if privileged {
+            let mut reasons = vec![];
+            if d.otp_verified != Some(true) {
+                reasons.push("without OTP");
+            }
+            if new_country {
+                reasons.push("from a new country");
+            }
+            if !reasons.is_empty() {
+                let role = if roles.contains(&"super_admin") {
+                    "super_admin"
+                } else {
+                    "admin"
+                };
+                let detail =
+                    json!({ "role": role, "reason": reasons.join(" and "), "session_id": sid });
+                self.signal(
+                    event,
+                    Rule::PrivilegedLogin,
+                    user,
+                    None,
+                    Some(sid),
+                    None,
+                    detail,
+                );
+            }
+        }
+    }
+
+    /// A refresh or activity from another user agent than its session's.
+    fn hijack_signal(
+        &mut self,
+        event: &Event,
+        user: &str,
+        sid: &str,
+        expected: Option<String>,
+        seen: Option<&str>,
+    ) {
+        if let (Some(expected), Some(seen)) = (expected, seen) {
+            if expected != seen {
+                let detail = json!({ "session_id": sid, "expected": expected, "seen": seen });
+                self.signal(
+                    event,
+                    Rule::SessionHijack,
+                    user,
+                    None,
+                    Some(sid),
+                    None,
+                    detail,
+                );
+            }
+        }
+    }
+
     // ---- helpers ------------------------------------------------------------------------
 
     fn profile(&mut self, user: &str) -> &mut UserProfile {
@@ -997,4 +1344,12 @@ impl<'r> Fold<'r> {
             occurred_at: event.time,
         });
     }
+}
+
+/// What "the same device" means for a login: its device id, else its user agent.
+fn fingerprint(d: &LoginSucceeded, ctx: &Context) -> Option<String> {
+    d.device_id
+        .as_ref()
+        .map(|x| x.as_str().to_owned())
+        .or_else(|| ctx.0.user_agent.map(str::to_owned))
 }

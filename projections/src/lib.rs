@@ -11,12 +11,14 @@
 //! - [`state`]: what a batch must load ([`Needs`]), the loaded slice ([`State`]), and what it
 //!   changes ([`Changes`]).
 //! - [`fold`]: the audit rules, applied event by event ([`Fold`]).
+//! - [`detect`]: the detection rules: signals (from the fold) and how they become alerts.
 //! - [`cache`]: what a worker keeps of the state between batches, and why that is exact.
 //! - [`position`]: partitions of the log and places in them, which the cache keys by.
 //! - [`memory`]: the read tables in memory — the reference model the SQL sink is tested against,
 //!   and a projection that needs no database.
 
 pub mod cache;
+pub mod detect;
 pub mod fold;
 pub mod memory;
 pub mod position;
@@ -49,8 +51,11 @@ pub struct Rules {
     /// ... within this window before it.
     pub failed_attempts_window: TimeDelta,
     /// A successful login is suspicious when its country was not seen in the user's successful
-    /// logins within this window before it.
+    /// logins within this window before it. Also the history the other per-login judgements
+    /// look at (new device, hour profile, travel, known addresses).
     pub new_country_window: TimeDelta,
+    /// The detection rules ([`detect`]).
+    pub detection: detect::Detection,
 }
 
 impl Default for Rules {
@@ -62,6 +67,7 @@ impl Default for Rules {
             failed_attempts_threshold: 3,
             failed_attempts_window: TimeDelta::minutes(15),
             new_country_window: TimeDelta::days(30),
+            detection: detect::Detection::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! (time travel for one user) can use it directly.
 
 use crate::cache::Cache;
+use crate::detect::{self, Alert, Signal};
 use crate::position::{Position, TopicPartition};
 use crate::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
@@ -26,8 +27,20 @@ pub struct Tables {
     pub devices: BTreeMap<(String, String), TrustedDevice>,
     pub profiles: BTreeMap<String, UserProfile>,
     pub stats: BTreeMap<StatKey, StatCounts>,
+    /// Detection signals by (rule, subject, time, event id).
+    pub signals: BTreeMap<SignalKey, Signal>,
+    /// Alerts: the episodes of all signals that reach their rule's thresholds.
+    pub alerts: BTreeMap<Uuid, Alert>,
     /// Ids of every event projected (the deduplication set).
     pub processed: BTreeSet<Uuid>,
+}
+
+/// The key of `alert_signals`.
+pub type SignalKey = (String, String, chrono::DateTime<chrono::Utc>, Uuid);
+
+/// The key of a signal row.
+pub fn signal_key(s: &Signal) -> SignalKey {
+    (s.rule.clone(), s.subject.clone(), s.at, s.event_id)
 }
 
 /// The events of a batch that are new: not projected before and first of their id in the batch.
@@ -97,13 +110,13 @@ impl Tables {
                     .or_default()
                     .push(a.attempted_at);
             }
-            if let (true, Some(user), Some(cc)) = (a.success, &a.user_id, &a.client.country_code) {
+            if let (true, Some(user)) = (a.success, &a.user_id) {
                 if needs.users.contains(user) && a.attempted_at >= countries_since {
                     state
-                        .countries
+                        .logins
                         .entry(user.clone())
                         .or_default()
-                        .push((a.attempted_at, cc.clone()));
+                        .push(a.past_login());
                 }
             }
         }
@@ -123,7 +136,38 @@ impl Tables {
     }
 
     /// Applies a batch's changes.
-    pub fn write(&mut self, changes: Changes) {
+    pub fn write(&mut self, rules: &Rules, changes: Changes) {
+        let mut touched = BTreeSet::new();
+        for sig in changes.signals {
+            touched.insert((sig.rule.clone(), sig.subject.clone()));
+            self.signals.entry(signal_key(&sig)).or_insert(sig);
+        }
+        // Each touched rule × subject's alerts, recomputed from all its signals.
+        for (rule, subject) in touched {
+            self.alerts
+                .retain(|_, a| !(a.rule == rule && a.subject == subject));
+            let lo = (
+                rule.clone(),
+                subject.clone(),
+                chrono::DateTime::<chrono::Utc>::MIN_UTC,
+                Uuid::nil(),
+            );
+            let all: Vec<Signal> = self
+                .signals
+                .range(lo..)
+                .take_while(|(k, _)| k.0 == rule && k.1 == subject)
+                .map(|(_, s)| s.clone())
+                .collect();
+            let Some(r) = detect::Rule::parse(&rule) else {
+                continue;
+            };
+            let Some(settings) = rules.detection.on(r) else {
+                continue;
+            };
+            for a in detect::episodes(r, settings, rules.detection.evidence_max, &all) {
+                self.alerts.insert(a.id, a);
+            }
+        }
         self.sessions.extend(changes.sessions);
         for a in changes.login_history {
             self.login_history.insert(a.id, a);
@@ -155,7 +199,7 @@ impl Tables {
         let state = self.load(&needs);
         let changes = fold_batch(rules, state, &new);
         self.processed.extend(new.iter().map(|e| e.id));
-        self.write(changes);
+        self.write(rules, changes);
     }
 
     /// Projects one batch as the SQL sink does with a worker's [`Cache`]: `events` come with
@@ -204,7 +248,7 @@ impl Tables {
             changes = c;
         }
         cache.advanced(&advanced);
-        self.write(changes);
+        self.write(rules, changes);
         cache.committed(rules);
     }
 }

@@ -142,6 +142,27 @@ pub struct LoginAttempt {
     pub attempted_at: DateTime<Utc>,
 }
 
+impl LoginAttempt {
+    /// What the rules remember of it when it is a successful login (`crate::state::PastLogin`).
+    pub fn past_login(&self) -> crate::state::PastLogin {
+        let c = &self.client;
+        let place = match (&c.city, &c.country) {
+            (Some(city), Some(country)) => Some(format!("{city}, {country}")),
+            (None, Some(country)) => Some(country.clone()),
+            (Some(city), None) => Some(city.clone()),
+            (None, None) => c.country_code.clone(),
+        };
+        crate::state::PastLogin {
+            at: self.attempted_at,
+            country_code: c.country_code.clone(),
+            device: c.device_id.clone().or_else(|| c.user_agent.clone()),
+            ip: c.ip.clone(),
+            point: c.latitude.zip(c.longitude),
+            place,
+        }
+    }
+}
+
 /// One security event (its type in the taxonomy × severity).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecurityEvent {

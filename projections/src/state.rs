@@ -7,13 +7,14 @@
 //! - every session of the batch's users with `(ended_at IS NULL OR ended_at > since)` and
 //!   `horizon > since` (could be active at or after `since`);
 //! - every failed attempt of the batch's subject keys at or after `since - failed window`;
-//! - every successful login with a country of the batch's users at or after
-//!   `since - new-country window`;
+//! - every successful login of the batch's users at or after `since - history window`
+//!   ([`Rules::new_country_window`]: new country, new device, hour profile, travel);
 //! - the profiles and trusted devices of the batch's users.
 //!
 //! The fold only ever decides by event time (`active at t`, `within the window before t`), so
 //! holding more than this never changes a result: the tables do not depend on batch boundaries.
 
+use crate::detect::Signal;
 use crate::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
 };
@@ -70,6 +71,20 @@ pub fn session_of(data: &EventData) -> Option<&str> {
     }
 }
 
+/// What the rules remember of one successful login (a `login_history` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastLogin {
+    pub at: DateTime<Utc>,
+    pub country_code: Option<String>,
+    /// The device id, else the user agent: what "the same device" means.
+    pub device: Option<String>,
+    pub ip: Option<String>,
+    /// Latitude and longitude, when geo-located.
+    pub point: Option<(f64, f64)>,
+    /// "City, Country" (or what is known of it).
+    pub place: Option<String>,
+}
+
 /// The loaded slice of the tables, updated in memory as a batch is folded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
@@ -78,8 +93,8 @@ pub struct State {
     pub user_sessions: BTreeMap<String, BTreeSet<String>>,
     /// subject key → times of failed attempts.
     pub failures: BTreeMap<String, Vec<DateTime<Utc>>>,
-    /// user → (time, country code) of successful logins.
-    pub countries: BTreeMap<String, Vec<(DateTime<Utc>, String)>>,
+    /// user → their successful logins (within the history window of the batch).
+    pub logins: BTreeMap<String, Vec<PastLogin>>,
     pub profiles: BTreeMap<String, UserProfile>,
     pub devices: BTreeMap<(String, String), TrustedDevice>,
 }
@@ -126,6 +141,8 @@ pub struct Changes {
     pub devices: BTreeMap<(String, String), TrustedDevice>,
     pub profiles: BTreeMap<String, UserProfile>,
     pub stats: BTreeMap<StatKey, StatCounts>,
+    /// Detection signals (stage 1); the sink turns them into alerts (`crate::detect`).
+    pub signals: Vec<Signal>,
 }
 
 impl Changes {
@@ -137,5 +154,6 @@ impl Changes {
             && self.devices.is_empty()
             && self.profiles.is_empty()
             && self.stats.is_empty()
+            && self.signals.is_empty()
     }
 }

@@ -10,6 +10,7 @@
 //! Database and broker errors are retried with backoff; a message is never skipped, and one
 //! that cannot be parsed goes to `dead_letters` so its partition keeps flowing.
 
+mod alerts;
 mod copy;
 pub mod sink;
 

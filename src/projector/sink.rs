@@ -15,6 +15,7 @@
 use super::copy::copy_rows;
 use authtrail_events::{parse, ContractError, Event};
 use authtrail_projections::memory::fold_with_state;
+use authtrail_projections::rows::LoginAttempt;
 use authtrail_projections::rows::{Session, TrustedDevice, UserProfile};
 use authtrail_projections::{Cache, Changes, Needs, Position, Rules, State, TopicPartition};
 use serde::Serialize;
@@ -71,6 +72,8 @@ pub struct Outcome {
     pub(crate) advanced: Vec<Position>,
     /// Security events written, for live feeds.
     security_events: Vec<Uuid>,
+    /// Alerts written (raised or grown), for live feeds and the alert dispatcher.
+    pub alerts: Vec<authtrail_projections::detect::Alert>,
     /// Where the batch's time went, phase by phase (for metrics and the benchmark).
     pub phases: Phases,
 }
@@ -219,6 +222,9 @@ pub async fn apply_batch(
         out.phases.fold = lap();
         guard_epoch(conn, projection, epoch).await?;
         write_changes(conn, &changes).await?;
+        out.alerts =
+            super::alerts::write_signals_and_alerts(conn, &rules.detection, &changes.signals)
+                .await?;
     }
 
     // 5. Checkpoints.
@@ -717,17 +723,22 @@ async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sql
         state.failures.entry(k).or_default().push(t);
     }
 
-    let countries: Vec<(String, chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
-        "SELECT h.user_id, h.attempted_at, h.country_code
-         FROM login_history h JOIN UNNEST($1::text[]) AS u(id) ON h.user_id = u.id
-         WHERE h.success AND h.country_code IS NOT NULL AND h.attempted_at >= $2",
+    let logins: Vec<sqlx::types::Json<LoginAttempt>> = sqlx::query_scalar(
+        "SELECT row_to_json(h) FROM login_history h JOIN UNNEST($1::text[]) AS u(id) ON h.user_id = u.id
+         WHERE h.success AND h.attempted_at >= $2",
     )
     .bind(&users)
     .bind(needs.countries_since.unwrap_or(since))
     .fetch_all(&mut *conn)
     .await?;
-    for (u, t, c) in countries {
-        state.countries.entry(u).or_default().push((t, c));
+    for a in logins {
+        if let Some(u) = &a.0.user_id {
+            state
+                .logins
+                .entry(u.clone())
+                .or_default()
+                .push(a.0.past_login());
+        }
     }
 
     let profiles: Vec<sqlx::types::Json<UserProfile>> =
@@ -754,7 +765,7 @@ async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sql
 }
 
 /// A table the sink upserts final row images into.
-struct Upsert {
+pub(crate) struct Upsert {
     name: &'static str,
     key: &'static str,
     /// `SET` clause on conflict; empty: the row already there stays (`DO NOTHING`).
@@ -803,6 +814,12 @@ const REVIEWS: Upsert = Upsert {
     key: "security_event_id",
     set: "",
 };
+/// A signal is a fact of one event: written once.
+pub(crate) const SIGNALS: Upsert = Upsert {
+    name: "alert_signals",
+    key: "rule, subject, at, event_id",
+    set: "",
+};
 /// Statistics add up.
 const STATS: Upsert = Upsert {
     name: "daily_login_stats",
@@ -814,7 +831,7 @@ const STATS: Upsert = Upsert {
 
 /// `COPY` into a per-connection staging table shaped like the target, then one
 /// `INSERT ... SELECT ... ON CONFLICT DO UPDATE`.
-async fn upsert<T: Serialize>(
+pub(crate) async fn upsert<T: Serialize>(
     conn: &mut PgConnection,
     table: &Upsert,
     rows: impl ExactSizeIterator<Item = T>,

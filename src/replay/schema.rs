@@ -20,6 +20,8 @@ pub const PROJECTION_TABLES: &[&str] = &[
     "trusted_devices",
     "user_profiles",
     "daily_login_stats",
+    "alert_signals",
+    "alerts",
     "processed_events",
     "dead_letters",
     "projection_checkpoints",
@@ -126,6 +128,7 @@ const SINK_INDEXES: &[&str] = &[
     "sessions_open",
     "login_history_user",
     "login_history_failures",
+    "alerts_subject",
 ];
 
 /// Drops the reader-only indexes of the projection tables in `schema`, remembering their

@@ -217,6 +217,21 @@ pub async fn export(pool: &PgPool) -> Tables {
             },
         )
         .collect();
+    let signals: Vec<Json<authtrail_projections::detect::Signal>> =
+        sqlx::query_scalar("SELECT row_to_json(s) FROM alert_signals s")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.signals = signals
+        .into_iter()
+        .map(|s| (authtrail_projections::memory::signal_key(&s.0), s.0))
+        .collect();
+    let alerts: Vec<Json<authtrail_projections::detect::Alert>> =
+        sqlx::query_scalar("SELECT row_to_json(a) FROM alerts a")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    t.alerts = alerts.into_iter().map(|a| (a.0.id, a.0)).collect();
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM processed_events")
         .fetch_all(pool)
         .await
