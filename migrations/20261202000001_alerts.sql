@@ -14,6 +14,9 @@ CREATE TABLE alert_signals (
     detail     jsonb       NOT NULL DEFAULT '{}',
     PRIMARY KEY (rule, subject, at, event_id)
 );
+-- The signals of one event: an alert's drill-down, and whether a past login raised any (the
+-- hour-of-day profile learns from the others).
+CREATE INDEX alert_signals_event ON alert_signals (event_id);
 
 CREATE TABLE alerts (
     id          uuid        PRIMARY KEY,

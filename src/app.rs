@@ -2,6 +2,7 @@
 //! `authtrail serve` — topic, schema, clients, state, routers and the projector. `serve`, the
 //! tests and the benchmarks all build the application here, so what they exercise is what runs.
 
+use crate::alerts::Dispatcher;
 use crate::api::Api;
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -44,6 +45,7 @@ pub struct Application {
     intake: Arc<Intake>,
     api: Option<Arc<Api>>,
     projector: Option<Projector>,
+    dispatcher: Option<Dispatcher>,
 }
 
 impl Application {
@@ -62,6 +64,14 @@ impl Application {
                     config.kafka.topic, config.kafka.brokers
                 )
             })?;
+        // The alert dispatcher runs where the server uses the database.
+        let dispatching = config.alerts.enabled && (config.api.enabled || config.projector.enabled);
+        if dispatching {
+            let alerts = crate::alerts::topic_config(&config);
+            crate::kafka::ensure_topic(&alerts).await.with_context(|| {
+                format!("ensuring topic {} on {}", alerts.topic, alerts.brokers)
+            })?;
+        }
         let pool = if config.api.enabled || config.projector.enabled {
             crate::db::migrate(&config.database)
                 .await
@@ -95,6 +105,14 @@ impl Application {
         } else {
             None
         };
+        let dispatcher = if dispatching {
+            Some(
+                Dispatcher::new(&config, pool.clone(), intake.publisher().clone())
+                    .context("setting up the alert dispatcher")?,
+            )
+        } else {
+            None
+        };
         let enrichment = if intake.enricher().geoip().databases().is_empty() {
             Enrichment::NoGeoip
         } else {
@@ -115,6 +133,7 @@ impl Application {
             intake,
             api,
             projector,
+            dispatcher,
         })
     }
 
@@ -135,8 +154,9 @@ impl Application {
         &self.intake
     }
 
-    /// Serves (and projects) until `stop` resolves; then the server drains in-flight requests
-    /// and ends open event streams, and the projector commits the batch in hand.
+    /// Serves (and projects, and dispatches alerts) until `stop` resolves; then the server
+    /// drains in-flight requests and ends open event streams, the projector commits the batch in
+    /// hand and the alert dispatcher finishes its batch and releases its lock.
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -159,10 +179,17 @@ impl Application {
         };
         let projector = self
             .projector
-            .map(|p| tokio::spawn(p.run(crate::signal::stopped(rx))));
+            .map(|p| tokio::spawn(p.run(crate::signal::stopped(rx.clone()))));
+        let dispatcher = self
+            .dispatcher
+            .map(|d| tokio::spawn(d.run(crate::signal::stopped(rx))));
         server::run(self.router, self.listener, server_stop).await?;
         if let Some(p) = projector {
             p.await??;
+        }
+        // Stopped, it releases its lock: another process's dispatcher takes over.
+        if let Some(d) = dispatcher {
+            d.await??;
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub api: ApiConfig,
     pub web: WebConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// `Debug` masks credential-like `properties` (see [`is_credential_property`]).
@@ -568,10 +569,10 @@ impl DetectionConfig {
                 )));
             }
         }
-        if !(self.travel_speed_kmh > 0.0)
-            || !(self.location_accuracy_km >= 0.0)
-            || self.evidence_max == 0
-        {
+        // Written to refuse NaN too (every comparison with NaN is false).
+        let speed_ok = self.travel_speed_kmh.is_finite() && self.travel_speed_kmh > 0.0;
+        let accuracy_ok = self.location_accuracy_km.is_finite() && self.location_accuracy_km >= 0.0;
+        if !speed_ok || !accuracy_ok || self.evidence_max == 0 {
             return Err(ConfigError(
                 "projector.detection: travel_speed_kmh must be above 0, location_accuracy_km at least 0, evidence_max at least 1".into(),
             ));
@@ -691,6 +692,87 @@ impl Default for ApiConfig {
             asof_concurrency: 2,
         }
     }
+}
+
+/// `[alerts]`: acting on alerts (`src/alerts/`). `authtrail serve` publishes every alert once to
+/// `topic` and applies the response `policy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Run the alert dispatcher inside `authtrail serve` (when it uses the database: with the
+    /// query API or the projector). One dispatcher works at a time across processes.
+    pub enabled: bool,
+    /// The alerts topic (CloudEvents `authtrail.alert`), created like the events topic.
+    pub topic: String,
+    /// Rule name → what the dispatcher does about the rule's alerts once published:
+    /// `revoke_session` (the alert's session and every compromised one), `revoke_all` (every
+    /// session of the account(s)) or `lock_account`. E.g. `credential_stuffing = "revoke_session"`.
+    pub policy: BTreeMap<String, PolicyAction>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            topic: "authtrail.alerts".into(),
+            policy: BTreeMap::new(),
+        }
+    }
+}
+
+/// A response the policy takes for an alert (`alerts.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    /// `session.revoked` (scope one) for the alert's session and each compromised session.
+    RevokeSession,
+    /// `session.revoked` (scope all) for the alert's account(s).
+    RevokeAll,
+    /// `account.locked` for the alert's account(s).
+    LockAccount,
+}
+
+impl PolicyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyAction::RevokeSession => "revoke_session",
+            PolicyAction::RevokeAll => "revoke_all",
+            PolicyAction::LockAccount => "lock_account",
+        }
+    }
+}
+
+impl AlertsConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !valid_topic(&self.topic) {
+            return Err(ConfigError(format!(
+                "alerts.topic {:?} is not a valid topic name ([A-Za-z0-9._-], 1 to 249 characters)",
+                self.topic
+            )));
+        }
+        for name in self.policy.keys() {
+            if authtrail_projections::detect::Rule::parse(name).is_none() {
+                let all: Vec<&str> = authtrail_projections::detect::Rule::ALL
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect();
+                return Err(ConfigError(format!(
+                    "alerts.policy.{name}: no such rule (rules: {})",
+                    all.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Kafka topic name: `[A-Za-z0-9._-]`, 1 to 249 characters.
+fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// The web dashboard (`/ui/`, served by `authtrail serve` from built assets).
@@ -960,13 +1042,7 @@ impl Config {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError("kafka.brokers must not be empty".into()));
         }
-        if k.topic.is_empty()
-            || k.topic.len() > 249
-            || !k
-                .topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if !valid_topic(&k.topic) {
             return Err(ConfigError(format!(
                 "kafka.topic {:?} is not a valid topic name ([A-Za-z0-9._-], 1 to 249 characters)",
                 k.topic
@@ -1041,6 +1117,12 @@ impl Config {
             ));
         }
         self.web.check()?;
+        self.alerts.check()?;
+        if self.alerts.topic == k.topic {
+            return Err(ConfigError(
+                "alerts.topic must differ from kafka.topic (the events topic)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -1074,6 +1156,7 @@ fn env_provider() -> Env {
                 "retention",
                 "api",
                 "web",
+                "alerts",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })
@@ -1153,6 +1236,36 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("brokerz"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn alert_policies_name_known_rules_and_actions() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "a.toml",
+                "[alerts.policy]\ncredential_stuffing = \"revoke_session\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("a.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.alerts.policy.get("credential_stuffing"),
+                Some(&PolicyAction::RevokeSession)
+            );
+            assert_eq!(c.alerts.topic, "authtrail.alerts");
+            jail.create_file(
+                "b.toml",
+                "[alerts.policy]\nbrute_forse = \"lock_account\"\n",
+            )?;
+            let e = Config::load(Some(Path::new("b.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("alerts.policy.brute_forse: no such rule"), "{e}");
+            jail.create_file("c.toml", "[alerts.policy]\nbrute_force = \"ban\"\n")?;
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("ban"), "{e}");
             Ok(())
         });
     }

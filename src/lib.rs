@@ -19,6 +19,8 @@
 //!   revocation appended to the log, introspection, SSE, OpenAPI document.
 //! - [`projector`]: projection workers — consume, batch, apply the fold with its checkpoints in
 //!   one PostgreSQL transaction (`authtrail project`, also inside `serve`).
+//! - [`alerts`]: acting on alerts — each published once to the alerts topic, and the response
+//!   policy (revoke, lock) appended to the log (inside `serve`).
 //! - [`replay`]: history read again — `authtrail replay` (log slices for analysts), `rebuild`
 //!   (projections rebuilt into a fresh schema and swapped in), `as-of` (the fold at an instant,
 //!   which the API's admin time-travel route also answers).
@@ -37,6 +39,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -2,9 +2,12 @@
 //! running: each route's happy path from published fixtures, read-your-writes revocations and
 //! introspection, the admin audit trail, the authorisation matrix, the JWT negative suite,
 //! cursor pagination under concurrent inserts, rate limits, bad parameters, the SSE stream and
-//! the OpenAPI document's coverage.
+//! the OpenAPI document's coverage. Alerts (issue 19) are in `api/alerts.rs`.
 
 mod common;
+
+#[path = "api/alerts.rs"]
+mod alerts;
 
 use common::api::*;
 use futures::StreamExt;
@@ -495,7 +498,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Every operation of the API: (method, path template, concrete path for the matrix).
-fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
+fn operations(review_id: &str, alert_id: &str) -> Vec<(Method, &'static str, String)> {
     let m = |method: Method, template: &'static str, path: String| (method, template, path);
     vec![
         m(
@@ -527,6 +530,21 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
             Method::GET,
             "/api/v1/admin/login-history",
             "/api/v1/admin/login-history".into(),
+        ),
+        m(
+            Method::GET,
+            "/api/v1/auth/alerts",
+            "/api/v1/auth/alerts".into(),
+        ),
+        m(
+            Method::GET,
+            "/api/v1/admin/alerts",
+            "/api/v1/admin/alerts".into(),
+        ),
+        m(
+            Method::GET,
+            "/api/v1/admin/alerts/{id}",
+            format!("/api/v1/admin/alerts/{alert_id}"),
         ),
         m(
             Method::GET,
@@ -585,6 +603,11 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
             format!("/api/v1/admin/security-events/{review_id}/review"),
         ),
         m(
+            Method::POST,
+            "/api/v1/admin/alerts/{id}/review",
+            format!("/api/v1/admin/alerts/{alert_id}/review"),
+        ),
+        m(
             Method::DELETE,
             "/api/v1/auth/sessions/{id}",
             "/api/v1/auth/sessions/s-a2".into(),
@@ -625,9 +648,9 @@ fn operations(review_id: &str) -> Vec<(Method, &'static str, String)> {
 /// The status each caller gets (anonymous, user A, user B, admin, service).
 fn expected(method: &Method, template: &str) -> [u16; 5] {
     match (method.as_str(), template) {
-        ("GET", "/api/v1/auth/sessions") | ("GET", "/api/v1/auth/login-history") => {
-            [401, 200, 200, 200, 403]
-        }
+        ("GET", "/api/v1/auth/sessions")
+        | ("GET", "/api/v1/auth/login-history")
+        | ("GET", "/api/v1/auth/alerts") => [401, 200, 200, 200, 403],
         // A's session: B and the admin (as a person) do not own it.
         ("GET", "/api/v1/auth/sessions/{id}") => [401, 200, 404, 404, 403],
         ("DELETE", "/api/v1/auth/sessions/{id}") => [401, 202, 404, 404, 403],
@@ -666,7 +689,13 @@ async fn authorisation_matrix_and_openapi_coverage() {
     ];
     // The destructive user command runs with A last, so B and the admin meet A's live session.
     let order = [0usize, 2, 3, 4, 1];
-    let ops = operations(&review_id.to_string());
+    // Alice's second device raised a new_device alert.
+    let alert_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM alerts WHERE user_id = 'alice' LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let ops = operations(&review_id.to_string(), &alert_id.to_string());
     let mut got = BTreeMap::new();
     let mut want = BTreeMap::new();
     for (method, template, path) in &ops {
@@ -731,6 +760,9 @@ async fn authorisation_matrix_and_openapi_coverage() {
         "Page_SessionView",
         "Page_LoginAttemptView",
         "Page_SecurityEventView",
+        "Page_AlertView",
+        "Page_NoticeView",
+        "AlertDetail",
         "SessionView",
         "CommandAccepted",
         "Problem",

@@ -1,8 +1,15 @@
 //! Projection workers against the real broker and database: the SQL sink equals the reference
 //! model whatever the batching, poison messages are set aside, cleanup keeps what it must, and
-//! concurrent lanes never lose a revocation. Crashes and failovers are in `failover.rs`.
+//! concurrent lanes never lose a revocation. Crashes and failovers are in `failover.rs`; acting
+//! on alerts (the alerts topic, the response policy) in `project/alerts.rs`; detection quality on
+//! a labelled simulator stream in `project/detection.rs`.
 
 mod common;
+
+#[path = "project/alerts.rs"]
+mod alerts;
+#[path = "project/detection.rs"]
+mod detection;
 
 use authtrail_events::Event;
 use authtrail_projections::gen::StreamGen;

@@ -234,7 +234,7 @@ impl Default for Detection {
             rules,
             travel_speed_kmh: 1000.0,
             location_accuracy_km: 100.0,
-            hour_profile_min_logins: 20,
+            hour_profile_min_logins: 50,
             evidence_max: 1000,
         }
     }
@@ -447,9 +447,27 @@ fn alert_of(
         ips: ips.len() as i64,
         first_seen: first.at,
         last_seen: last.at,
-        evidence: ep.iter().take(max_evidence).map(|s| s.event_id).collect(),
+        evidence: evidence(ep, max_evidence),
         metadata,
     })
+}
+
+/// The events behind an episode: each signal's event, preceded by the earlier event it was
+/// judged against when there is one (`detail.previous_event`: the other end of a journey).
+fn evidence(ep: &[&Signal], max: usize) -> Vec<Uuid> {
+    let mut seen = BTreeSet::new();
+    ep.iter()
+        .flat_map(|s| {
+            let previous = s
+                .detail
+                .get("previous_event")
+                .and_then(Value::as_str)
+                .and_then(|v| Uuid::parse_str(v).ok());
+            previous.into_iter().chain([s.event_id])
+        })
+        .filter(|id| seen.insert(*id))
+        .take(max)
+        .collect()
 }
 
 fn max_severity(a: Severity, b: Severity) -> Severity {

@@ -456,11 +456,13 @@ impl<'r> Fold<'r> {
         profile.successful_logins += 1;
         let past = PastLogin {
             at: t,
+            event_id: event.id,
             country_code: ctx.country_code(),
             device: fingerprint(d, ctx),
             ip: ctx.ip(),
             point: ctx.point(),
             place: ctx.location(),
+            flagged: self.changes.signals.iter().any(|s| s.event_id == event.id),
         };
         self.state
             .logins
@@ -571,19 +573,8 @@ impl<'r> Fold<'r> {
             &ctx,
             json!({ "failure_reason": d.failure_reason, "identifier": who }),
         );
-        if let Some(reason) = reason {
-            let description = format!("Failed login attempts — {who} ({} attempts)", failures + 1);
-            self.security_event(
-                event,
-                "suspicious_activity",
-                "suspicious_activity",
-                Severity::Warning,
-                description,
-                user,
-                &ctx,
-                json!({ "reason": reason, "failures_in_window": failures + 1 }),
-            );
-        }
+        // Repeated failures are one brute-force alert that grows (detect.rs), not a security
+        // event per failure.
     }
 
     /// Failed attempts of `key` in `[t - window, t)`.
@@ -1103,7 +1094,6 @@ impl<'r> Fold<'r> {
     /// an unknown address and device (a likely compromise inside a stuffing campaign).
     fn login_signals(&mut self, event: &Event, d: &LoginSucceeded, user: &str, ctx: &Context) {
         let t = event.time;
-        let det = self.rules.detection.clone();
         let from = t - self.rules.new_country_window;
         let past: Vec<PastLogin> = self
             .state
@@ -1119,8 +1109,52 @@ impl<'r> Fold<'r> {
             .profiles
             .get(user)
             .is_some_and(|p| p.first_login_at.is_some());
+        let new_country = had_login
+            && ctx
+                .country_code()
+                .is_some_and(|cc| !past.iter().any(|l| l.country_code.as_ref() == Some(&cc)));
+        self.novelty_signals(event, d, user, ctx, &past, had_login, new_country);
+        self.travel_signal(event, d, user, ctx, &past);
+        let roles: Vec<&str> = d.roles.iter().flatten().map(|r| r.as_str()).collect();
+        let privileged = roles.iter().any(|r| *r == "admin" || *r == "super_admin");
+        self.hour_signal(event, d, user, &past, privileged);
+        if privileged {
+            let mut reasons = vec![];
+            if d.otp_verified != Some(true) {
+                reasons.push("without OTP");
+            }
+            if new_country {
+                reasons.push("from a new country");
+            }
+            if !reasons.is_empty() {
+                let role = if roles.contains(&"super_admin") {
+                    "super_admin"
+                } else {
+                    "admin"
+                };
+                let sid = d.session_id.as_str();
+                let detail =
+                    json!({ "role": role, "reason": reasons.join(" and "), "session_id": sid });
+                let rule = Rule::PrivilegedLogin;
+                self.signal(event, rule, user, None, Some(sid), None, detail);
+            }
+        }
+    }
+
+    /// New device (a warning when the country is new too), new country, and a success from an
+    /// unknown device and address (a likely compromise when it falls in a stuffing campaign).
+    #[allow(clippy::too_many_arguments)]
+    fn novelty_signals(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        ctx: &Context,
+        past: &[PastLogin],
+        had_login: bool,
+        new_country: bool,
+    ) {
         let sid = d.session_id.as_str();
-        let device = fingerprint(d, ctx);
         let trusted = d.device_id.as_ref().is_some_and(|dev| {
             self.state
                 .devices
@@ -1129,25 +1163,18 @@ impl<'r> Fold<'r> {
         });
         let new_device = had_login
             && !trusted
-            && device
-                .as_ref()
-                .is_some_and(|dv| !past.iter().any(|l| l.device.as_ref() == Some(dv)));
-        let country = ctx.country_code();
-        let new_country = had_login
-            && country
-                .as_ref()
-                .is_some_and(|cc| !past.iter().any(|l| l.country_code.as_ref() == Some(cc)));
-        let ip = ctx.ip();
-        let new_ip = ip
-            .as_ref()
-            .is_some_and(|ip| !past.iter().any(|l| l.ip.as_ref() == Some(ip)));
-        let label = ctx.country_label().or(country.clone());
-        let device_label = ctx
-            .device_name()
-            .or_else(|| ctx.0.device.and_then(|x| x.browser.clone()))
-            .or_else(|| ctx.0.user_agent.map(str::to_owned))
-            .unwrap_or_else(|| "unknown".into());
+            && fingerprint(d, ctx)
+                .is_some_and(|dv| !past.iter().any(|l| l.device.as_ref() == Some(&dv)));
+        let new_ip = ctx
+            .ip()
+            .is_some_and(|ip| !past.iter().any(|l| l.ip.as_ref() == Some(&ip)));
+        let label = ctx.country_label().or(ctx.country_code());
         if new_device {
+            let device_label = ctx
+                .device_name()
+                .or_else(|| ctx.0.device.and_then(|x| x.browser.clone()))
+                .or_else(|| ctx.0.user_agent.map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
             let (severity, detail) = if new_country {
                 (
                     Some(Severity::Warning),
@@ -1166,107 +1193,89 @@ impl<'r> Fold<'r> {
                 detail,
             );
         } else if new_country {
-            self.signal(
-                event,
-                Rule::NewCountry,
-                user,
-                None,
-                Some(sid),
-                None,
-                json!({ "country": label, "session_id": sid }),
-            );
+            let detail = json!({ "country": label, "session_id": sid });
+            self.signal(event, Rule::NewCountry, user, None, Some(sid), None, detail);
         }
         if had_login && new_device && new_ip {
             let detail = json!({ "compromise": true, "session_id": sid });
-            self.signal(
-                event,
-                Rule::CredentialStuffing,
-                EVERYONE,
-                Some(user),
-                Some(sid),
-                None,
-                detail,
-            );
+            let rule = Rule::CredentialStuffing;
+            self.signal(event, rule, EVERYONE, Some(user), Some(sid), None, detail);
         }
-        // Impossible travel: from the latest geo-located login before this one.
-        if let (Some(here), Some(prev)) = (
-            ctx.point(),
-            past.iter()
-                .filter(|l| l.point.is_some())
-                .max_by_key(|l| l.at),
-        ) {
-            let there = prev.point.expect("filtered");
-            let km = detect::distance_km(there, here);
-            let minutes = (t - prev.at).num_seconds().max(60) as f64 / 60.0;
-            let effective = (km - 2.0 * det.location_accuracy_km).max(0.0);
-            let kmh = effective / (minutes / 60.0);
-            if kmh > det.travel_speed_kmh {
-                let detail = json!({
-                    "from": prev.place, "to": ctx.location(), "km": km.round() as i64,
-                    "minutes": minutes.round() as i64, "kmh": kmh.round() as i64, "session_id": sid,
-                });
-                self.signal(
-                    event,
-                    Rule::ImpossibleTravel,
-                    user,
-                    None,
-                    Some(sid),
-                    None,
-                    detail,
-                );
-            }
+    }
+
+    /// Impossible travel: from the latest geo-located login before this one, faster than
+    /// `travel_speed_kmh` once each end's location accuracy is allowed for.
+    fn travel_signal(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        ctx: &Context,
+        past: &[PastLogin],
+    ) {
+        let det = &self.rules.detection;
+        let Some(here) = ctx.point() else { return };
+        let Some(prev) = past
+            .iter()
+            .filter(|l| l.point.is_some())
+            .max_by_key(|l| (l.at, l.event_id))
+        else {
+            return;
+        };
+        let there = prev.point.expect("filtered");
+        let km = detect::distance_km(there, here);
+        let minutes = (event.time - prev.at).num_seconds().max(60) as f64 / 60.0;
+        let effective = (km - 2.0 * det.location_accuracy_km).max(0.0);
+        let kmh = effective / (minutes / 60.0);
+        if kmh > det.travel_speed_kmh {
+            let sid = d.session_id.as_str();
+            let detail = json!({
+                "from": prev.place, "to": ctx.location(), "km": km.round() as i64,
+                "previous_event": prev.event_id,
+                "minutes": minutes.round() as i64, "kmh": kmh.round() as i64, "session_id": sid,
+            });
+            let rule = Rule::ImpossibleTravel;
+            self.signal(event, rule, user, None, Some(sid), None, detail);
         }
-        let roles: Vec<&str> = d.roles.iter().flatten().map(|r| r.as_str()).collect();
-        let privileged = roles.iter().any(|r| *r == "admin" || *r == "super_admin");
-        // Unusual hour: no login within an hour of this one's hour of day in the history.
-        if past.len() >= det.hour_profile_min_logins {
-            use chrono::Timelike;
-            let h = t.hour() as i64;
-            let near = |l: &PastLogin| {
-                let d = (l.at.hour() as i64 - h).rem_euclid(24);
-                d <= 1 || d >= 23
-            };
-            if !past.iter().any(near) {
-                let severity = privileged.then_some(Severity::Warning);
-                let detail = json!({ "hour": format!("{h:02}"), "profile_logins": past.len(), "session_id": sid });
-                self.signal(
-                    event,
-                    Rule::UnusualHour,
-                    user,
-                    None,
-                    Some(sid),
-                    severity,
-                    detail,
-                );
-            }
+    }
+
+    /// Unusual hour: once the history holds `hour_profile_min_logins` logins, an hour of day
+    /// is usual when at least two unflagged ones fall within two hours of it (one stray login
+    /// does not make a night usual, nor do logins that raised signals, such as an earlier
+    /// intruder's). A warning for privileged roles.
+    fn hour_signal(
+        &mut self,
+        event: &Event,
+        d: &LoginSucceeded,
+        user: &str,
+        past: &[PastLogin],
+        privileged: bool,
+    ) {
+        use chrono::Timelike;
+        if past.len() < self.rules.detection.hour_profile_min_logins {
+            return;
         }
-        if privileged {
-            let mut reasons = vec![];
-            if d.otp_verified != Some(true) {
-                reasons.push("without OTP");
-            }
-            if new_country {
-                reasons.push("from a new country");
-            }
-            if !reasons.is_empty() {
-                let role = if roles.contains(&"super_admin") {
-                    "super_admin"
-                } else {
-                    "admin"
-                };
-                let detail =
-                    json!({ "role": role, "reason": reasons.join(" and "), "session_id": sid });
-                self.signal(
-                    event,
-                    Rule::PrivilegedLogin,
-                    user,
-                    None,
-                    Some(sid),
-                    None,
-                    detail,
-                );
-            }
+        let h = event.time.hour() as i64;
+        let near = |l: &&PastLogin| {
+            let d = (l.at.hour() as i64 - h).rem_euclid(24);
+            d <= 2 || d >= 22
+        };
+        if past.iter().filter(|l| !l.flagged).filter(near).count() >= 2 {
+            return;
         }
+        let sid = d.session_id.as_str();
+        let severity = privileged.then_some(Severity::Warning);
+        let detail =
+            json!({ "hour": format!("{h:02}"), "profile_logins": past.len(), "session_id": sid });
+        self.signal(
+            event,
+            Rule::UnusualHour,
+            user,
+            None,
+            Some(sid),
+            severity,
+            detail,
+        );
     }
 
     /// A refresh or activity from another user agent than its session's.

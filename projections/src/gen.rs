@@ -2,7 +2,8 @@
 //! crash test and benchmarks. The same seed gives the same events, ids included.
 //!
 //! It mixes every event type with the situations the rules care about: failure bursts, logins
-//! from new countries, refresh-token reuse, too many sessions, revocations of every scope,
+//! from new countries (geo-located: minutes apart, impossible travel), activity from another
+//! user agent than its session's, refresh-token reuse, too many sessions, revocations of every scope,
 //! locks, device trust and names, reviews of earlier security events, and times that
 //! occasionally run backwards in log order.
 
@@ -14,13 +15,51 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const COUNTRIES: &[(&str, &str, &str, &str)] = &[
-    ("81.2.69.142", "GB", "United Kingdom", "London"),
-    ("89.160.20.112", "SE", "Sweden", "Linköping"),
-    ("216.160.83.56", "US", "United States", "Milton"),
-    ("2.125.160.216", "GB", "United Kingdom", "Boxford"),
-    ("67.43.156.0", "BT", "Bhutan", "Thimphu"),
-    ("202.196.224.0", "PH", "Philippines", "Manila"),
+/// Address, country code, country, city, latitude, longitude (logins minutes apart from two
+/// of them are impossible travel).
+type Place = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    f64,
+    f64,
+);
+const COUNTRIES: &[Place] = &[
+    (
+        "81.2.69.142",
+        "GB",
+        "United Kingdom",
+        "London",
+        51.51,
+        -0.09,
+    ),
+    ("89.160.20.112", "SE", "Sweden", "Linköping", 58.42, 15.62),
+    (
+        "216.160.83.56",
+        "US",
+        "United States",
+        "Milton",
+        47.25,
+        -122.31,
+    ),
+    (
+        "2.125.160.216",
+        "GB",
+        "United Kingdom",
+        "Boxford",
+        51.75,
+        -1.25,
+    ),
+    ("67.43.156.0", "BT", "Bhutan", "Thimphu", 27.47, 89.64),
+    (
+        "202.196.224.0",
+        "PH",
+        "Philippines",
+        "Manila",
+        14.60,
+        120.98,
+    ),
 ];
 
 struct UserSim {
@@ -101,7 +140,7 @@ impl StreamGen {
     }
 
     fn client(&mut self, u: usize, ctry: usize) -> Value {
-        let (ip, cc, country, city) = COUNTRIES[ctry];
+        let (ip, cc, country, city, lat, lon) = COUNTRIES[ctry];
         let dev = self.rng.random_range(0..3u8);
         let (ty, name) = [
             ("desktop", "Chrome on Windows"),
@@ -110,7 +149,7 @@ impl StreamGen {
         ][dev as usize];
         json!({
             "ip": ip, "user_agent": format!("gen-agent/{dev}"), "device_id": format!("dev-{u}-{dev}"),
-            "geo": { "country_code": cc, "country": country, "city": city },
+            "geo": { "country_code": cc, "country": country, "city": city, "latitude": lat, "longitude": lon },
             "device": { "type": ty, "name": name },
         })
     }
@@ -134,12 +173,13 @@ impl StreamGen {
             50..=69 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());
                 let sid = self.users[u].sessions[k].0.clone();
-                self.envelope(
-                    "session.activity",
-                    Some(&user),
-                    time,
-                    json!({ "session_id": sid, "ip": "81.2.69.142" }),
-                )
+                // Now and then from another user agent than the session's (a hijack). Decided
+                // by the clock, not the RNG, so the streams of a seed stay what they were.
+                let mut data = json!({ "session_id": sid, "ip": "81.2.69.142" });
+                if self.t.timestamp() % 31 == 0 {
+                    data["user_agent"] = json!("curl/8.0");
+                }
+                self.envelope("session.activity", Some(&user), time, data)
             }
             70..=75 if has_session => {
                 let k = self.rng.random_range(0..self.users[u].sessions.len());

@@ -12,7 +12,7 @@ use crate::position::{Position, TopicPartition};
 use crate::rows::{
     LoginAttempt, Review, SecurityEvent, Session, StatCounts, StatKey, TrustedDevice, UserProfile,
 };
-use crate::state::{Changes, Needs, State};
+use crate::state::{Changes, Needs, PastLogin, State};
 use crate::{Fold, Rules};
 use authtrail_events::Event;
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,6 +99,7 @@ impl Tables {
         }
         let failures_since = needs.failures_since.unwrap_or(since);
         let countries_since = needs.countries_since.unwrap_or(since);
+        let flagged: BTreeSet<Uuid> = self.signals.values().map(|s| s.event_id).collect();
         for a in self.login_history.values() {
             if !a.success
                 && needs.subject_keys.contains(&a.subject_key)
@@ -116,7 +117,10 @@ impl Tables {
                         .logins
                         .entry(user.clone())
                         .or_default()
-                        .push(a.past_login());
+                        .push(PastLogin {
+                            flagged: flagged.contains(&a.id),
+                            ..a.past_login()
+                        });
                 }
             }
         }

@@ -154,11 +154,13 @@ impl LoginAttempt {
         };
         crate::state::PastLogin {
             at: self.attempted_at,
+            event_id: self.id,
             country_code: c.country_code.clone(),
             device: c.device_id.clone().or_else(|| c.user_agent.clone()),
             ip: c.ip.clone(),
             point: c.latitude.zip(c.longitude),
             place,
+            flagged: false,
         }
     }
 }

@@ -75,6 +75,8 @@ pub fn session_of(data: &EventData) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastLogin {
     pub at: DateTime<Utc>,
+    /// The login's event id (travel alerts show both ends of the journey).
+    pub event_id: Uuid,
     pub country_code: Option<String>,
     /// The device id, else the user agent: what "the same device" means.
     pub device: Option<String>,
@@ -83,6 +85,9 @@ pub struct PastLogin {
     pub point: Option<(f64, f64)>,
     /// "City, Country" (or what is known of it).
     pub place: Option<String>,
+    /// Whether the login raised a detection signal: the hour-of-day profile learns from the
+    /// others only, so an intruder's night logins do not make nights usual.
+    pub flagged: bool,
 }
 
 /// The loaded slice of the tables, updated in memory as a batch is folded.

@@ -1,10 +1,29 @@
 //! The fold does not depend on how the log is cut: for random streams, the tables are identical
-//! whatever the batch boundaries, with every event delivered twice, and across restarts.
+//! whatever the batch boundaries, with every event delivered twice, and across restarts — alerts
+//! of every detection rule included.
 
+use authtrail_projections::detect::Rule;
 use authtrail_projections::gen::StreamGen;
 use authtrail_projections::memory::Tables;
 use authtrail_projections::Rules;
 use proptest::prelude::*;
+
+/// The default rules with every detection threshold at most 2, windows of at least two hours
+/// and hour profiles from 3 logins, so that short random streams raise alerts of every rule.
+fn sensitive(max_sessions: usize) -> Rules {
+    let mut r = Rules {
+        max_sessions,
+        ..Rules::default()
+    };
+    r.detection.hour_profile_min_logins = 3;
+    for s in r.detection.rules.values_mut() {
+        s.threshold = s.threshold.min(2);
+        s.distinct = s.distinct.min(2);
+        s.distinct_ips = s.distinct_ips.min(2);
+        s.window = s.window.max(chrono::TimeDelta::hours(2));
+    }
+    r
+}
 
 fn single_pass(events: &[authtrail_events::Event], rules: &Rules) -> Tables {
     let mut t = Tables::default();
@@ -23,7 +42,7 @@ proptest! {
         cuts in proptest::collection::vec(1usize..60, 1..40),
         restart_every in 1usize..8,
     ) {
-        let rules = Rules { max_sessions: 3, ..Rules::default() };
+        let rules = sensitive(3);
         let start = "2026-11-01T00:00:00Z".parse().unwrap();
         let events = StreamGen::new(seed, users, start).take(n);
         let expected = single_pass(&events, &rules);
@@ -54,13 +73,15 @@ fn the_generator_is_deterministic_and_exercises_the_rules() {
     let a = StreamGen::new(7, 20, start).take(3000);
     let b = StreamGen::new(7, 20, start).take(3000);
     assert_eq!(a, b);
-    let t = single_pass(
-        &a,
-        &Rules {
-            max_sessions: 2,
-            ..Rules::default()
-        },
-    );
+    let t = single_pass(&a, &sensitive(2));
+    let raised: std::collections::BTreeSet<&str> =
+        t.alerts.values().map(|a| a.rule.as_str()).collect();
+    for rule in Rule::ALL {
+        assert!(
+            raised.contains(rule.as_str()),
+            "no {rule} alert: {raised:?}"
+        );
+    }
     let reasons: Vec<_> = t
         .sessions
         .values()

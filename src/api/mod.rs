@@ -8,8 +8,9 @@
 //!
 //! Layout: one module per feature, each with its handlers and its SQL —
 //! `sessions` (mine and the admin's), `devices` (naming and trusting mine), `history` (login attempts, suspicious ones),
-//! `security` (security events, reviews), `stats` (dashboards), `introspect` (the auth
-//! service's `validateSession`), `stream` (SSE of newly projected security events),
+//! `security` (security events, reviews), `alerts` (detection's alerts, their review, my
+//! security notices), `stats` (dashboards), `introspect` (the auth
+//! service's `validateSession`), `stream` (SSE of newly projected security events and alerts),
 //! `asof` (one user's sessions as they were at a time, folded from the log). Shared:
 //! [`pagination`] (opaque keyset cursors), `openapi` (the document and Swagger UI). Callers,
 //! limits, audit and errors are the server layer's ([`crate::server`]).
@@ -18,6 +19,7 @@
 //! `super_admin`); a session id of another user answers 404. Admin routes take `admin` or
 //! `super_admin`. Introspection takes role `service` (or an intake API key).
 
+mod alerts;
 mod asof;
 mod commands;
 mod devices;
@@ -190,6 +192,7 @@ fn routes() -> Routes {
         .merge(stream::routes())
         .merge(asof::routes())
         .merge(devices::routes())
+        .merge(alerts::routes())
 }
 
 /// The query API's routes, the OpenAPI document at `/api/v1/openapi.json` and (when

@@ -1,5 +1,5 @@
-//! `GET /api/v1/admin/security-events/stream`: Server-Sent Events of security events as the
-//! projection records them.
+//! `GET /api/v1/admin/security-events/stream`: Server-Sent Events of security events and alerts
+//! as the projection records them.
 //!
 //! One poller ([`follow`]) serves every open stream: after each projected batch (the
 //! projector's `NOTIFY`, re-checked every second while a stream is open) it reads the security
@@ -9,10 +9,22 @@
 //! before it opened is sent, and nothing after is missed or sent twice. A stream too slow to
 //! keep up with the broadcast ends (`event: end`, `reason: lagged`) rather than skip events.
 //!
+//! Alerts have no log position of their own and change in place (an alert grows: its count,
+//! `last_seen` and evidence change under a stable id), so the poller finds them through the
+//! events that made them: the signals (`alert_signals`) of the events the checkpoints advanced
+//! over, and the alerts of the same rule × subject whose episode (`first_seen`..`last_seen`)
+//! holds such a signal. The signals and the alerts they touch are written in the transaction
+//! that advances the checkpoint, so every alert written or grown by a batch is found with that
+//! batch, as it stands after it (`event: alert`). An alert carries the latest position per
+//! partition of the events behind its change; a stream sends it when any of them lies at or
+//! beyond the stream's start. An alert an episode merge replaced (its first event changed, so
+//! its id) is not announced as gone: the alert that replaced it is sent.
+//!
 //! Bounded: at most `api.streams_per_caller` open streams per caller (then 429). A stream ends
 //! when its token expires or its session ends (checked every second, as requests are), and when
 //! the server shuts down.
 
+use super::alerts::{AlertView, COLUMNS as ALERT_COLUMNS};
 use super::security::SecurityEventView;
 use super::{Api, Ctx};
 use crate::auth::Caller;
@@ -52,11 +64,35 @@ const START_WAIT: Duration = Duration::from_secs(5);
 
 /// A security event with the log position of the event it was derived from.
 #[derive(Debug, FromRow)]
-struct Item {
+struct SecurityItem {
     partition: i32,
     log_offset: i64,
     #[sqlx(flatten)]
     event: SecurityEventView,
+}
+
+/// An alert written or grown by an advance, with the latest position, per partition, of the
+/// events of the advance behind it.
+#[derive(Debug, FromRow)]
+struct AlertItem {
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    #[sqlx(flatten)]
+    alert: AlertView,
+}
+
+/// What a stream sends.
+#[derive(Debug, Clone)]
+enum Payload {
+    SecurityEvent(SecurityEventView),
+    Alert(AlertView),
+}
+
+/// A payload with the log positions it stems from (one for a security event).
+#[derive(Debug)]
+struct Item {
+    positions: Vec<(i32, i64)>,
+    payload: Payload,
 }
 
 /// What every stream shares: the poller's broadcast and the open streams per caller.
@@ -91,7 +127,7 @@ async fn positions(api: &Api) -> Result<Positions, sqlx::Error> {
 }
 
 /// The security events derived from the log between `from` and `to` (per partition), in log
-/// order.
+/// order, then the alerts written or grown by those events (see the module's doc).
 async fn between(api: &Api, from: &Positions, to: &Positions) -> Result<Vec<Item>, sqlx::Error> {
     let mut parts = Vec::new();
     let mut lows = Vec::new();
@@ -107,7 +143,7 @@ async fn between(api: &Api, from: &Positions, to: &Positions) -> Result<Vec<Item
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
+    let events: Vec<SecurityItem> = sqlx::query_as(
         "SELECT pe.partition, pe.\"offset\" AS log_offset,
                 e.id, e.user_id, e.event_type, e.severity, e.description, e.ip, e.user_agent,
                 e.device_name, e.location, e.metadata, e.source_event_id, e.occurred_at,
@@ -123,7 +159,42 @@ async fn between(api: &Api, from: &Positions, to: &Positions) -> Result<Vec<Item
     .bind(&lows)
     .bind(&highs)
     .fetch_all(api.pool())
-    .await
+    .await?;
+    let alerts: Vec<AlertItem> = sqlx::query_as(&format!(
+        "WITH batch AS (
+             SELECT pe.partition, pe.\"offset\", pe.event_id
+             FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS w(p, lo, hi)
+             JOIN processed_events pe
+               ON pe.topic = $1 AND pe.partition = w.p AND pe.\"offset\" >= w.lo AND pe.\"offset\" < w.hi
+         ), touched AS (
+             SELECT t.id, array_agg(t.partition) AS partitions, array_agg(t.\"offset\") AS offsets
+             FROM (SELECT al.id, b.partition, max(b.\"offset\") AS \"offset\"
+                   FROM batch b
+                   JOIN alert_signals s ON s.event_id = b.event_id
+                   JOIN alerts al ON al.rule = s.rule AND al.subject = s.subject
+                                 AND s.at BETWEEN al.first_seen AND al.last_seen
+                   GROUP BY al.id, b.partition) t
+             GROUP BY t.id
+         )
+         SELECT t.partitions, t.offsets, {ALERT_COLUMNS}
+         FROM touched t JOIN alerts_reviewed a ON a.id = t.id
+         ORDER BY a.last_seen, a.id"
+    ))
+    .bind(&api.topic)
+    .bind(&parts)
+    .bind(&lows)
+    .bind(&highs)
+    .fetch_all(api.pool())
+    .await?;
+    let events = events.into_iter().map(|i| Item {
+        positions: vec![(i.partition, i.log_offset)],
+        payload: Payload::SecurityEvent(i.event),
+    });
+    let alerts = alerts.into_iter().map(|i| Item {
+        positions: i.partitions.into_iter().zip(i.offsets).collect(),
+        payload: Payload::Alert(i.alert),
+    });
+    Ok(events.chain(alerts).collect())
 }
 
 /// The one poller: follows the checkpoints for as long as the [`Api`] lives and broadcasts
@@ -270,7 +341,7 @@ struct Cursor {
     /// The checkpoints when the stream opened: only events at or beyond them are sent.
     from: Positions,
     feed: broadcast::Receiver<Arc<Vec<Item>>>,
-    pending: VecDeque<SecurityEventView>,
+    pending: VecDeque<Payload>,
     /// When the token expires.
     expires: Option<tokio::time::Instant>,
     /// Every second: the server closing? the session ended?
@@ -278,12 +349,13 @@ struct Cursor {
     ended: bool,
 }
 
-fn sse(e: &SecurityEventView) -> Event {
-    Event::default()
-        .event("security_event")
-        .id(e.id.to_string())
-        .json_data(e)
-        .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+fn sse(p: &Payload) -> Event {
+    let e = Event::default();
+    match p {
+        Payload::SecurityEvent(v) => e.event("security_event").id(v.id.to_string()).json_data(v),
+        Payload::Alert(a) => e.event("alert").id(a.id.to_string()).json_data(a),
+    }
+    .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
 }
 
 /// A one-second interval whose first tick is a second away (a late tick is not made up).
@@ -344,14 +416,19 @@ impl Cursor {
         }
     }
 
-    /// Queues the batch's events at or beyond the stream's start.
+    /// Queues the batch's security events at or beyond the stream's start, and its alerts
+    /// with a change at or beyond it.
     fn take(&mut self, batch: &[Item]) {
         let from = &self.from;
         self.pending.extend(
             batch
                 .iter()
-                .filter(|i| i.log_offset >= from.get(&i.partition).copied().unwrap_or(0))
-                .map(|i| i.event.clone()),
+                .filter(|i| {
+                    i.positions
+                        .iter()
+                        .any(|(p, o)| *o >= from.get(p).copied().unwrap_or(0))
+                })
+                .map(|i| i.payload.clone()),
         );
     }
 
@@ -363,14 +440,16 @@ impl Cursor {
 }
 
 /// Newly projected security events as Server-Sent Events (`event: security_event`, `id` = the
-/// security event id, `data` = the event as in the list) (admin). At most
+/// security event id, `data` = the event as in the list) and alerts as detection writes or grows
+/// them (`event: alert`, `id` = the alert id, `data` = the alert as in `/api/v1/admin/alerts`)
+/// (admin). At most
 /// `api.streams_per_caller` open per caller. The stream ends with `event: end` (`data`
 /// `{"reason": "token_expired" | "session_ended" | "lagged"}`) when the token expires, its
 /// session ends, or it fell too far behind.
 #[utoipa::path(get, path = "/api/v1/admin/security-events/stream", tag = "admin",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A `text/event-stream` of security events, until the token expires or its session ends", content_type = "text/event-stream", body = SecurityEventView),
+        (status = 200, description = "A `text/event-stream` of security events (and `alert` events), until the token expires or its session ends", content_type = "text/event-stream", body = SecurityEventView),
     ))]
 async fn stream(
     Ctx(api): Ctx,

@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// How far around a batch's signals the first load reaches (most episodes are whole in it).
 const REACH: TimeDelta = TimeDelta::hours(1);
 
+/// A time range, first to last.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// Stores the signals and recomputes the alerts they touch. Returns the alerts written (new or
 /// grown), for live feeds and the alert dispatcher.
 pub(crate) async fn write_signals_and_alerts(
@@ -40,7 +43,7 @@ pub(crate) async fn write_signals_and_alerts(
     }
     lock_shared(conn, touched.keys()).await?;
 
-    let mut ranges: BTreeMap<(Rule, &str), (DateTime<Utc>, DateTime<Utc>)> = touched
+    let mut ranges: BTreeMap<(Rule, &str), Span> = touched
         .iter()
         .map(|(k, times)| {
             let w = detection.on(k.0).expect("on").window;
@@ -53,8 +56,7 @@ pub(crate) async fn write_signals_and_alerts(
     let mut pending: BTreeSet<(Rule, &str)> = ranges.keys().copied().collect();
     let mut written = vec![];
     while !pending.is_empty() {
-        let batch: Vec<((Rule, &str), (DateTime<Utc>, DateTime<Utc>))> =
-            pending.iter().map(|k| (*k, ranges[k])).collect();
+        let batch: Vec<((Rule, &str), Span)> = pending.iter().map(|k| (*k, ranges[k])).collect();
         let rows = load(conn, &batch).await?;
         for k in &pending {
             loaded.insert(*k, vec![]);
@@ -165,7 +167,7 @@ async fn lock_shared<'a>(
 /// The stored signals of each rule × subject within its range.
 async fn load(
     conn: &mut PgConnection,
-    ranges: &[((Rule, &str), (DateTime<Utc>, DateTime<Utc>))],
+    ranges: &[((Rule, &str), Span)],
 ) -> Result<Vec<Signal>, sqlx::Error> {
     let rules: Vec<&str> = ranges.iter().map(|((r, _), _)| r.as_str()).collect();
     let subjects: Vec<&str> = ranges.iter().map(|((_, s), _)| *s).collect();

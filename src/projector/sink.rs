@@ -17,6 +17,7 @@ use authtrail_events::{parse, ContractError, Event};
 use authtrail_projections::memory::fold_with_state;
 use authtrail_projections::rows::LoginAttempt;
 use authtrail_projections::rows::{Session, TrustedDevice, UserProfile};
+use authtrail_projections::state::PastLogin;
 use authtrail_projections::{Cache, Changes, Needs, Position, Rules, State, TopicPartition};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -723,21 +724,22 @@ async fn load_state(conn: &mut PgConnection, needs: &Needs) -> Result<State, sql
         state.failures.entry(k).or_default().push(t);
     }
 
-    let logins: Vec<sqlx::types::Json<LoginAttempt>> = sqlx::query_scalar(
-        "SELECT row_to_json(h) FROM login_history h JOIN UNNEST($1::text[]) AS u(id) ON h.user_id = u.id
+    // `flagged`: the login raised a signal (see `PastLogin::flagged`).
+    let logins: Vec<(sqlx::types::Json<LoginAttempt>, bool)> = sqlx::query_as(
+        "SELECT row_to_json(h), EXISTS (SELECT 1 FROM alert_signals s WHERE s.event_id = h.id)
+         FROM login_history h JOIN UNNEST($1::text[]) AS u(id) ON h.user_id = u.id
          WHERE h.success AND h.attempted_at >= $2",
     )
     .bind(&users)
     .bind(needs.countries_since.unwrap_or(since))
     .fetch_all(&mut *conn)
     .await?;
-    for a in logins {
+    for (a, flagged) in logins {
         if let Some(u) = &a.0.user_id {
-            state
-                .logins
-                .entry(u.clone())
-                .or_default()
-                .push(a.0.past_login());
+            state.logins.entry(u.clone()).or_default().push(PastLogin {
+                flagged,
+                ..a.0.past_login()
+            });
         }
     }
 

@@ -129,6 +129,7 @@ const SINK_INDEXES: &[&str] = &[
     "login_history_user",
     "login_history_failures",
     "alerts_subject",
+    "alert_signals_event",
 ];
 
 /// Drops the reader-only indexes of the projection tables in `schema`, remembering their

@@ -21,6 +21,7 @@
 
 pub mod catalog;
 mod model;
+pub mod score;
 
 pub use model::{Attack, Generator, Label, Settings};
 
@@ -186,6 +187,7 @@ impl SimulateArgs {
             mean_gap,
             attacks: self.attacks.0.clone(),
             attack_every: self.attack_every,
+            warmup: 0,
             source: self.source.clone(),
         }
     }

@@ -135,6 +135,8 @@ pub struct Settings {
     pub attacks: Vec<(Attack, u32)>,
     /// Mean number of normal events between two attacks.
     pub attack_every: u32,
+    /// Normal events before the first attack: history the per-user rules learn from.
+    pub warmup: u32,
     /// CloudEvents `source` of every event.
     pub source: String,
 }
@@ -150,6 +152,7 @@ impl Default for Settings {
             mean_gap: std::time::Duration::from_millis(500),
             attacks: Attack::ALL.iter().map(|a| (*a, 1)).collect(),
             attack_every: 200,
+            warmup: 0,
             source: "/services/simulated-auth".into(),
         }
     }
@@ -203,8 +206,10 @@ struct User {
     /// Usual hours, local: awake from `wake` to `sleep` (hours, `sleep` exclusive).
     wake: u32,
     sleep: u32,
-    /// A trip abroad: the country and when it ends.
-    travel: Option<(&'static Country, DateTime<Utc>)>,
+    /// A trip abroad (see [`Trip`]).
+    travel: Option<Trip>,
+    /// Countries visited on trips (attacks pick countries the user has never been to).
+    visited: Vec<&'static str>,
     devices: Vec<Device>,
     role: Role,
     weight: u32,
@@ -223,6 +228,20 @@ impl User {
         self.role != Role::User
     }
 }
+
+/// A trip: a day in transit (no logins), the days abroad, a day back. A person cannot sign in
+/// on two continents an hour apart, so the transit days keep trips out of the travel rule.
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    /// The hotel's address, all trip long.
+    ip: &'static str,
+    arrive: DateTime<Utc>,
+    leave: DateTime<Utc>,
+    home: DateTime<Utc>,
+}
+
+/// How long a journey takes, door to door (any two catalog countries).
+const TRANSIT: Duration = Duration::hours(24);
 
 /// An event waiting for the clock to pass its time.
 struct Due {
@@ -300,8 +319,14 @@ impl Generator {
             until_attack: 0.0,
             attacks_started: Default::default(),
         };
-        g.until_attack = g.attack_gap();
+        g.until_attack = f64::from(g.settings.warmup) + g.attack_gap();
         g
+    }
+
+    /// No more attacks from now on (those under way finish): lets a measured stream end with
+    /// every injected attack whole.
+    pub fn stop_attacks(&mut self) {
+        self.settings.attack_every = 0;
     }
 
     /// Changes the pace from now on (e.g. backfill, then live), and lets the next scenario start
@@ -478,7 +503,10 @@ impl Generator {
         for _ in 0..4 {
             let u = self.pick_user();
             let t = self.cursor;
-            if !self.users[u].awake(t) && !self.rng.random_bool(0.02) {
+            // Now and then someone signs in at night; admins keep to their hours (a night
+            // login of an admin is an injected attack).
+            let night_owl = !self.users[u].privileged() && self.rng.random_bool(0.02);
+            if !self.users[u].awake(t) && !night_owl {
                 continue;
             }
             let free: Vec<usize> = (0..self.users[u].devices.len())
@@ -487,19 +515,27 @@ impl Generator {
             let Some(&device) = free.choose(&mut self.rng) else {
                 continue;
             };
-            self.maybe_travel(u, free.len() == self.users[u].devices.len());
+            if self.maybe_travel(u, free.len() == self.users[u].devices.len()) {
+                continue;
+            }
             self.session(u, device);
             return;
         }
     }
 
-    /// Ends a finished trip; starts one now and then (only with no session running).
-    fn maybe_travel(&mut self, u: usize, idle: bool) {
+    /// Ends a finished trip; starts one now and then (only with no session running, and not
+    /// for admins, whose logins from a new country are alerts by design). Returns whether the
+    /// user is in transit (no login possible).
+    fn maybe_travel(&mut self, u: usize, idle: bool) -> bool {
         let t = self.cursor;
-        if self.users[u].travel.is_some_and(|(_, until)| until <= t) {
+        if self.users[u].travel.is_some_and(|trip| trip.home <= t) {
             self.users[u].travel = None;
         }
-        if self.users[u].travel.is_none() && idle && self.rng.random_ratio(1, 400) {
+        if self.users[u].travel.is_none()
+            && idle
+            && !self.users[u].privileged()
+            && self.rng.random_ratio(1, 400)
+        {
             let home = self.users[u].home.code;
             let options: Vec<&'static str> = catalog::HOME_WEIGHTS
                 .iter()
@@ -508,15 +544,28 @@ impl Generator {
                 .collect();
             let to = catalog::country(options.choose(&mut self.rng).expect("countries"));
             let days = self.rng.random_range(2..=9);
-            self.users[u].travel = Some((to, t + Duration::days(days)));
+            let arrive = t + TRANSIT;
+            let leave = arrive + Duration::days(days);
+            self.users[u].visited.push(to.code);
+            let ip = to.ips.choose(&mut self.rng).expect("ips");
+            self.users[u].travel = Some(Trip {
+                ip,
+                arrive,
+                leave,
+                home: leave + TRANSIT,
+            });
         }
+        self.users[u]
+            .travel
+            .is_some_and(|trip| t < trip.arrive || (trip.leave <= t && t < trip.home))
     }
 
     /// Where the user is now: an address at home or on the trip.
     fn user_ip(&mut self, u: usize) -> &'static str {
+        let t = self.cursor;
         match self.users[u].travel {
-            Some((c, _)) => c.ips.choose(&mut self.rng).expect("ips"),
-            None => self.users[u].home_ips.choose(&mut self.rng).expect("ips"),
+            Some(trip) if trip.arrive <= t && t < trip.leave => trip.ip,
+            _ => self.users[u].home_ips.choose(&mut self.rng).expect("ips"),
         }
     }
 
@@ -589,10 +638,11 @@ impl Generator {
             // Walks away: idle-expired 30 minutes after the last activity.
             last + Duration::minutes(31)
         } else {
-            if roll > 0.97 {
+            if roll > 0.998 {
+                // About one session in 500: a password every couple of months.
                 self.emit(t, Some(&id), "password.changed", json!({"changed_by": id}));
                 self.tick();
-            } else if roll > 0.94 {
+            } else if roll > 0.97 {
                 self.emit(
                     t,
                     Some(&id),
@@ -856,7 +906,7 @@ impl Generator {
         self.step_between(600_000, 3_600_000);
         let ua = catalog::ATTACK_USER_AGENTS[3];
         let device = self.attacker_device(u, ua);
-        let far = self.far_country(self.users[u].home.code, false);
+        let far = self.far_country(u, false);
         let ip = *far.ips.choose(&mut self.rng).expect("ips");
         let s = self.new_session(device, ip);
         self.succeed(u, &s, "password", None);
@@ -901,8 +951,7 @@ impl Generator {
     /// A successful login from a country the user never used, on a new device.
     fn new_country(&mut self) {
         let u = self.rng.random_range(0..self.users.len());
-        let home = self.users[u].home.code;
-        let away = self.far_country(home, false);
+        let away = self.far_country(u, false);
         let ip = *away.ips.choose(&mut self.rng).expect("ips");
         let ua = *catalog::ATTACK_USER_AGENTS
             .choose(&mut self.rng)
@@ -918,8 +967,7 @@ impl Generator {
         let device = self.free_device(u);
         let method = self.users[u].method;
         let s = self.login_at(u, device, home_ip, method);
-        let home = self.users[u].home.code;
-        let far = self.far_country(home, true);
+        let far = self.far_country(u, true);
         let ip = *far.ips.choose(&mut self.rng).expect("ips");
         self.step_between(120_000, 900_000);
         let ua = *catalog::ATTACK_USER_AGENTS
@@ -1041,7 +1089,7 @@ impl Generator {
             let s = self.new_session(device, ip);
             self.succeed(u, &s, "password", Some(false));
         } else {
-            let far = self.far_country(self.users[u].home.code, false);
+            let far = self.far_country(u, false);
             let ip = *far.ips.choose(&mut self.rng).expect("ips");
             self.login_at(u, device, ip, "password");
         }
@@ -1113,17 +1161,28 @@ impl Generator {
     }
 
     /// A country other than `home`; `far` wants one at least 60 degrees of longitude away.
-    fn far_country(&mut self, home: &str, far: bool) -> &'static Country {
+    fn far_country(&mut self, u: usize, far: bool) -> &'static Country {
+        let home = self.users[u].home.code;
         let home_lon = catalog::country(home).longitude;
-        let options: Vec<&'static Country> = catalog::COUNTRIES
-            .iter()
-            .filter(|c| c.code != home)
-            .filter(|c| !far || (c.longitude - home_lon).abs() >= 60.0)
-            .collect();
-        options
+        let candidates = |fresh: bool| -> Vec<&'static Country> {
+            catalog::COUNTRIES
+                .iter()
+                .filter(|c| c.code != home)
+                .filter(|c| !fresh || !self.users[u].visited.contains(&c.code))
+                .filter(|c| !far || (c.longitude - home_lon).abs() >= 60.0)
+                .collect()
+        };
+        // Somewhere the account was never used from (by its owner or an earlier intruder).
+        let mut options = candidates(true);
+        if options.is_empty() {
+            options = candidates(false);
+        }
+        let c = options
             .choose(&mut self.rng)
             .copied()
-            .unwrap_or(&catalog::COUNTRIES[0])
+            .unwrap_or(&catalog::COUNTRIES[0]);
+        self.users[u].visited.push(c.code);
+        c
     }
 }
 
@@ -1151,8 +1210,9 @@ fn make_user(rng: &mut ChaCha8Rng, i: usize, start: DateTime<Utc>) -> User {
         }
         x -= w;
     }
-    let n_ips = rng.random_range(1..=2.min(home.ips.len()));
-    let home_ips: Vec<&'static str> = home.ips.choose_multiple(rng, n_ips).copied().collect();
+    // One address at home: two addresses of a national ISP pool may be geo-located
+    // hundreds of kilometres apart, which would read as impossible travel.
+    let home_ips: Vec<&'static str> = home.ips.choose_multiple(rng, 1).copied().collect();
     let n_devices = rng.random_range(1..=3);
     let devices = catalog::DEVICES
         .choose_multiple(rng, n_devices)
@@ -1184,9 +1244,15 @@ fn make_user(rng: &mut ChaCha8Rng, i: usize, start: DateTime<Utc>) -> User {
         wake: rng.random_range(6..=9),
         sleep: rng.random_range(21..=23),
         travel: None,
+        visited: vec![],
         devices,
         role,
-        weight: rng.random_range(1..=5),
+        // Admins work in the product every day.
+        weight: if role == Role::User {
+            rng.random_range(1..=5)
+        } else {
+            rng.random_range(3..=5)
+        },
         method,
         typo_rate: rng.random_range(0.02..0.08),
     }

@@ -60,6 +60,8 @@ pub fn test_config(topic: &TestTopic) -> Config {
         },
     );
     c.http.listen = "127.0.0.1:0".into();
+    // Each test's alert dispatcher publishes to a topic of its own.
+    c.alerts.topic = format!("{}-alerts", topic.name());
     c
 }
 

@@ -160,3 +160,91 @@ async fn nobody_reviews_their_own_alerts_and_only_a_super_admin_reviews_admin_ac
         StatusCode::ACCEPTED
     );
 }
+
+/// The id of the alert of `rule` about `user`.
+async fn alert_about(app: &ApiApp, rule: &str, user: &str) -> String {
+    sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM alerts WHERE rule = $1 AND user_id = $2")
+        .bind(rule)
+        .bind(user)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("no {rule} alert about {user}: {e}"))
+        .to_string()
+}
+
+/// Reviewing an alert clears it from the open queue: an admin could otherwise clear the alerts
+/// about their own account (a new device: perhaps not theirs), about a fellow admin, or about
+/// risky admin sign-ins. Nobody reviews an alert about themselves; alerts about an admin or
+/// super_admin, and `privileged_login` alerts, take a super_admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_reviews_alerts_about_themselves_and_only_a_super_admin_reviews_admins_alerts() {
+    let app = spawn_api().await;
+    let second = |user: &str, roles: &[&str]| {
+        let mut e = login_as(user, &format!("s-{user}-2"), roles);
+        e["time"] = json!(crate::common::api::ts(ago(5)));
+        e
+    };
+    // Admins sign in without OTP (privileged_login) and each person from a second device
+    // (new_device).
+    app.publish(vec![
+        login_as("zed", "s-zed-1", &["admin"]),
+        second("zed", &["admin"]),
+        login_as("root", "s-root-1", &["super_admin"]),
+        second("root", &["super_admin"]),
+        login_as("carl", "s-carl-1", &["user"]),
+        second("carl", &["user"]),
+    ])
+    .await;
+    app.settle().await;
+    let (zed, ann, rob) = (
+        token("zed", "admin"),
+        token("ann", "admin"),
+        token("root", "super_admin"),
+    );
+    let review = |id: &str, t: &str| {
+        let (path, t) = (format!("/api/v1/admin/alerts/{id}/review"), t.to_owned());
+        let app = &app;
+        async move { app.call(Method::POST, &path, Some(&t), None).await }
+    };
+    let zeds_device = alert_about(&app, "new_device", "zed").await;
+    let zeds_login = alert_about(&app, "privileged_login", "zed").await;
+    let roots_device = alert_about(&app, "new_device", "root").await;
+    let carls_device = alert_about(&app, "new_device", "carl").await;
+
+    assert_refused(
+        &review(&zeds_device, &zed).await,
+        "zed reviewing his own alert",
+    );
+    assert_refused(
+        &review(&zeds_login, &zed).await,
+        "zed reviewing his own sign-in",
+    );
+    assert_refused(
+        &review(&roots_device, &rob).await,
+        "root reviewing his own alert",
+    );
+    assert_refused(
+        &review(&zeds_device, &ann).await,
+        "an admin reviewing an alert about an admin",
+    );
+    assert_refused(
+        &review(&zeds_login, &ann).await,
+        "an admin reviewing a privileged login",
+    );
+    let reviewed: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts_reviewed WHERE reviewed")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(reviewed, 0, "a refused review was recorded");
+
+    // What remains allowed: an admin on a user's alert, a super_admin on an admin's.
+    assert_eq!(
+        review(&carls_device, &ann).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        review(&zeds_device, &rob).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(review(&zeds_login, &rob).await.status, StatusCode::ACCEPTED);
+}

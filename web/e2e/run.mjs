@@ -128,6 +128,13 @@ await step('a user sees exactly the sessions the API returns', async () => {
   assert.match(await page.locator('[data-session-id="e2e-android"] h3').innerText(), /^Android phone — Chrome$/);
   // Times carry the viewer's time zone.
   assert.match(await current.locator('time').first().getAttribute('title'), /America\/New_York/);
+  // Security notices: what /api/v1/auth/alerts says, among them the sign-ins from new devices.
+  await page.waitForSelector('#notices-body[data-state="ready"]');
+  const notices = await api('GET', '/api/v1/auth/alerts?limit=20', USER_TOKEN);
+  assert.equal(notices.status, 200);
+  const shown = await page.$$eval('#notice-list [data-notice-id]', (els) => els.map((e) => e.dataset.noticeId));
+  assert.deepEqual(shown, notices.body.items.map((n) => n.id));
+  assert.ok(notices.body.items.some((n) => n.kind === 'new_device'), JSON.stringify(notices.body));
   // Every control has an accessible name.
   for (const b of await page.locator('button').all()) {
     if (!(await b.isVisible())) continue;
@@ -310,6 +317,23 @@ await step('admin: a brute-force burst published now appears in the live feed wi
   await page.getByLabel('Severity').selectOption('');
   await page.waitForFunction(() => [...document.querySelectorAll('#feed li.event')].some((e) => e.dataset.severity === 'info'));
   await shot(page, 'admin-desktop');
+});
+
+await step('admin: the burst raises a brute-force alert, live; its evidence is shown and it is reviewed', async () => {
+  const page = admin.page;
+  const row = page.locator('#alert-rows tr.alert[data-rule="brute_force"]', { hasText: 'e2e-victim' }).first();
+  await row.waitFor({ timeout: T });
+  assert.match(await row.locator('td[data-label="Count"]').innerText(), /^5$/);
+  await row.getByRole('button', { name: /Evidence of/ }).click();
+  const detail = page.locator('#alert-rows tr.detail .alert-detail[data-state="ready"]').first();
+  await detail.waitFor({ timeout: T });
+  assert.equal(await detail.locator('ol.evidence li').count(), 5);
+  assert.match(await detail.innerText(), /Login failure/);
+  await detail.getByRole('button', { name: 'Mark reviewed' }).click();
+  await row.locator('.badge.reviewed').waitFor({ timeout: T });
+  const one = await api('GET', `/api/v1/admin/alerts/${await row.getAttribute('data-alert-id')}`, ADMIN_TOKEN);
+  assert.equal(one.body.status, 'reviewed');
+  assert.equal(one.body.evidence.length, 5);
 });
 
 await step('admin: drill down from a failing IP and from a user, then force logout', async () => {

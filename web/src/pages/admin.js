@@ -3,6 +3,7 @@ import { api, claims, streamEvents } from '../api.js';
 import { EVENT_TYPES, SEVERITIES, esc, eventIcon, humanType, timeHtml, timeZone, deviceIcon } from '../format.js';
 import { announce, emptyHtml, errorHtml, loadingHtml } from '../ui.js';
 import { barChart, doughnutChart, destroyCharts, heatmap } from '../charts.js';
+import { alertsPanel } from './alerts.js';
 
 const FEED_MAX = 100;
 const regionNames = new Intl.DisplayNames(undefined, { type: 'region' });
@@ -69,6 +70,11 @@ export function renderAdmin(main) {
         <ul class="feed" id="feed" aria-live="polite" aria-relevant="additions">${loadingHtml('security events')}</ul>
       </section>
 
+      <section aria-labelledby="h-alerts" class="block">
+        <h2 id="h-alerts">🚨 Alerts</h2>
+        <div id="alerts-panel">${loadingHtml('alerts')}</div>
+      </section>
+
       <div class="panels">
         <section aria-labelledby="h-failed" class="block panel"><h2 id="h-failed">🔒 Failed logins</h2><div id="panel-failed">${loadingHtml('failed logins')}</div></section>
         <section aria-labelledby="h-susp" class="block panel"><h2 id="h-susp">⚠️ Suspicious logins</h2><div id="panel-suspicious">${loadingHtml('suspicious logins')}</div></section>
@@ -92,6 +98,7 @@ export function renderAdmin(main) {
   const feed = $('#feed');
   const seen = new Set();
   const filters = { severity: '', type: '', unreviewed: false };
+  let alerts = null;
 
   function matches(e) {
     if (filters.severity && e.severity !== filters.severity) return false;
@@ -123,6 +130,7 @@ export function renderAdmin(main) {
   }
 
   function onLive(type, e) {
+    if (type === 'alert') return alerts?.onLive(e);
     if (type !== 'security_event' || seen.has(e.id) || !matches(e)) return;
     seen.add(e.id);
     feed.querySelector('li.none')?.remove();
@@ -133,7 +141,10 @@ export function renderAdmin(main) {
   function setLive(state, status) {
     // The stream starts at the projection's position when it connects: whatever was projected
     // between the list's query and then (or while it was down) comes from reloading the list.
-    if (state === 'live') loadFeed();
+    if (state === 'live') {
+      loadFeed();
+      alerts?.load();
+    }
     const el = $('#live');
     el.dataset.live = state;
     el.textContent = { connecting: 'connecting…', live: '● live', retrying: 'reconnecting…', denied: `refused (${status})` }[state];
@@ -302,6 +313,7 @@ export function renderAdmin(main) {
     $('#admin-gate').innerHTML = '';
     $('#admin-gate').hidden = true;
     $('#admin-content').hidden = false;
+    alerts = alertsPanel($('#alerts-panel'), () => gone);
     streamEvents('/api/v1/admin/security-events/stream', { onEvent: onLive, onState: setLive, signal: abort.signal });
     loadPanels();
     loadStats();

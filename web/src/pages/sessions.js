@@ -2,6 +2,7 @@
 import { api } from '../api.js';
 import { deviceIcon, deviceLabel, esc, place, timeHtml } from '../format.js';
 import { announce, confirmDialog, emptyHtml, errorHtml, loadingHtml } from '../ui.js';
+import { noticesPanel } from './alerts.js';
 
 /** One session card (shared with the admin's drill-down, which passes `admin`). */
 export function sessionCard(s, { admin = false } = {}) {
@@ -54,6 +55,9 @@ export function renderSessions(main) {
     <p class="lead">Devices where you are signed in. Revoke any you don't recognise.</p>
     <div class="toolbar"><button type="button" id="revoke-others" class="danger" hidden>Sign out all other sessions</button></div>
     <div id="sessions-body">${loadingHtml('your sessions')}</div>
+    <h2 id="h-notices">Security notices</h2>
+    <p class="lead">Sign-ins from a new device or place, password changes, and sessions ended by policy.</p>
+    <div id="notices-body" aria-labelledby="h-notices">${loadingHtml('your security notices')}</div>
   </section>`;
   const body = main.querySelector('#sessions-body');
   const others = main.querySelector('#revoke-others');
@@ -162,5 +166,6 @@ export function renderSessions(main) {
   });
 
   load();
+  noticesPanel(main.querySelector('#notices-body'), () => gone);
   return { cleanup: () => (gone = true) };
 }
