@@ -338,7 +338,9 @@ async fn admin_monitoring_revocation_review_stats_and_audit() {
         )
         .await;
     assert_eq!(events.status, StatusCode::OK);
-    assert_eq!(events.items().len(), 2, "{:#}", events.body);
+    // Carol's login from a new country; dave's failures are a brute-force alert, not an event
+    // each (tests/api/alerts.rs).
+    assert_eq!(events.items().len(), 1, "{:#}", events.body);
     let target = events.items()[0]["id"].as_str().unwrap().to_owned();
     let severity = events.items()[0]["severity"].as_str().unwrap().to_owned();
     let by_severity = app
@@ -355,6 +357,10 @@ async fn admin_monitoring_revocation_review_stats_and_audit() {
         .items()
         .iter()
         .any(|i| i["id"] == target.as_str()));
+    let unreviewed_url =
+        "/api/v1/admin/security-events?type=suspicious_activity&unreviewed_only=true";
+    let before = app.get(unreviewed_url, &admin).await;
+    assert!(before.items().iter().any(|i| i["id"] == target.as_str()));
     let r = app
         .call(
             Method::POST,
@@ -365,14 +371,8 @@ async fn admin_monitoring_revocation_review_stats_and_audit() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
     assert_eq!(r.body["event_type"], "security_event.reviewed");
-    let unreviewed = app
-        .get(
-            "/api/v1/admin/security-events?type=suspicious_activity&unreviewed_only=true",
-            &admin,
-        )
-        .await;
-    assert_eq!(unreviewed.items().len(), 1);
-    assert_ne!(unreviewed.items()[0]["id"], target.as_str());
+    let unreviewed = app.get(unreviewed_url, &admin).await;
+    assert!(unreviewed.items().is_empty(), "{:#}", unreviewed.body);
     let reviewed = app
         .get(
             "/api/v1/admin/security-events?type=suspicious_activity",
