@@ -342,8 +342,25 @@ pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
+/// The day (UTC) an episode lies in: episodes end at midnight UTC too, so that a subject under
+/// attack without pause (a busy network, the whole deployment) makes one alert a day, and
+/// recomputing an episode never reaches further back than its day.
+pub fn episode_day(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+/// The first instant of `t`'s episode day, and the last.
+pub fn episode_day_bounds(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = DateTime::<Utc>::from_timestamp(episode_day(t) * 86_400, 0).expect("in range");
+    (
+        start,
+        start + TimeDelta::days(1) - TimeDelta::nanoseconds(1),
+    )
+}
+
 /// The episodes of one rule × subject among `signals` (any order; all of the subject's
-/// signals within reach), as alerts where they reach the rule's thresholds.
+/// signals within reach), as alerts where they reach the rule's thresholds. Consecutive
+/// signals further apart than the window, or on two days ([`episode_day`]), are two episodes.
 pub fn episodes(
     rule: Rule,
     settings: &RuleSettings,
@@ -356,7 +373,9 @@ pub fn episodes(
     let mut out = vec![];
     let mut start = 0;
     for i in 1..=sorted.len() {
-        let cut = i == sorted.len() || sorted[i].at - sorted[i - 1].at > settings.window;
+        let cut = i == sorted.len()
+            || sorted[i].at - sorted[i - 1].at > settings.window
+            || episode_day(sorted[i].at) != episode_day(sorted[i - 1].at);
         if cut {
             if let Some(a) = alert_of(rule, settings, max_evidence, &sorted[start..i]) {
                 out.push(a);
@@ -598,6 +617,21 @@ mod tests {
             one[0].id,
             alert_id("brute_force", "203.0.113.0/24", Uuid::from_u128(1))
         );
+    }
+
+    #[test]
+    fn episodes_end_at_midnight_utc_even_without_a_gap() {
+        // Minute 960 after the base instant is midnight UTC.
+        let s = RuleSettings::new(Severity::Warning, 10, 2);
+        let v: Vec<Signal> = [952, 955, 958, 961, 964, 967]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| sig(*m, i as u128 + 1, "a", "x"))
+            .collect();
+        let a = episodes(Rule::BruteForce, &s, 100, &v);
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].count, a[1].count), (3, 3));
+        assert_ne!(episode_day(a[0].last_seen), episode_day(a[1].first_seen));
     }
 
     #[test]

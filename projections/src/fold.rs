@@ -121,6 +121,17 @@ struct Login<'a> {
 #[derive(Default, Clone, Copy)]
 struct Context<'a>(ClientRef<'a>);
 
+/// A successful login and the user's logins before it (30 days): what the per-login rules
+/// judge.
+#[derive(Clone, Copy)]
+struct Judged<'a> {
+    event: &'a Event,
+    d: &'a LoginSucceeded,
+    user: &'a str,
+    ctx: &'a Context<'a>,
+    past: &'a [PastLogin],
+}
+
 impl<'a> Context<'a> {
     fn of(event: &'a Event) -> Self {
         Context(event.data.client().unwrap_or_default())
@@ -1113,11 +1124,18 @@ impl<'r> Fold<'r> {
             && ctx
                 .country_code()
                 .is_some_and(|cc| !past.iter().any(|l| l.country_code.as_ref() == Some(&cc)));
-        self.novelty_signals(event, d, user, ctx, &past, had_login, new_country);
-        self.travel_signal(event, d, user, ctx, &past);
+        let login = Judged {
+            event,
+            d,
+            user,
+            ctx,
+            past: &past,
+        };
+        self.novelty_signals(&login, had_login, new_country);
+        self.travel_signal(&login);
         let roles: Vec<&str> = d.roles.iter().flatten().map(|r| r.as_str()).collect();
         let privileged = roles.iter().any(|r| *r == "admin" || *r == "super_admin");
-        self.hour_signal(event, d, user, &past, privileged);
+        self.hour_signal(&login, privileged);
         if privileged {
             let mut reasons = vec![];
             if d.otp_verified != Some(true) {
@@ -1143,17 +1161,14 @@ impl<'r> Fold<'r> {
 
     /// New device (a warning when the country is new too), new country, and a success from an
     /// unknown device and address (a likely compromise when it falls in a stuffing campaign).
-    #[allow(clippy::too_many_arguments)]
-    fn novelty_signals(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        ctx: &Context,
-        past: &[PastLogin],
-        had_login: bool,
-        new_country: bool,
-    ) {
+    fn novelty_signals(&mut self, login: &Judged, had_login: bool, new_country: bool) {
+        let Judged {
+            event,
+            d,
+            user,
+            ctx,
+            past,
+        } = *login;
         let sid = d.session_id.as_str();
         let trusted = d.device_id.as_ref().is_some_and(|dev| {
             self.state
@@ -1205,14 +1220,14 @@ impl<'r> Fold<'r> {
 
     /// Impossible travel: from the latest geo-located login before this one, faster than
     /// `travel_speed_kmh` once each end's location accuracy is allowed for.
-    fn travel_signal(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        ctx: &Context,
-        past: &[PastLogin],
-    ) {
+    fn travel_signal(&mut self, login: &Judged) {
+        let Judged {
+            event,
+            d,
+            user,
+            ctx,
+            past,
+        } = *login;
         let det = &self.rules.detection;
         let Some(here) = ctx.point() else { return };
         let Some(prev) = past
@@ -1243,14 +1258,14 @@ impl<'r> Fold<'r> {
     /// is usual when at least two unflagged ones fall within two hours of it (one stray login
     /// does not make a night usual, nor do logins that raised signals, such as an earlier
     /// intruder's). A warning for privileged roles.
-    fn hour_signal(
-        &mut self,
-        event: &Event,
-        d: &LoginSucceeded,
-        user: &str,
-        past: &[PastLogin],
-        privileged: bool,
-    ) {
+    fn hour_signal(&mut self, login: &Judged, privileged: bool) {
+        let Judged {
+            event,
+            d,
+            user,
+            past,
+            ..
+        } = *login;
         use chrono::Timelike;
         if past.len() < self.rules.detection.hour_profile_min_logins {
             return;

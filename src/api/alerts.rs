@@ -10,6 +10,7 @@
 
 use super::commands::{self, CommandAccepted, WaitParam};
 use super::pagination::{Page, PageRequest};
+use super::params::PageQuery;
 use super::{Api, Ctx};
 use crate::auth::{Caller, Role};
 use crate::server::audit::Audited;
@@ -431,24 +432,11 @@ struct NoticeView {
     occurred_at: DateTime<Utc>,
 }
 
-/// Query of my notices.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MineQuery {
-    /// Rows per page, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(schema_with = super::params::cursor)]
-    cursor: Option<String>,
-}
-
 /// My security notices, newest first: alerts about my account (a new device or country,
 /// impossible travel, a hijacked session), my password changes, and sessions of mine that
 /// policy ended.
 #[utoipa::path(get, path = "/api/v1/auth/alerts", tag = "me",
-    params(MineQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of my security notices", body = Page<NoticeView>),
@@ -456,7 +444,7 @@ struct MineQuery {
 async fn my_notices(
     Ctx(api): Ctx,
     Person(caller): Person,
-    Query(q): Query<MineQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<NoticeView>>, ApiError> {
     let page = PageRequest::new(NOTICES, q.limit, q.cursor.as_deref())?;
     let rules: Vec<String> = NOTICE_RULES.iter().map(|r| (*r).to_owned()).collect();

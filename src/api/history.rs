@@ -2,6 +2,7 @@
 //! Newest first by `attempted_at` (event time), ties broken by id.
 
 use super::pagination::{Page, PageRequest};
+use super::params::PageQuery;
 use super::{Api, Ctx};
 use crate::server::extract::Query;
 use crate::server::ApiError;
@@ -120,22 +121,9 @@ async fn list(
     Ok(page.page(LIST, rows, |r| (r.attempted_at, r.id.to_string())))
 }
 
-/// Query of my login history.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MineQuery {
-    /// Rows per page, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(schema_with = super::params::cursor)]
-    cursor: Option<String>,
-}
-
 /// My login attempts (successful and failed), newest first.
 #[utoipa::path(get, path = "/api/v1/auth/login-history", tag = "me",
-    params(MineQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of my login attempts", body = Page<LoginAttemptView>),
@@ -143,7 +131,7 @@ struct MineQuery {
 async fn list_mine(
     Ctx(api): Ctx,
     Person(caller): Person,
-    Query(q): Query<MineQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<LoginAttemptView>>, ApiError> {
     let page = PageRequest::new(LIST, q.limit, q.cursor.as_deref())?;
     let f = Filter {

@@ -45,3 +45,16 @@ pub(crate) fn security_event_type() -> RefOr<Schema> {
 pub(crate) fn cursor() -> RefOr<Schema> {
     string().pattern(Some("^[A-Za-z0-9_-]*$")).into()
 }
+
+/// A page of a list with no filters: `limit` and `cursor` only.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub(crate) limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = cursor)]
+    pub(crate) cursor: Option<String>,
+}

@@ -10,7 +10,9 @@
 //! and then reads its signals, so the last word is always computed from all of them.
 
 use super::copy::copy_rows;
-use authtrail_projections::detect::{episodes, Alert, Detection, Rule, Signal};
+use authtrail_projections::detect::{
+    episode_day, episode_day_bounds, episodes, Alert, Detection, Rule, Signal,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -43,12 +45,23 @@ pub(crate) async fn write_signals_and_alerts(
     }
     lock_shared(conn, touched.keys()).await?;
 
+    // The affected episodes lie within the days of the touched times (episodes end at
+    // midnight): every range is clamped to those days.
+    let days: BTreeMap<(Rule, &str), Span> = touched
+        .iter()
+        .map(|(k, times)| {
+            let first = episode_day_bounds(*times.iter().min().expect("non-empty")).0;
+            let last = episode_day_bounds(*times.iter().max().expect("non-empty")).1;
+            (*k, (first, last))
+        })
+        .collect();
     let mut ranges: BTreeMap<(Rule, &str), Span> = touched
         .iter()
         .map(|(k, times)| {
             let w = detection.on(k.0).expect("on").window;
-            let lo = *times.iter().min().expect("non-empty") - w - REACH;
-            let hi = *times.iter().max().expect("non-empty") + w + REACH;
+            let (first, last) = days[k];
+            let lo = (*times.iter().min().expect("non-empty") - w - REACH).max(first);
+            let hi = (*times.iter().max().expect("non-empty") + w + REACH).min(last);
             (*k, (lo, hi))
         })
         .collect();
@@ -86,16 +99,18 @@ pub(crate) async fn write_signals_and_alerts(
                 .into_iter()
                 .filter(|(a, b)| times.iter().any(|t| a <= t && t <= b))
                 .collect();
-            // An affected episode reaching an edge of what was loaded may go on beyond it.
-            let open_lo = affected.iter().any(|(a, _)| *a - settings.window <= lo);
-            let open_hi = affected.iter().any(|(_, b)| *b + settings.window >= hi);
+            // An affected episode reaching an edge of what was loaded may go on beyond it,
+            // unless that edge is the end of its day.
+            let (first, last) = days[&k];
+            let open_lo = lo > first && affected.iter().any(|(a, _)| *a - settings.window <= lo);
+            let open_hi = hi < last && affected.iter().any(|(_, b)| *b + settings.window >= hi);
             if open_lo || open_hi {
                 let widen = (hi - lo) * 2;
                 ranges.insert(
                     k,
                     (
-                        if open_lo { lo - widen } else { lo },
-                        if open_hi { hi + widen } else { hi },
+                        if open_lo { (lo - widen).max(first) } else { lo },
+                        if open_hi { (hi + widen).min(last) } else { hi },
                     ),
                 );
                 again.insert(k);
@@ -134,7 +149,7 @@ fn spans(signals: &[Signal], window: TimeDelta) -> Vec<(DateTime<Utc>, DateTime<
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = vec![];
     for t in times {
         match out.last_mut() {
-            Some((_, b)) if t - *b <= window => *b = t,
+            Some((_, b)) if t - *b <= window && episode_day(t) == episode_day(*b) => *b = t,
             _ => out.push((t, t)),
         }
     }
