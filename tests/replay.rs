@@ -430,12 +430,12 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
     let (db, pool) = migrated().await;
     let cfg = config(&topic, &db, "rebuild-live");
     // More events than the run needs: the publisher below stops a little after the swap.
-    let events = stream(63, 60, 40_000);
+    let events = stream(63, 60, 60_000);
     publish(&topic, &events[..3000]).await;
     let live = Live::start(&cfg, &pool);
     wait_caught_up(&pool, topic.name(), 3000, Duration::from_secs(120)).await;
 
-    // Keep publishing while the rebuild runs, and a little after its swap: a steady 500
+    // Keep publishing while the rebuild runs, and a little after its swap: a steady 250
     // events/s, as live traffic would come (unpaced, the broker takes all of them before the
     // rebuild has read the first ones; much faster, a debug build's rebuild, detection
     // included, may not catch up before the stream runs out).
@@ -447,7 +447,7 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
         tokio::spawn(async move {
             let p = authtrail::kafka::Publisher::new(&topic_cfg).unwrap();
             let (mut published, mut after) = (0, 0);
-            let mut pace = tokio::time::interval(Duration::from_millis(200));
+            let mut pace = tokio::time::interval(Duration::from_millis(400));
             for chunk in rest.chunks(100) {
                 pace.tick().await;
                 p.publish_all(chunk).await.unwrap();

@@ -8,7 +8,7 @@
 //! move ahead of the page boundary and be missed by that walk (it is at the top of the next
 //! one). Every alert that does not change while the client pages is returned exactly once.
 
-use super::commands::{self, CommandAccepted, WaitParam};
+use super::commands::{CommandAccepted, WaitParam};
 use super::pagination::{Page, PageRequest};
 use super::params::PageQuery;
 use super::{Api, Ctx};
@@ -399,13 +399,9 @@ async fn review(
     };
     let privileged = admin_user || rule == Rule::PrivilegedLogin.as_str();
     check_may_review(&admin, user.as_deref(), &compromised, privileged)?;
-    let subject = user.clone().unwrap_or_else(|| admin.subject.clone());
-    let reviewed = commands::reviewed(&subject, id, &admin.subject);
-    let audit = audited.event(
-        Some(&subject),
-        json!({"alert_id": id, "rule": rule, "already_reviewed": already}),
-    );
-    api.command(vec![reviewed, audit], w.wait).await
+    let details = json!({"alert_id": id, "rule": rule, "already_reviewed": already});
+    api.review(&audited, user.as_deref(), id, details, w.wait)
+        .await
 }
 
 /// One security notice: an alert about the caller's account or a security event they should

@@ -94,6 +94,24 @@ pub(crate) fn reviewed(subject: &str, security_event_id: Uuid, reviewer: &str) -
 }
 
 impl Api {
+    /// A review of `target` (a security event or an alert) by the audited caller, and its
+    /// `admin.action` record with `details`: both keyed by the target's user (else the
+    /// reviewer), so that the first review in the log stands.
+    pub(crate) async fn review(
+        &self,
+        audited: &crate::server::audit::Audited,
+        user: Option<&str>,
+        target: Uuid,
+        details: serde_json::Value,
+        wait: bool,
+    ) -> Result<CommandAccepted, ApiError> {
+        let reviewer = &audited.caller.subject;
+        let subject = user.unwrap_or(reviewer);
+        let reviewed = reviewed(subject, target, reviewer);
+        let audit = audited.event(Some(subject), details);
+        self.command(vec![reviewed, audit], wait).await
+    }
+
     /// Appends `events` in order (one `subject` keeps them in one partition, in order); the
     /// answer names the first. With `wait`, waits for the projection to pass all of them.
     pub(crate) async fn command(

@@ -1,7 +1,7 @@
 //! Security events for admins: the filtered list (with review state, from the view
 //! `security_events_reviewed`) and the review command (`security_event.reviewed`).
 
-use super::commands::{self, CommandAccepted, WaitParam};
+use super::commands::{CommandAccepted, WaitParam};
 use super::pagination::{Page, PageRequest};
 use super::{Api, Ctx};
 use crate::auth::{Caller, Role};
@@ -223,13 +223,9 @@ async fn review(
         return Err(ApiError::NotFound("security event"));
     };
     check_may_review(&admin, user.as_deref(), &event_type, actor.as_deref())?;
-    let subject = user.clone().unwrap_or_else(|| admin.subject.clone());
-    let reviewed = commands::reviewed(&subject, id, &admin.subject);
-    let audit = audited.event(
-        Some(&subject),
-        json!({"security_event_id": id, "already_reviewed": already}),
-    );
-    api.command(vec![reviewed, audit], w.wait).await
+    let details = json!({"security_event_id": id, "already_reviewed": already});
+    api.review(&audited, user.as_deref(), id, details, w.wait)
+        .await
 }
 
 #[cfg(test)]
