@@ -115,6 +115,8 @@ struct Login<'a> {
     user: &'a str,
     ctx: &'a Context<'a>,
     reason: Option<String>,
+    /// Whether the login raised a detection signal (`PastLogin::flagged`).
+    flagged: bool,
 }
 
 /// Where and on what an event happened, as far as it says.
@@ -306,7 +308,10 @@ impl<'r> Fold<'r> {
             .expect("login.succeeded has a subject");
         let ctx = Context::of(event);
         let reason = self.login_suspicion(event, &user, &ctx);
+        // The signals an event raises are pushed while it is folded: the ones after `before`.
+        let before = self.changes.signals.len();
         self.login_signals(event, d, &user, &ctx);
+        let flagged = self.changes.signals.len() > before;
         self.make_room(event, &user, d.session_id.as_str(), &ctx);
         let login = Login {
             event,
@@ -314,6 +319,7 @@ impl<'r> Fold<'r> {
             user: &user,
             ctx: &ctx,
             reason,
+            flagged,
         };
         self.open_session(&login);
         self.record_login(&login);
@@ -473,7 +479,7 @@ impl<'r> Fold<'r> {
             ip: ctx.ip(),
             point: ctx.point(),
             place: ctx.location(),
-            flagged: self.changes.signals.iter().any(|s| s.event_id == event.id),
+            flagged: login.flagged,
         };
         self.state
             .logins
@@ -494,6 +500,7 @@ impl<'r> Fold<'r> {
             user,
             ctx,
             reason,
+            ..
         } = login;
         let who = d.identifier.clone().unwrap_or_else(|| user.to_owned());
         let sid = d.session_id.as_str();
