@@ -1,11 +1,13 @@
 //! The composition root: [`Application::build`] turns a [`Config`] into the running parts of
-//! `authtrail serve` — topic, schema, clients, state, routers and the projector. `serve`, the
-//! tests and the benchmarks all build the application here, so what they exercise is what runs.
+//! `authtrail serve` — topics, schema, clients, state, routers, the projector and the enrichment
+//! stage. `serve`, the tests and the benchmarks all build the application here, so what they
+//! exercise is what runs.
 
 use crate::alerts::Dispatcher;
 use crate::api::Api;
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::ingest::stage::Stage;
 use crate::ingest::Intake;
 use crate::projector::Projector;
 use crate::server::ops::Enrichment;
@@ -46,6 +48,7 @@ pub struct Application {
     api: Option<Arc<Api>>,
     projector: Option<Projector>,
     dispatcher: Option<Dispatcher>,
+    stage: Option<Stage>,
 }
 
 impl Application {
@@ -71,6 +74,9 @@ impl Application {
             crate::kafka::ensure_topic(&alerts).await.with_context(|| {
                 format!("ensuring topic {} on {}", alerts.topic, alerts.brokers)
             })?;
+        }
+        if config.enrich.enabled {
+            Stage::ensure_topics(&config).await?;
         }
         let pool = if config.api.enabled || config.projector.enabled {
             crate::db::migrate(&config.database)
@@ -113,6 +119,11 @@ impl Application {
         } else {
             None
         };
+        let stage = if config.enrich.enabled {
+            Some(Stage::new(&config, intake.clone()).context("setting up the enrichment stage")?)
+        } else {
+            None
+        };
         let enrichment = if intake.enricher().geoip().databases().is_empty() {
             Enrichment::NoGeoip
         } else {
@@ -134,6 +145,7 @@ impl Application {
             api,
             projector,
             dispatcher,
+            stage,
         })
     }
 
@@ -182,7 +194,10 @@ impl Application {
             .map(|p| tokio::spawn(p.run(crate::signal::stopped(rx.clone()))));
         let dispatcher = self
             .dispatcher
-            .map(|d| tokio::spawn(d.run(crate::signal::stopped(rx))));
+            .map(|d| tokio::spawn(d.run(crate::signal::stopped(rx.clone()))));
+        let stage = self
+            .stage
+            .map(|s| tokio::spawn(s.run(crate::signal::stopped(rx))));
         server::run(self.router, self.listener, server_stop).await?;
         if let Some(p) = projector {
             p.await??;
@@ -190,6 +205,10 @@ impl Application {
         // Stopped, it releases its lock: another process's dispatcher takes over.
         if let Some(d) = dispatcher {
             d.await??;
+        }
+        // Stopped, it commits or aborts the batch in hand and leaves its group.
+        if let Some(s) = stage {
+            s.await??;
         }
         Ok(())
     }

@@ -57,6 +57,18 @@ enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Run a projection worker: fold the events topic into the read tables until stopped.
     Project,
+    /// Run the enrichment stage: validate and enrich what direct publishers write to
+    /// `enrich.raw_topic`, append it to the events topic (or `enrich.rejected_topic`, with
+    /// field and reason) exactly once, until stopped.
+    Enrich,
+    /// Check NDJSON events against the contract without appending them: each valid line is
+    /// printed as the canonical event authtrail would store (stdout); each invalid one is
+    /// reported by line, field and reason (stderr), and the exit code is 1. For publishers'
+    /// tests and the SDKs' conformance tests.
+    Validate {
+        /// NDJSON file; standard input when absent or `-`.
+        file: Option<PathBuf>,
+    },
     /// Delete ended sessions and old login history from the read tables (never the log).
     Cleanup,
     /// DEV/TEST ONLY: mint an HS256 JWT signed with the configured `auth.jwt_hs256_secret`.
@@ -151,6 +163,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             finish_within(grace, stop.clone(), projector.run(stopped(stop))).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Enrich => {
+            let _ = telemetry::metrics();
+            kafka::ensure_topic(&config.kafka).await?;
+            crate::ingest::stage::Stage::ensure_topics(&config).await?;
+            let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+            let intake = std::sync::Arc::new(crate::ingest::Intake::from_config(&config)?);
+            let stage = crate::ingest::stage::Stage::new(&config, intake)?;
+            let stop = stop_signal();
+            finish_within(grace, stop.clone(), stage.run(stopped(stop))).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file } => validate(file.as_deref()),
         Command::Cleanup => {
             let pool = db::migrate(&config.database)
                 .await
@@ -277,4 +301,42 @@ fn validate_ndjson(input: &[u8]) -> (Vec<Event>, Vec<(usize, authtrail_events::C
         }
     }
     (events, rejected)
+}
+
+/// `authtrail validate`: canonical events out, errors by line, exit 1 when any line is invalid.
+fn validate(file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut input = Vec::new();
+    match file {
+        Some(p) if p.as_os_str() != "-" => {
+            input = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        _ => {
+            std::io::stdin().read_to_end(&mut input)?;
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut invalid = 0usize;
+    for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match authtrail_events::parse(line) {
+            Ok(event) => {
+                out.write_all(&event.to_json_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            Err(e) => {
+                invalid += 1;
+                eprintln!("line {}: {}: {}", i + 1, e.field, e.reason);
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -26,6 +26,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub web: WebConfig,
     pub alerts: AlertsConfig,
+    pub enrich: EnrichConfig,
 }
 
 /// `Debug` masks credential-like `properties` (see [`is_credential_property`]).
@@ -720,6 +721,121 @@ impl Default for AlertsConfig {
     }
 }
 
+/// `[enrich]`: the enrichment stage (`authtrail enrich`, and inside `authtrail serve`). Direct
+/// publishers write to `raw_topic`; the stage validates, enriches and appends each event to the
+/// events topic, or sends it to `rejected_topic` with the field and reason, exactly once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// Run the stage inside `authtrail serve`.
+    pub enabled: bool,
+    /// Where direct publishers write (any key, any partitioner).
+    pub raw_topic: String,
+    /// Where invalid or refused raw events go, with field and reason.
+    pub rejected_topic: String,
+    /// Consumer group of the stage: instances of one group split the raw partitions.
+    pub group_id: String,
+    /// Kafka `transactional.id`: stable across restarts of one instance (a restarted instance
+    /// aborts its predecessor's open transaction at once) and unique per instance. Empty:
+    /// `authtrail-enrich-<hostname>`.
+    pub transactional_id: String,
+    /// true: each batch's output and its raw offsets commit in one Kafka transaction (a crash
+    /// neither loses nor doubles an event). false: output is flushed, then offsets are
+    /// committed; a crash in between appends that batch again (at least once).
+    pub exactly_once: bool,
+    /// A batch is what the consumer holds, up to this many messages, ...
+    pub batch_max_messages: usize,
+    /// ... gathered for at most this long after its first message (ms).
+    pub batch_max_wait_ms: u64,
+    /// Consumer session timeout (ms): how soon a dead instance's partitions move on.
+    pub session_timeout_ms: u64,
+    /// Static group membership (`group.instance.id`): an instance restarted under the same id
+    /// takes its partitions back at once, without a rebalance. Unique per instance; none =
+    /// dynamic.
+    pub instance_id: Option<String>,
+    /// How long a transaction may stay open before the broker aborts it (ms).
+    pub transaction_timeout_ms: u64,
+    /// What a direct publisher may append (like an API key's grant): event types (default:
+    /// every type a publisher may send) ...
+    pub types: Option<Vec<authtrail_events::EventType>>,
+    /// ... and `source` patterns (a trailing `*` matches a prefix; default: any but authtrail's).
+    pub sources: Vec<String>,
+    /// Admit events older than `ingest.max_age` (imports of history).
+    pub backfill: bool,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            enabled: false,
+            raw_topic: "authtrail.raw".into(),
+            rejected_topic: "authtrail.rejected".into(),
+            group_id: "authtrail-enrich".into(),
+            transactional_id: String::new(),
+            exactly_once: true,
+            batch_max_messages: 2000,
+            batch_max_wait_ms: 20,
+            session_timeout_ms: 10_000,
+            instance_id: None,
+            transaction_timeout_ms: 60_000,
+            types: None,
+            sources: Vec::new(),
+            backfill: false,
+        }
+    }
+}
+
+impl EnrichConfig {
+    fn check(&self, events_topic: &str) -> Result<(), ConfigError> {
+        for (name, t) in [
+            ("enrich.raw_topic", &self.raw_topic),
+            ("enrich.rejected_topic", &self.rejected_topic),
+        ] {
+            if !valid_topic(t) {
+                return Err(ConfigError(format!(
+                    "{name} {t:?} is not a valid topic name ([A-Za-z0-9._-], 1 to 249 characters)"
+                )));
+            }
+            if t == events_topic {
+                return Err(ConfigError(format!(
+                    "{name} must differ from kafka.topic (the events topic)"
+                )));
+            }
+        }
+        if self.raw_topic == self.rejected_topic {
+            return Err(ConfigError(
+                "enrich.raw_topic and enrich.rejected_topic must differ".into(),
+            ));
+        }
+        if self.batch_max_messages == 0 || self.session_timeout_ms == 0 {
+            return Err(ConfigError(
+                "enrich.batch_max_messages and enrich.session_timeout_ms must be positive".into(),
+            ));
+        }
+        if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
+            return Err(ConfigError(format!(
+                "enrich.transaction_timeout_ms must be between 1000 and 900000 (the broker's maximum), not {}",
+                self.transaction_timeout_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// `transactional_id`, or `authtrail-enrich-<hostname>` when empty.
+    pub fn transactional_id(&self) -> String {
+        if !self.transactional_id.is_empty() {
+            return self.transactional_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("authtrail-enrich-{host}")
+    }
+}
+
 /// A response the policy takes for an alert (`alerts.policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1123,6 +1239,7 @@ impl Config {
                 "alerts.topic must differ from kafka.topic (the events topic)".into(),
             ));
         }
+        self.enrich.check(&k.topic)?;
         Ok(())
     }
 
@@ -1157,6 +1274,7 @@ fn env_provider() -> Env {
                 "api",
                 "web",
                 "alerts",
+                "enrich",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })

@@ -6,9 +6,12 @@
 //! - two workers in one group, one SIGKILLed: the survivor takes its partitions over once the
 //!   dead member's session times out;
 //! - the broker SIGKILLed and restarted while traffic is published and projected;
-//! - PostgreSQL crashed (immediate stop) and restarted while traffic is projected.
+//! - PostgreSQL crashed (immediate stop) and restarted while traffic is projected;
+//! - the enrichment stage SIGKILLed at random points (`failover/enrich.rs`).
 
 mod common;
+#[path = "failover/enrich.rs"]
+mod enrich;
 
 use authtrail::config::Config;
 use authtrail_events::Event;

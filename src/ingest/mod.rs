@@ -8,9 +8,11 @@
 //!   acknowledged every event.
 //! - [`enrich`]: GeoIP and user-agent enrichment.
 //! - `http`: `POST /v1/events`.
+//! - [`stage`]: the enrichment stage, the same door for events written to the raw topic.
 
 pub mod enrich;
 pub(crate) mod http;
+pub mod stage;
 
 use crate::auth::Grant;
 use crate::config::IngestConfig;
@@ -210,31 +212,95 @@ pub fn decode_body(
     decode(framing(content_type)?, body, limits)
 }
 
+/// Why one event may not be appended by the holder of `grant` at `now`, if it may not: beyond
+/// the grant (a type or source it does not hold), carrying the `publisher` attribute only
+/// authtrail sets, or outside the time window. Shared by the HTTP intake and the enrichment
+/// stage, so both doors admit the same events.
+pub(crate) fn refusal(
+    e: &Event,
+    grant: &Grant,
+    now: DateTime<Utc>,
+    limits: Limits,
+) -> Option<Refused> {
+    if let Err(r) = grant.check(e.event_type(), &e.source) {
+        return Some(Refused {
+            forbidden: true,
+            field: r.field,
+            reason: r.reason,
+        });
+    }
+    let invalid = |field: &'static str, reason: String| {
+        Some(Refused {
+            forbidden: false,
+            field,
+            reason,
+        })
+    };
+    if e.publisher.is_some() {
+        invalid(
+            PUBLISHER_ATTRIBUTE,
+            "is stamped by authtrail from your credential; leave it out".to_owned(),
+        )
+    } else if e.time > now + limits.max_future_skew {
+        invalid(
+            "time",
+            format!(
+                "is {} ahead of the server clock; at most {} is allowed",
+                about(e.time - now),
+                span(limits.max_future_skew)
+            ),
+        )
+    } else if e.time < now - limits.max_age && !grant.may_backfill() {
+        invalid(
+            "time",
+            format!(
+                "is {} old; events older than {} need a credential with the backfill scope",
+                about(now - e.time),
+                span(limits.max_age)
+            ),
+        )
+    } else {
+        None
+    }
+}
+
+/// Why an event was not admitted (see [`refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Beyond the caller's grant (403), rather than invalid now (400).
+    pub(crate) forbidden: bool,
+    pub(crate) field: &'static str,
+    pub(crate) reason: String,
+}
+
 /// Whether the holder of `grant` may append `events` at `now`. All-or-nothing, like
-/// [`decode`]: any event beyond the grant (a type or source it does not hold) refuses the
-/// request with 403 listing those; otherwise any event outside the time window, or carrying
-/// the `publisher` attribute only authtrail sets, refuses it with 400 naming the field.
+/// [`decode`]: any event beyond the grant refuses the request with 403 listing those; otherwise
+/// any other [`refusal`] refuses it with 400 naming the field.
 fn admit(
     events: &[Event],
     grant: &Grant,
     now: DateTime<Utc>,
     limits: Limits,
 ) -> Result<(), ApiError> {
-    let refusal = |index: usize, e: &Event, field: &str, reason: String| EventError {
-        index,
-        line: None,
-        field: field.to_owned(),
-        reason,
-        event_type: Some(e.event_type()),
-    };
-    let forbidden: Vec<EventError> = events
+    let refused: Vec<(usize, Refused)> = events
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| {
-            let r = grant.check(e.event_type(), &e.source).err()?;
-            Some(refusal(i, e, r.field, r.reason))
-        })
+        .filter_map(|(i, e)| Some((i, refusal(e, grant, now, limits)?)))
         .collect();
+    let listed = |forbidden: bool| -> Vec<EventError> {
+        refused
+            .iter()
+            .filter(|(_, r)| r.forbidden == forbidden)
+            .map(|(i, r)| EventError {
+                index: *i,
+                line: None,
+                field: r.field.to_owned(),
+                reason: r.reason.clone(),
+                event_type: Some(events[*i].event_type()),
+            })
+            .collect()
+    };
+    let forbidden = listed(true);
     if !forbidden.is_empty() {
         return Err(refused_events(
             &forbidden,
@@ -243,27 +309,7 @@ fn admit(
             true,
         ));
     }
-    let mut invalid = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        if e.publisher.is_some() {
-            let reason = "is stamped by authtrail from your credential; leave it out".to_owned();
-            invalid.push(refusal(i, e, PUBLISHER_ATTRIBUTE, reason));
-        } else if e.time > now + limits.max_future_skew {
-            let reason = format!(
-                "is {} ahead of the server clock; at most {} is allowed",
-                about(e.time - now),
-                span(limits.max_future_skew)
-            );
-            invalid.push(refusal(i, e, "time", reason));
-        } else if e.time < now - limits.max_age && !grant.may_backfill() {
-            let reason = format!(
-                "is {} old; events older than {} need a credential with the backfill scope",
-                about(now - e.time),
-                span(limits.max_age)
-            );
-            invalid.push(refusal(i, e, "time", reason));
-        }
-    }
+    let invalid = listed(false);
     if !invalid.is_empty() {
         return Err(refused_events(
             &invalid,
@@ -388,7 +434,7 @@ impl Intake {
         }
     }
 
-    fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
@@ -412,6 +458,15 @@ impl Intake {
         }
     }
 
+    /// What every door does to admitted events before they are appended: stamps `publisher`
+    /// and enriches them (the HTTP intake, `publish`, the simulator and the enrichment stage).
+    pub(crate) fn prepare(&self, events: &mut [Event], publisher: &str) {
+        for e in events.iter_mut() {
+            e.publisher = Some(publisher.to_owned());
+        }
+        self.enrich(events);
+    }
+
     /// Stamps `publisher` (who appends them: see [`crate::auth::Caller::publisher`]) on every
     /// event, enriches and appends them; resolves after the broker acknowledged every one, with
     /// where each landed (input order). On error some may already be appended: submitting them
@@ -423,10 +478,7 @@ impl Intake {
         publisher: &str,
     ) -> Result<Vec<Appended>, PublishError> {
         let mut events = events;
-        for e in &mut events {
-            e.publisher = Some(publisher.to_owned());
-        }
-        self.enrich(&mut events);
+        self.prepare(&mut events, publisher);
         let appended = self.publisher.publish_all(&events).await;
         match &appended {
             Ok(_) => {

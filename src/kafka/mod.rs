@@ -8,7 +8,7 @@ mod topic;
 
 pub use publisher::{Appended, PublishError, Publisher, CONTENT_TYPE};
 pub(crate) use topic::topic_partitions;
-pub use topic::{ensure_topic, TopicError};
+pub use topic::{ensure_topic, ensure_topic_retaining, TopicError};
 
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;

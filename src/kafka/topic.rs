@@ -25,19 +25,29 @@ pub enum TopicError {
 /// the broker reports it. An existing topic is left as it is (partitions are never changed:
 /// that would move users between partitions). Returns the topic's partition count.
 pub async fn ensure_topic(cfg: &KafkaConfig) -> Result<i32, TopicError> {
+    ensure_topic_retaining(cfg, None).await
+}
+
+/// Like [`ensure_topic`], creating the topic with `retention_ms` (`None`: forever) when it is
+/// missing. An existing topic keeps its settings.
+pub async fn ensure_topic_retaining(
+    cfg: &KafkaConfig,
+    retention_ms: Option<i64>,
+) -> Result<i32, TopicError> {
     // Most starts find the topic: ask the metadata first (needs no create permission).
     if let Ok(Some(partitions)) = topic_partitions(cfg).await {
         tracing::info!(topic = %cfg.topic, partitions, created = false, "topic ready");
         return Ok(partitions);
     }
     let admin: AdminClient<DefaultClientContext> = admin_config(cfg).create()?;
+    let retention = retention_ms.unwrap_or(-1).to_string();
     let topic = NewTopic::new(
         &cfg.topic,
         cfg.partitions,
         TopicReplication::Fixed(cfg.replication_factor),
     )
     // Authentication history is kept forever: the log is the system of record.
-    .set("retention.ms", "-1")
+    .set("retention.ms", &retention)
     .set("retention.bytes", "-1");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let created = match admin.create_topics([&topic], &opts).await?.pop() {

@@ -108,6 +108,9 @@ impl Projector {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Only committed records: the enrichment stage appends in transactions, and an
+            // aborted one (a crash mid-batch) must never be projected.
+            .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
             .set(
                 "fetch.wait.max.ms",

@@ -28,6 +28,9 @@ fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     .set("enable.auto.commit", "false")
     .set("enable.auto.offset.store", "false")
     .set("enable.partition.eof", "true")
+    // Only committed records, like the projector: an aborted transaction of the enrichment
+    // stage is not part of the log.
+    .set("isolation.level", "read_committed")
     .set("auto.offset.reset", "earliest");
     for (k, v) in &cfg.properties {
         c.set(k, v);
