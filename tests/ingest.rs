@@ -594,3 +594,143 @@ async fn readyz_is_ok_without_a_geoip_database_and_tells_no_details() {
     .await;
     assert_eq!(ready(&without).await, (200, json!({"status": "ok"})));
 }
+
+/// The raw-topic door: a direct publisher's event (default librdkafka partitioner, any key)
+/// is appended by the enrichment stage with its id, enriched exactly as over HTTP and stamped
+/// `kafka:<raw topic>`; invalid and API-only events go to the rejected topic naming field and
+/// reason, and never to the events topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raw_topic_appends_enriched_events_and_rejects_bad_ones_with_their_reason() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let app = spawn_app_with(|c| {
+        c.enrich.enabled = true;
+        c.enrich.raw_topic = format!("{}-raw", c.kafka.topic);
+        c.enrich.rejected_topic = format!("{}-rejected", c.kafka.topic);
+        c.enrich.group_id = format!("enrich-{suffix}");
+        c.enrich.transactional_id = format!("enrich-{suffix}");
+    })
+    .await;
+    let raw_topic = app.config.enrich.raw_topic.clone();
+    let now = chrono::Utc::now();
+    let with = |id: &str, edit: &dyn Fn(&mut Value)| {
+        let mut v = example("login.succeeded.json");
+        v["id"] = id.into();
+        v["time"] = now.to_rfc3339().into();
+        v["data"]["expires_at"] = (now + chrono::TimeDelta::hours(12)).to_rfc3339().into();
+        edit(&mut v);
+        compact(&v)
+    };
+    let (http_id, raw_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let bad_ip = uuid::Uuid::new_v4().to_string();
+    let api_only = {
+        let mut v = example("security_event.reviewed.json");
+        v["time"] = now.to_rfc3339().into();
+        v
+    };
+    // Over HTTP, for comparison.
+    let (status, _, body) = post(
+        &app,
+        Some("application/cloudevents+json"),
+        api_key(),
+        with(&http_id.to_string(), &|_| {}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Straight to the raw topic, as any librdkafka client would (consistent_random partitioner).
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.config.kafka.brokers)
+        .create()
+        .unwrap();
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (
+            with(&bad_ip, &|v| v["data"]["ip"] = "999.1.1.1".into()),
+            "data.ip",
+        ),
+        (compact(&api_only), "type"),
+        (b"{\"specversion\": \"1.0\", ".to_vec(), "(event)"),
+    ];
+    for (bytes, _) in &bad {
+        producer
+            .send(
+                FutureRecord::to(&raw_topic).key("anything").payload(bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    producer
+        .send(
+            FutureRecord::to(&raw_topic)
+                .key("anything")
+                .payload(&with(&raw_id.to_string(), &|_| {})),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    // The raw event comes after the bad ones in one raw partition: once it is appended, the
+    // rejections are committed too.
+    let stored = app.topic.read(2, READ_TIMEOUT).await;
+    let all = app.topic.read_to_end().await;
+    assert_eq!(
+        all.len(),
+        2,
+        "only the two valid events are in the events topic"
+    );
+    let by_id: HashMap<String, (Raw, Event)> = stored
+        .into_iter()
+        .map(|r| {
+            let e = parse(&r.payload).unwrap();
+            (e.id.to_string(), (r, e))
+        })
+        .collect();
+    let (raw_msg, from_raw) = &by_id[&raw_id.to_string()];
+    let (_, from_http) = &by_id[&http_id.to_string()];
+    assert_eq!(
+        from_raw.publisher.as_deref(),
+        Some(format!("kafka:{raw_topic}").as_str())
+    );
+    // Keyed by subject, in the partition the intake uses, whatever the raw partitioner did.
+    assert_eq!(raw_msg.key, from_raw.partition_key().as_bytes());
+    assert_eq!(
+        raw_msg.partition,
+        murmur2_partition(&raw_msg.key, app.topic.config.partitions)
+    );
+    // Enriched exactly as over HTTP: equal but for id and publisher.
+    let (EventData::LoginSucceeded(a), EventData::LoginSucceeded(b)) =
+        (&from_raw.data, &from_http.data)
+    else {
+        panic!("type changed")
+    };
+    assert_eq!(a, b);
+    assert_eq!(
+        a.geo.as_ref().and_then(|g| g.city.as_deref()),
+        Some("London")
+    );
+    assert_eq!(
+        a.device.as_ref().map(|d| d.device_type.as_str()),
+        Some("mobile")
+    );
+
+    let rejected = common::TestTopic {
+        config: authtrail::config::KafkaConfig {
+            topic: app.config.enrich.rejected_topic.clone(),
+            ..app.config.kafka.clone()
+        },
+    }
+    .read_to_end()
+    .await;
+    let got: Vec<authtrail::ingest::stage::Rejection> = rejected
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect();
+    assert_eq!(got.len(), bad.len(), "{got:?}");
+    for (r, (bytes, field)) in got.iter().zip(&bad) {
+        assert_eq!(&r.field, field, "{r:?}");
+        assert!(!r.reason.is_empty());
+        assert_eq!(r.topic, raw_topic);
+        assert_eq!(r.value.as_deref().map(str::as_bytes), Some(&bytes[..]));
+    }
+    assert_eq!(got[0].id.as_deref(), Some(bad_ip.as_str()));
+}

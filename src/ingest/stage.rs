@@ -274,7 +274,12 @@ impl Stage {
                 self.settings.session_timeout_ms.to_string(),
             )
             .set("enable.partition.eof", "false");
-        if let Some(id) = self.settings.instance_id.as_deref().filter(|i| !i.is_empty()) {
+        if let Some(id) = self
+            .settings
+            .instance_id
+            .as_deref()
+            .filter(|i| !i.is_empty())
+        {
             c.set("group.instance.id", id);
         }
         let consumer: RawConsumer = c.create_with_context(GroupContext::default())?;
@@ -285,10 +290,11 @@ impl Stage {
     fn producer(&self) -> Result<BaseProducer, StageError> {
         let mut c = crate::kafka::producer_config(&self.kafka);
         if self.settings.exactly_once {
-            c.set("transactional.id", self.settings.transactional_id()).set(
-                "transaction.timeout.ms",
-                self.settings.transaction_timeout_ms.to_string(),
-            );
+            c.set("transactional.id", self.settings.transactional_id())
+                .set(
+                    "transaction.timeout.ms",
+                    self.settings.transaction_timeout_ms.to_string(),
+                );
             let delivery: u64 = c
                 .get("message.timeout.ms")
                 .and_then(|v| v.parse().ok())

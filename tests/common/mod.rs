@@ -93,19 +93,7 @@ impl TestTopic {
                     config.topic
                 );
                 match c.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => out.push(Raw {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().unwrap_or_default().to_vec(),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        timestamp: m.timestamp().to_millis(),
-                        content_type: m.headers().and_then(|h| {
-                            h.iter()
-                                .find(|h| h.key == "content-type")
-                                .and_then(|h| h.value)
-                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                        }),
-                    }),
+                    Some(Ok(m)) => out.push(raw(&m)),
                     Some(Err(e)) => panic!("consumer error: {e}"),
                     None => {}
                 }
@@ -114,6 +102,62 @@ impl TestTopic {
         })
         .await
         .unwrap()
+    }
+
+    /// Every committed message of every partition, read from the beginning to the last stable
+    /// offset (read committed: aborted transactions are skipped).
+    pub async fn read_to_end(&self) -> Vec<Raw> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = consumer_config(&config)
+                .set("enable.partition.eof", "true")
+                .set("isolation.level", "read_committed")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..config.partitions {
+                tpl.add_partition_offset(&config.topic, p, Offset::Beginning)
+                    .unwrap();
+            }
+            c.assign(&tpl).unwrap();
+            let mut open: std::collections::BTreeSet<i32> = (0..config.partitions).collect();
+            let mut out = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !open.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "reading {} to its end took over 120 s",
+                    config.topic
+                );
+                match c.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => out.push(raw(&m)),
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                        open.remove(&p);
+                    }
+                    Some(Err(e)) => panic!("consumer error: {e}"),
+                    None => {}
+                }
+            }
+            out
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn raw(m: &rdkafka::message::BorrowedMessage<'_>) -> Raw {
+    Raw {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().unwrap_or_default().to_vec(),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        timestamp: m.timestamp().to_millis(),
+        content_type: m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "content-type")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        }),
     }
 }
 

@@ -12,9 +12,8 @@ use authtrail::ingest::stage::Rejection;
 use authtrail_events::Event;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -95,50 +94,14 @@ async fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> 
     .unwrap()
 }
 
-/// Every committed message of `topic` (read committed, up to the last stable offset).
-async fn read_committed(brokers: &str, topic: &str, partitions: i32) -> Vec<Vec<u8>> {
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = client(&brokers)
-            .set("group.id", format!("test-reader-{}", Uuid::new_v4().simple()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&tpl).unwrap();
-        let mut open: BTreeSet<i32> = (0..partitions).collect();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !open.is_empty() {
-            assert!(Instant::now() < deadline, "reading {topic} took too long");
-            match c.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    open.remove(&p);
-                }
-                Some(Err(e)) => panic!("consumer error: {e}"),
-                None => {}
-            }
-        }
-        out
-    })
-    .await
-    .unwrap()
-}
-
 /// The `i`-th raw message: mostly valid events, every 25th invalid in one of several ways.
 /// Returns the bytes and whether they may be appended (the types only authtrail's API appends
 /// may not).
 fn raw_message(i: usize, e: &Event) -> (Vec<u8>, bool) {
     let mut v: serde_json::Value = serde_json::from_slice(&e.to_json_bytes()).unwrap();
     if i % 25 != 7 {
-        let api_only = ["admin.action", "security_event.reviewed"].contains(&e.event_type().as_str());
+        let api_only =
+            ["admin.action", "security_event.reviewed"].contains(&e.event_type().as_str());
         return (serde_json::to_vec(&v).unwrap(), !api_only);
     }
     match (i / 25) % 4 {
@@ -232,7 +195,11 @@ backfill = true
                         Duration::from_secs(30),
                     )
                 });
-                for (result, (_, _, valid)) in futures::future::join_all(sends).await.into_iter().zip(chunk) {
+                for (result, (_, _, valid)) in futures::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .zip(chunk)
+                {
                     let d = result.map_err(|(e, _)| e).unwrap();
                     placed.insert((d.partition, d.offset), *valid);
                 }
@@ -257,7 +224,11 @@ backfill = true
             if now > before || (now >= total && publisher.is_finished()) {
                 break;
             }
-            assert!(Instant::now() < deadline, "no progress within 120 s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "no progress within 120 s; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
@@ -284,7 +255,12 @@ backfill = true
     }
     last.sigkill();
 
-    let appended = read_committed(&brokers, events_topic.name(), 6).await;
+    let appended: Vec<Vec<u8>> = events_topic
+        .read_to_end()
+        .await
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for bytes in &appended {
         let e = authtrail_events::parse(bytes).expect("the stage appends valid events");
@@ -305,10 +281,11 @@ backfill = true
     let got: BTreeSet<String> = seen.into_keys().collect();
     let missing: Vec<&String> = valid_ids.difference(&got).collect();
     if !missing.is_empty() {
-        let rejected_ids: BTreeMap<String, String> = read_committed(&brokers, rejected.name(), 2)
+        let rejected_ids: BTreeMap<String, String> = rejected
+            .read_to_end()
             .await
             .iter()
-            .map(|b| serde_json::from_slice::<Rejection>(b).unwrap())
+            .map(|m| serde_json::from_slice::<Rejection>(&m.payload).unwrap())
             .filter_map(|r| Some((r.id.clone()?, format!("{}: {}", r.field, r.reason))))
             .collect();
         panic!(
@@ -321,7 +298,12 @@ backfill = true
     }
     assert_eq!(got.len(), valid_ids.len(), "nothing else was appended");
 
-    let rejections = read_committed(&brokers, rejected.name(), 2).await;
+    let rejections: Vec<Vec<u8>> = rejected
+        .read_to_end()
+        .await
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
     let mut where_: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for bytes in &rejections {
         let r: Rejection = serde_json::from_slice(bytes).unwrap();
