@@ -10,6 +10,8 @@ mod common;
 mod alerts;
 #[path = "project/detection.rs"]
 mod detection;
+#[path = "project/transactions.rs"]
+mod transactions;
 
 use authtrail_events::Event;
 use authtrail_projections::gen::StreamGen;

@@ -545,3 +545,67 @@ fn is_fatal(e: &StageError) -> bool {
         StageError::Setup(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Scope;
+    use crate::config::IngestConfig;
+
+    fn example(name: &str) -> serde_json::Value {
+        let path = format!("{}/events/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn judged(v: &serde_json::Value, now: DateTime<Utc>) -> Verdict {
+        let grant = Grant::new(&[Scope::Publish], None, &[]).unwrap();
+        let limits = Limits::from(&IngestConfig::default());
+        judge(Some(&serde_json::to_vec(v).unwrap()), &grant, now, limits)
+    }
+
+    fn rejected_field(v: Verdict) -> String {
+        match v {
+            Verdict::Reject { field, .. } => field,
+            Verdict::Append(e) => panic!("appended {}", e.id),
+        }
+    }
+
+    #[test]
+    fn the_stage_admits_what_the_intake_admits_and_names_what_it_refuses() {
+        let v = example("login.succeeded.json");
+        let time: DateTime<Utc> = v["time"].as_str().unwrap().parse().unwrap();
+        let now = time + chrono::TimeDelta::minutes(1);
+        match judged(&v, now) {
+            Verdict::Append(e) => assert_eq!(e.id.to_string(), v["id"]),
+            other => panic!("{other:?}"),
+        }
+        let mut stamped = v.clone();
+        stamped["publisher"] = "api-key:other".into();
+        assert_eq!(rejected_field(judged(&stamped, now)), "publisher");
+        // Older than ingest.max_age without backfill, and ahead of the clock.
+        assert_eq!(
+            rejected_field(judged(&v, time + chrono::TimeDelta::days(8))),
+            "time"
+        );
+        assert_eq!(
+            rejected_field(judged(&v, time - chrono::TimeDelta::minutes(5))),
+            "time"
+        );
+        let reviewed = example("security_event.reviewed.json");
+        let t: DateTime<Utc> = reviewed["time"].as_str().unwrap().parse().unwrap();
+        assert_eq!(rejected_field(judged(&reviewed, t)), "type");
+        let mut bad = v.clone();
+        bad["data"]["ip"] = "999.1.1.1".into();
+        assert_eq!(rejected_field(judged(&bad, now)), "data.ip");
+        let grant = Grant::new(&[Scope::Publish], None, &[]).unwrap();
+        let limits = Limits::from(&IngestConfig::default());
+        assert_eq!(
+            rejected_field(judge(None, &grant, now, limits)),
+            "(message)"
+        );
+        assert_eq!(
+            rejected_field(judge(Some(b"\xff\xfe"), &grant, now, limits)),
+            "(event)"
+        );
+    }
+}

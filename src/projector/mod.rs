@@ -25,7 +25,7 @@ use crate::kafka::admin_config;
 use authtrail_projections::{Position, Rules, TopicPartition};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,12 +59,16 @@ pub fn split_lanes(batch: Vec<LogMessage>, lanes: usize) -> Vec<Vec<LogMessage>>
 #[derive(Default)]
 pub(crate) struct Context {
     assigned: std::sync::Mutex<Vec<TopicPartition>>,
+    /// Rebalances so far: a partition's delivery is continuous only within one.
+    rebalances: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -86,6 +90,13 @@ impl ConsumerContext for Context {
     }
 }
 
+/// Per partition: the epoch (seeks + rebalances) of the run and the offset after the last
+/// message delivered in it.
+#[derive(Default)]
+struct Runs {
+    next: std::collections::HashMap<i32, (u64, i64)>,
+}
+
 /// One projection worker.
 pub struct Projector {
     config: Config,
@@ -96,6 +107,16 @@ pub struct Projector {
     floors: std::sync::Mutex<BTreeMap<TopicPartition, i64>>,
     /// Per partition: the last gap sought back from.
     last_gaps: std::sync::Mutex<BTreeMap<TopicPartition, Gap>>,
+    /// Offsets librdkafka stepped over between two messages it delivered in one continuous
+    /// run (no seek, no rebalance between): per partition, `from → to` where `from..to` holds
+    /// no data (transaction markers of the enrichment stage, aborted records, compaction).
+    skipped: std::sync::Mutex<BTreeMap<i32, BTreeMap<i64, i64>>>,
+    /// Per partition: the offset after the last message this worker committed.
+    committed_next: std::sync::Mutex<BTreeMap<i32, i64>>,
+    /// Seeks so far (with the rebalances: what ends a continuous run).
+    seeks: std::sync::atomic::AtomicU64,
+    /// Gaps this worker sought back from to prove them empty.
+    gap_seeks: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What each lane keeps of the state between batches ([`lane_of`] says whose partitions).
     caches: Vec<tokio::sync::Mutex<Cache>>,
 }
@@ -145,11 +166,20 @@ impl Projector {
             consumer,
             floors: Default::default(),
             last_gaps: Default::default(),
+            skipped: Default::default(),
+            committed_next: Default::default(),
+            seeks: Default::default(),
+            gap_seeks: Default::default(),
             caches: (0..config.projector.lanes.max(1))
                 .map(|_| tokio::sync::Mutex::new(Cache::new(config.projector.state_cache_sessions)))
                 .collect(),
             config,
         })
+    }
+
+    /// How many gaps the worker sought back from (to prove offsets empty), shared.
+    pub fn gap_seeks(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.gap_seeks.clone()
     }
 
     /// Consumes until `shutdown` resolves; the batch in hand is applied before returning.
@@ -162,6 +192,7 @@ impl Projector {
         let mut batch: Vec<LogMessage> = Vec::with_capacity(max);
         let mut deadline: Option<Instant> = None;
         let mut stopping = false;
+        let mut runs = Runs::default();
         loop {
             let timeout = deadline.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(Instant::now())
@@ -171,13 +202,17 @@ impl Projector {
                 _ = &mut shutdown, if !stopping => { stopping = true; }
                 r = tokio::time::timeout(timeout, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => {
+                        self.delivered(&mut runs, &m);
                         batch.push(LogMessage::from(&m));
                         // Then whatever librdkafka already holds, without waiting: under a
                         // backlog the batch fills at once; at a steady rate it is what arrived
                         // while the previous batch was being applied (group commit).
                         while batch.len() < max {
                             match self.consumer.recv().now_or_never() {
-                                Some(Ok(m)) => batch.push(LogMessage::from(&m)),
+                                Some(Ok(m)) => {
+                                    self.delivered(&mut runs, &m);
+                                    batch.push(LogMessage::from(&m));
+                                }
                                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
                                 None => break,
                             }
@@ -239,6 +274,7 @@ impl Projector {
     /// the database's reason: the partition keeps flowing and nothing else is lost.
     async fn apply_with_retry(&self, lane: usize, batch: &[LogMessage]) {
         let mut backoff = Duration::from_millis(50);
+        self.continue_past_skips(batch);
         loop {
             let started = Instant::now();
             let floors = self.floors.lock().map(|f| f.clone()).unwrap_or_default();
@@ -315,6 +351,9 @@ impl Projector {
                 if let Ok(mut g) = self.last_gaps.lock() {
                     g.insert(tp.clone(), gap.clone());
                 }
+                self.gap_seeks
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                metrics::counter!("authtrail_projector_gap_seeks_total").increment(1);
                 self.seek(&tp.at(*expected));
                 false
             }
@@ -399,6 +438,11 @@ impl Projector {
                 "batch applied"
             );
         }
+        if let Ok(mut c) = self.committed_next.lock() {
+            for next in &outcome.advanced {
+                c.insert(next.partition, next.offset);
+            }
+        }
         // Kafka's committed offsets follow the checkpoints, for lag monitoring.
         let mut tpl = TopicPartitionList::new();
         for next in &outcome.advanced {
@@ -409,6 +453,63 @@ impl Projector {
             if let Err(e) = self.consumer.store_offsets(&tpl) {
                 tracing::debug!(error = %e, "storing offsets (partition probably revoked)");
             }
+        }
+    }
+
+    /// Notes a delivered message: when librdkafka stepped over offsets since the previous
+    /// message of its partition within one continuous run, those offsets hold no data.
+    fn delivered<M: Message>(&self, runs: &mut Runs, m: &M) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let epoch = self.seeks.load(SeqCst) + self.consumer.context().rebalances.load(SeqCst);
+        let (partition, offset) = (m.partition(), m.offset());
+        if let Some(&(e, next)) = runs.next.get(&partition) {
+            if e == epoch && offset > next {
+                if let Ok(mut s) = self.skipped.lock() {
+                    let per = s.entry(partition).or_default();
+                    per.insert(next, offset);
+                    // Only the latest ones can still be needed.
+                    while per.len() > 256 {
+                        per.pop_first();
+                    }
+                }
+            }
+        }
+        runs.next.insert(partition, (epoch, offset + 1));
+    }
+
+    /// Before a lane's batch: a partition whose batch starts just past offsets that hold no
+    /// data, right after what this worker last committed, continues there (a floor), instead of
+    /// reporting a gap and seeking back to prove the offsets empty. Safe because the checkpoint
+    /// is at least what this worker committed, and the skipped offsets were seen to be empty.
+    fn continue_past_skips(&self, batch: &[LogMessage]) {
+        let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in batch {
+            let o = first
+                .entry((m.topic.as_str(), m.partition))
+                .or_insert(m.offset);
+            *o = (*o).min(m.offset);
+        }
+        let (Ok(committed), Ok(mut skipped), Ok(mut floors)) = (
+            self.committed_next.lock(),
+            self.skipped.lock(),
+            self.floors.lock(),
+        ) else {
+            return;
+        };
+        for ((topic, partition), first) in first {
+            let Some(&done) = committed.get(&partition) else {
+                continue;
+            };
+            let Some(per) = skipped.get_mut(&partition) else {
+                continue;
+            };
+            if per.get(&done) == Some(&first) {
+                let tp = TopicPartition::new(topic, partition);
+                let floor = floors.entry(tp).or_insert(first);
+                *floor = (*floor).max(first);
+            }
+            // Skips before what is committed are behind us.
+            per.retain(|from, _| *from >= done);
         }
     }
 
@@ -452,6 +553,7 @@ impl Projector {
             offset,
         } = to;
         tracing::debug!(%topic, partition, offset, "seeking to checkpoint");
+        self.seeks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.consumer.seek(
             topic,
             *partition,
