@@ -49,6 +49,7 @@ pub struct Application {
     projector: Option<Projector>,
     dispatcher: Option<Dispatcher>,
     stage: Option<Stage>,
+    sealer: Option<crate::seal::worker::Sealer>,
 }
 
 impl Application {
@@ -78,7 +79,7 @@ impl Application {
         if config.enrich.enabled {
             Stage::ensure_topics(&config).await?;
         }
-        let pool = if config.api.enabled || config.projector.enabled {
+        let pool = if config.api.enabled || config.projector.enabled || config.seal.enabled {
             crate::db::migrate(&config.database)
                 .await
                 .context("migrating the database")?
@@ -124,6 +125,17 @@ impl Application {
         } else {
             None
         };
+        let sealer = if config.seal.enabled {
+            let key = crate::seal::worker::signing_key(&config)?;
+            crate::seal::worker::Sealer::ensure_topic(&config).await?;
+            Some(crate::seal::worker::Sealer::new(
+                &config,
+                pool.clone(),
+                key,
+            )?)
+        } else {
+            None
+        };
         let enrichment = if intake.enricher().geoip().databases().is_empty() {
             Enrichment::NoGeoip
         } else {
@@ -146,6 +158,7 @@ impl Application {
             projector,
             dispatcher,
             stage,
+            sealer,
         })
     }
 
@@ -197,6 +210,9 @@ impl Application {
             .map(|d| tokio::spawn(d.run(crate::signal::stopped(rx.clone()))));
         let stage = self
             .stage
+            .map(|s| tokio::spawn(s.run(crate::signal::stopped(rx.clone()))));
+        let sealer = self
+            .sealer
             .map(|s| tokio::spawn(s.run(crate::signal::stopped(rx))));
         server::run(self.router, self.listener, server_stop).await?;
         if let Some(p) = projector {
@@ -208,6 +224,10 @@ impl Application {
         }
         // Stopped, it commits or aborts the batch in hand and leaves its group.
         if let Some(s) = stage {
+            s.await??;
+        }
+        // Stopped, it seals what it holds.
+        if let Some(s) = sealer {
             s.await??;
         }
         Ok(())

@@ -61,6 +61,9 @@ enum Command {
     /// `enrich.raw_topic`, append it to the events topic (or `enrich.rejected_topic`, with
     /// field and reason) exactly once, until stopped.
     Enrich,
+    /// Re-read the log and check it against the seal checkpoints: names the first record that
+    /// differs, and forged, unsigned or missing checkpoints. Exit 1 when anything is wrong.
+    Verify(crate::seal::verify::VerifyArgs),
     /// Check NDJSON events against the contract without appending them: each valid line is
     /// printed as the canonical event authtrail would store (stdout); each invalid one is
     /// reported by line, field and reason (stderr), and the exit code is 1. For publishers'
@@ -110,6 +113,14 @@ struct TokenArgs {
 /// Parses the command line and runs the command.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Checking events needs no configuration (and must not fail on an unrelated AUTHTRAIL_*
+    // variable of a publisher's environment).
+    if let Command::Validate { file } = &cli.command {
+        return validate(file.as_deref()).unwrap_or_else(|e| {
+            eprintln!("authtrail: {e:#}");
+            ExitCode::from(2)
+        });
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -175,6 +186,32 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => validate(file.as_deref()),
+        Command::Verify(args) => {
+            let pool = db::migrate(&config.database)
+                .await
+                .context("migrating the database")?;
+            let report = crate::seal::verify::verify(&config, &pool, &args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.problems {
+                    println!("FAIL {p}");
+                }
+                println!(
+                    "{}: {} records verified against {} checkpoints, {} after the last checkpoint (unsealed), {} problem(s)",
+                    if report.ok() { "ok" } else { "TAMPERED" },
+                    report.verified,
+                    report.checkpoints,
+                    report.unsealed,
+                    report.problems.len()
+                );
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Cleanup => {
             let pool = db::migrate(&config.database)
                 .await

@@ -27,6 +27,7 @@ pub struct Config {
     pub web: WebConfig,
     pub alerts: AlertsConfig,
     pub enrich: EnrichConfig,
+    pub seal: SealConfig,
 }
 
 /// `Debug` masks credential-like `properties` (see [`is_credential_property`]).
@@ -836,6 +837,65 @@ impl EnrichConfig {
     }
 }
 
+/// `[seal]`: tamper evidence (`src/seal/`). The seal worker (in `serve`) keeps a SHA-256 chain
+/// per partition of the events topic and writes signed checkpoints to PostgreSQL and `topic`;
+/// `authtrail verify` checks the log against them. See docs/sealing.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealConfig {
+    /// Run the seal worker inside `authtrail serve` (one per deployment).
+    pub enabled: bool,
+    /// Where checkpoints are published too (JSON, key `<topic>/<partition>`).
+    pub topic: String,
+    /// A checkpoint every this many records of a partition ...
+    pub every_records: usize,
+    /// ... or this long after its first unsealed record, whichever comes first.
+    pub every_secs: u64,
+    /// The id of `signing_key`, recorded in every checkpoint it signs.
+    pub key_id: String,
+    /// Ed25519 private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519`); refused when
+    /// readable by others.
+    pub signing_key: Option<PathBuf>,
+    /// Public keys (SPKI PEM files) by key id, to verify checkpoints of earlier keys.
+    pub public_keys: BTreeMap<String, PathBuf>,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            enabled: false,
+            topic: "authtrail.seals".into(),
+            every_records: 1000,
+            every_secs: 10,
+            key_id: "seal-1".into(),
+            signing_key: None,
+            public_keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl SealConfig {
+    fn check(&self, events_topic: &str) -> Result<(), ConfigError> {
+        if !valid_topic(&self.topic) || self.topic == events_topic {
+            return Err(ConfigError(format!(
+                "seal.topic {:?} must be a valid topic name other than kafka.topic",
+                self.topic
+            )));
+        }
+        if self.every_records == 0 || self.every_secs == 0 {
+            return Err(ConfigError(
+                "seal.every_records and seal.every_secs must be positive".into(),
+            ));
+        }
+        if self.enabled && self.signing_key.is_none() {
+            return Err(ConfigError(
+                "seal.enabled needs seal.signing_key (an Ed25519 PKCS#8 PEM file)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A response the policy takes for an alert (`alerts.policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1240,6 +1300,7 @@ impl Config {
             ));
         }
         self.enrich.check(&k.topic)?;
+        self.seal.check(&k.topic)?;
         Ok(())
     }
 
@@ -1275,6 +1336,7 @@ fn env_provider() -> Env {
                 "web",
                 "alerts",
                 "enrich",
+                "seal",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })

@@ -26,6 +26,8 @@
 //!   which the API's admin time-travel route also answers).
 //! - `web`: serves the dashboard built from `web/` (user sessions and history, admin security
 //!   monitoring) under `/ui/`; it talks only to the public query API.
+//! - [`seal`]: tamper evidence — a hash chain per partition, signed checkpoints (inside
+//!   `serve`), and `authtrail verify`.
 //! - [`app`]: the composition root, [`app::Application::build`], used by `serve`, the tests and
 //!   the benchmarks.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
@@ -50,6 +52,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod projector;
 pub mod replay;
+pub mod seal;
 pub mod server;
 mod signal;
 pub mod simulate;

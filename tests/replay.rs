@@ -4,6 +4,8 @@
 //! instants through the CLI and the admin API.
 
 mod common;
+#[path = "replay/seals.rs"]
+mod seals;
 
 use authtrail::config::Config;
 use authtrail::projector::Projector;

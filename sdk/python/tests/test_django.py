@@ -256,10 +256,10 @@ def test_middleware_grace_period_and_failing_open_or_closed() -> None:
         post_login(client, user.username, PASSWORD)
         assert client.get("/whoami").json()["authenticated"] is True
         assert intro.asked == []  # within the grace period nobody is asked
+    with override_settings(**middleware_settings(intro, FAIL_OPEN=True)):
+        assert client.get("/whoami").json()["authenticated"] is True  # fail open, when asked to
     with override_settings(**middleware_settings(intro)):
-        assert client.get("/whoami").json()["authenticated"] is True  # fail open
-    with override_settings(**middleware_settings(intro, FAIL_OPEN=False)):
-        assert client.get("/whoami").json()["authenticated"] is False
+        assert client.get("/whoami").json()["authenticated"] is False  # fail closed by default
 
 
 @pytest.mark.parametrize("value", [

@@ -17,7 +17,7 @@
         "LOOKUP_FAILED_USERS": True,             # login.failed: look the identifier's user up
         "RAISE_ERRORS": False,                   # False: log publishing errors, never fail a login
         "INTROSPECTION": {"URL": "...", "API_KEY": "...", "CACHE_SECONDS": 5, "TIMEOUT": 2},
-        "ACTIVE_SESSION": {"GRACE_SECONDS": 30, "FAIL_OPEN": True, "ON_INACTIVE": "logout"},
+        "ACTIVE_SESSION": {"GRACE_SECONDS": 30, "FAIL_OPEN": False, "ON_INACTIVE": "logout"},
     }
 
 The publisher and introspector are built once and rebuilt when the setting changes
@@ -65,7 +65,7 @@ DEFAULTS: Dict[str, Any] = {
 
 ACTIVE_SESSION_DEFAULTS: Dict[str, Any] = {
     "GRACE_SECONDS": 30.0,
-    "FAIL_OPEN": True,
+    "FAIL_OPEN": False,
     "ON_INACTIVE": "logout",
 }
 

@@ -12,8 +12,8 @@ and configure ``AUTHTRAIL["INTROSPECTION"]`` (URL, API key with scope ``introspe
 
 - ``GRACE_SECONDS`` (30): authtrail projects events asynchronously, so a session announced at
   login is not active there for a moment; within this many seconds of the login it is not asked.
-- ``FAIL_OPEN`` (True): when authtrail cannot be asked, let the request through (logged); with
-  False, treat the session as inactive.
+- ``FAIL_OPEN`` (False): when authtrail cannot be asked, treat the session as inactive (fail
+  closed, like the Node middleware); with True, let the request through (logged).
 - ``ON_INACTIVE`` (``"logout"``): log the user out and go on anonymously (``login_required``
   views redirect to the login page); ``"refuse"``: log out and answer 401 with a problem body.
 
