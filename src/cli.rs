@@ -187,9 +187,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { file } => validate(file.as_deref()),
         Command::Verify(args) => {
-            let pool = db::migrate(&config.database)
+            // Read only: the database under audit is never migrated or written by verify.
+            let pool = db::pool_options(2, Duration::from_secs(10))
+                .connect(&config.database.url)
                 .await
-                .context("migrating the database")?;
+                .context("connecting to the database")?;
             let report = crate::seal::verify::verify(&config, &pool, &args).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

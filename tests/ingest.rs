@@ -731,6 +731,7 @@ async fn the_raw_topic_appends_enriched_events_and_rejects_bad_ones_with_their_r
         assert!(!r.reason.is_empty());
         assert_eq!(r.topic, raw_topic);
         assert_eq!(r.value.as_deref().map(str::as_bytes), Some(&bytes[..]));
+        assert_eq!(r.size, bytes.len());
     }
     assert_eq!(got[0].id.as_deref(), Some(bad_ip.as_str()));
 }

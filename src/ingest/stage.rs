@@ -30,6 +30,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,12 +57,18 @@ pub struct Rejection {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// The raw message's value as sent: UTF-8 text in `value`, anything else base64 in
-    /// `value_base64`, so it can be fixed and sent again.
+    /// The raw message's value as sent (at most 64 KiB): UTF-8 text in `value`, anything else
+    /// base64 in `value_base64`, so it can be fixed and sent again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
+    /// The raw value's size in bytes; a value over 64 KiB is not copied.
+    #[serde(default)]
+    pub size: usize,
+    /// The raw value's SHA-256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// What becomes of one raw message.
@@ -107,12 +114,15 @@ fn rejection(m: &OwnedMessage, field: String, reason: String) -> Rejection {
         .and_then(|p| p.id)
         .and_then(|v| v.as_str().map(str::to_owned))
         .filter(|s| s.len() <= authtrail_events::data::MAX_ID_LEN);
-    let (value, value_base64) = match payload.map(std::str::from_utf8) {
+    // A value larger than any valid event is not copied (a rejection must fit in a message):
+    // its size and SHA-256 identify it in the raw topic.
+    let kept = payload.filter(|b| b.len() <= authtrail_events::MAX_EVENT_BYTES);
+    let (value, value_base64) = match kept.map(std::str::from_utf8) {
         None => (None, None),
         Some(Ok(text)) => (Some(text.to_owned()), None),
         Some(Err(_)) => (
             None,
-            payload.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+            kept.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
         ),
     };
     Rejection {
@@ -124,6 +134,8 @@ fn rejection(m: &OwnedMessage, field: String, reason: String) -> Rejection {
         offset: m.offset(),
         value,
         value_base64,
+        size: payload.map_or(0, <[u8]>::len),
+        sha256: payload.map(|b| hex::encode(sha2::Sha256::digest(b))),
     }
 }
 
@@ -152,6 +164,35 @@ impl ConsumerContext for GroupContext {
 }
 
 type RawConsumer = BaseConsumer<GroupContext>;
+
+/// What [`Stage::gather`] got.
+enum Gathered {
+    Nothing,
+    Batch(Vec<OwnedMessage>),
+    /// Gathered across a rebalance: to be read again.
+    Rebalanced(Vec<OwnedMessage>),
+}
+
+/// Counts records the broker did not take: a flush returns once nothing is queued, delivered
+/// or not, so the at-least-once path checks this before committing offsets.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(error = %e, "enrich: a record was not delivered");
+        }
+    }
+}
+
+type OutProducer = BaseProducer<Deliveries>;
 
 #[derive(Debug, thiserror::Error)]
 enum StageError {
@@ -287,7 +328,7 @@ impl Stage {
         Ok(consumer)
     }
 
-    fn producer(&self) -> Result<BaseProducer, StageError> {
+    fn producer(&self) -> Result<OutProducer, StageError> {
         let mut c = crate::kafka::producer_config(&self.kafka);
         if self.settings.exactly_once {
             c.set("transactional.id", self.settings.transactional_id())
@@ -307,7 +348,7 @@ impl Stage {
                 );
             }
         }
-        let producer: BaseProducer = c.create()?;
+        let producer: OutProducer = c.create_with_context(Deliveries::default())?;
         if self.settings.exactly_once {
             // Fences an earlier instance with this transactional id and aborts its open
             // transaction, so what it had in flight is never seen by read-committed consumers.
@@ -328,8 +369,18 @@ impl Stage {
             "enrichment stage running"
         );
         while !stopping.load(Ordering::SeqCst) {
-            let Some(batch) = self.gather(&consumer, stopping) else {
-                continue;
+            let batch = match self.gather(&consumer, stopping) {
+                Gathered::Batch(b) => b,
+                Gathered::Nothing => continue,
+                Gathered::Rebalanced(b) => {
+                    // Read again from where it started (an eager rebalance restarts every
+                    // partition from its committed offset anyway; this also holds under another
+                    // protocol an operator configured).
+                    if let Err(e) = rewind(&consumer, &b) {
+                        tracing::debug!(error = %e, "enrich: rewinding after a rebalance");
+                    }
+                    continue;
+                }
             };
             if let Err(e) = self.forward(&consumer, &producer, &batch) {
                 if self.settings.exactly_once {
@@ -354,7 +405,7 @@ impl Stage {
     /// most `batch_max_wait_ms` after the first message. `None` when there is nothing, or when
     /// a rebalance happened meanwhile (the partitions start again from their committed
     /// offsets, so what was gathered would come twice).
-    fn gather(&self, consumer: &RawConsumer, stopping: &AtomicBool) -> Option<Vec<OwnedMessage>> {
+    fn gather(&self, consumer: &RawConsumer, stopping: &AtomicBool) -> Gathered {
         let generation = consumer.context().rebalances.load(Ordering::SeqCst);
         let mut batch: Vec<OwnedMessage> = Vec::new();
         let mut deadline: Option<Instant> = None;
@@ -374,7 +425,7 @@ impl Stage {
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "enrich: consumer error");
                     if batch.is_empty() {
-                        return None;
+                        return Gathered::Nothing;
                     }
                     break;
                 }
@@ -382,7 +433,7 @@ impl Stage {
                     if stopping.load(Ordering::SeqCst)
                         || consumer.context().rebalances.load(Ordering::SeqCst) != generation
                     {
-                        return None;
+                        return Gathered::Nothing;
                     }
                 }
                 None => break,
@@ -396,9 +447,13 @@ impl Stage {
                 messages = batch.len(),
                 "enrich: rebalance while gathering; the batch is read again"
             );
-            return None;
+            return Gathered::Rebalanced(batch);
         }
-        (!batch.is_empty()).then_some(batch)
+        if batch.is_empty() {
+            Gathered::Nothing
+        } else {
+            Gathered::Batch(batch)
+        }
     }
 
     /// Judges and prepares `batch`, appends its output and commits its raw offsets: in one
@@ -406,10 +461,11 @@ impl Stage {
     fn forward(
         &self,
         consumer: &RawConsumer,
-        producer: &BaseProducer,
+        producer: &OutProducer,
         batch: &[OwnedMessage],
     ) -> Result<(), StageError> {
         let now = Utc::now();
+        let failed_before = producer.context().failed.load(Ordering::SeqCst);
         let limits = self.intake.limits();
         let mut events: Vec<Event> = Vec::new();
         let mut rejected: Vec<(Rejection, &OwnedMessage)> = Vec::new();
@@ -455,6 +511,11 @@ impl Stage {
             producer.commit_transaction(TXN_CALL_TIMEOUT)?;
         } else {
             producer.flush(TXN_CALL_TIMEOUT)?;
+            if producer.context().failed.load(Ordering::SeqCst) != failed_before {
+                return Err(StageError::Setup(
+                    "records of the batch were not delivered; it is read again".into(),
+                ));
+            }
             consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)?;
         }
         metrics::counter!("authtrail_enrich_events_total", "outcome" => "appended")
@@ -477,7 +538,7 @@ impl Stage {
 
 /// Queues one record, waiting for room when the producer's queue is full.
 fn send(
-    producer: &BaseProducer,
+    producer: &OutProducer,
     topic: &str,
     key: &[u8],
     value: &[u8],
@@ -568,6 +629,35 @@ mod tests {
             Verdict::Reject { field, .. } => field,
             Verdict::Append(e) => panic!("appended {}", e.id),
         }
+    }
+
+    #[test]
+    fn a_rejection_copies_at_most_an_events_worth_of_the_value() {
+        let message = |value: Vec<u8>| {
+            OwnedMessage::new(
+                Some(value),
+                Some(b"k".to_vec()),
+                "raw".into(),
+                rdkafka::Timestamp::NotAvailable,
+                1,
+                7,
+                None,
+            )
+        };
+        let small = rejection(&message(b"{\"id\":\"x\"}".to_vec()), "f".into(), "r".into());
+        assert_eq!(small.value.as_deref(), Some("{\"id\":\"x\"}"));
+        assert_eq!((small.id.as_deref(), small.size), (Some("x"), 10));
+        let huge = vec![b'a'; authtrail_events::MAX_EVENT_BYTES + 1];
+        let r = rejection(&message(huge.clone()), "(event)".into(), "too large".into());
+        assert_eq!(
+            (&r.value, &r.value_base64, r.size),
+            (&None, &None, huge.len())
+        );
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some(hex::encode(sha2::Sha256::digest(&huge)).as_str())
+        );
+        assert!(serde_json::to_vec(&r).unwrap().len() < 1024);
     }
 
     #[test]

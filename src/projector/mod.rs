@@ -213,13 +213,20 @@ impl Projector {
                                     self.delivered(&mut runs, &m);
                                     batch.push(LogMessage::from(&m));
                                 }
-                                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                                Some(Err(e)) => {
+                                    // librdkafka may skip what it cannot read: not a run.
+                                    self.seeks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                                }
                                 None => break,
                             }
                         }
                         deadline.get_or_insert_with(|| Instant::now() + wait);
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                    Ok(Err(e)) => {
+                        self.seeks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                    }
                     Err(_) => {}
                 },
             }
@@ -275,7 +282,12 @@ impl Projector {
     async fn apply_with_retry(&self, lane: usize, batch: &[LogMessage]) {
         let mut backoff = Duration::from_millis(50);
         self.continue_past_skips(batch);
+        // What is still to apply: after a gap was sought back from, that partition's messages
+        // come again from the consumer, so they leave this batch (applied again here, its gap
+        // would look "seen again" without the offsets ever having been read after the seek).
+        let mut held: Option<Vec<LogMessage>> = None;
         loop {
+            let batch: &[LogMessage] = held.as_deref().unwrap_or(batch);
             let started = Instant::now();
             let floors = self.floors.lock().map(|f| f.clone()).unwrap_or_default();
             let result = match self.apply_once(lane, batch, &floors).await {
@@ -297,13 +309,29 @@ impl Projector {
                 Ok(outcome) => {
                     self.after_commit(&outcome, started);
                     let mut floors_moved = false;
+                    let mut sought: Vec<(String, i32)> = Vec::new();
                     for gap in &outcome.gaps {
-                        floors_moved |= self.resolve_gap(gap).await;
+                        if self.resolve_gap(gap).await {
+                            floors_moved = true;
+                        } else {
+                            sought.push((gap.topic.clone(), gap.partition));
+                        }
                     }
                     if !floors_moved {
                         return;
                     }
                     // Apply what the accepted gaps held back; the rest is below its checkpoint.
+                    held = Some(
+                        batch
+                            .iter()
+                            .filter(|m| {
+                                !sought
+                                    .iter()
+                                    .any(|(t, p)| *t == m.topic && *p == m.partition)
+                            })
+                            .cloned()
+                            .collect(),
+                    );
                 }
                 Err(e) => {
                     metrics::counter!("authtrail_projector_retries_total").increment(1);

@@ -72,6 +72,14 @@ pub enum Problem {
         last_offset: i64,
         reason: String,
     },
+    /// `count` records from `offset` on are older than a seal takes (`seal.every_secs` and five
+    /// minutes) yet no checkpoint covers them: the sealer stopped, or its newest checkpoints
+    /// were removed.
+    UnsealedRecords {
+        partition: i32,
+        offset: i64,
+        count: u64,
+    },
     /// A checkpoint without a signature. Its records are not compared.
     CheckpointUnsigned {
         partition: i32,
@@ -94,6 +102,7 @@ impl std::fmt::Display for Problem {
             Problem::RecordDiffers { partition, offset, sealed_offset } => write!(f, "partition {partition} offset {offset}: the record is not the sealed one (expected the record sealed at offset {sealed_offset})"),
             Problem::RecordsMissing { partition, offset } => write!(f, "partition {partition}: the log ends before the sealed record at offset {offset}"),
             Problem::CheckpointForged { partition, first_offset, last_offset, reason } => write!(f, "partition {partition}: checkpoint of offsets {first_offset}..={last_offset} is forged: {reason}"),
+            Problem::UnsealedRecords { partition, offset, count } => write!(f, "partition {partition}: {count} records from offset {offset} on are older than a seal takes but not sealed"),
             Problem::CheckpointUnsigned { partition, first_offset, last_offset } => write!(f, "partition {partition}: checkpoint of offsets {first_offset}..={last_offset} is unsigned"),
             Problem::CheckpointsMissing { partition, after_offset, before_offset } => write!(f, "partition {partition}: checkpoints missing between offsets {after_offset} and {before_offset}"),
         }
@@ -201,17 +210,23 @@ fn plan(
     (expect, prev_last)
 }
 
-/// Compares the log's records (offset, digest, in order, within the range) with what the
-/// checkpoints expect in that range. Stops at the first record that differs.
+/// One record read: offset, digest, broker timestamp (ms).
+type Read = (i64, Hash, i64);
+
+/// Compares the log's records (in order, within the range) with what the checkpoints expect in
+/// that range. Stops at the first record that differs. Unsealed records with a timestamp before
+/// `stale_before` (ms) are a problem.
 fn compare(
     partition: i32,
     expect: &[Expect],
     last_sealed: i64,
-    log: &[(i64, Hash)],
+    log: &[Read],
+    stale_before: i64,
     report: &mut Report,
 ) {
     let mut i = 0;
-    for &(offset, d) in log {
+    let mut stale: Option<(i64, u64)> = None;
+    for &(offset, d, ts) in log {
         while let Some(Expect::Hole(_, b)) = expect.get(i) {
             if offset > *b {
                 i += 1;
@@ -229,6 +244,14 @@ fn compare(
                 });
                 return;
             }
+            // The log has no record where one was sealed: removed from the log itself.
+            Some(Expect::Record(o, _)) if offset > *o => {
+                report.problems.push(Problem::RecordsMissing {
+                    partition,
+                    offset: *o,
+                });
+                return;
+            }
             Some(Expect::Record(o, h)) => {
                 if offset == *o && d == *h {
                     report.verified += 1;
@@ -242,7 +265,13 @@ fn compare(
                     return;
                 }
             }
-            None if offset > last_sealed => report.unsealed += 1,
+            None if offset > last_sealed => {
+                report.unsealed += 1;
+                if ts >= 0 && ts < stale_before {
+                    let s = stale.get_or_insert((offset, 0));
+                    s.1 += 1;
+                }
+            }
             None => {
                 report.problems.push(Problem::RecordDiffers {
                     partition,
@@ -260,6 +289,13 @@ fn compare(
         report.problems.push(Problem::RecordsMissing {
             partition,
             offset: o,
+        });
+    }
+    if let Some((offset, count)) = stale {
+        report.problems.push(Problem::UnsealedRecords {
+            partition,
+            offset,
+            count,
         });
     }
 }
@@ -295,7 +331,17 @@ pub async fn verify(config: &Config, pool: &PgPool, args: &VerifyArgs) -> anyhow
         .await?
         .with_context(|| format!("topic {topic} does not exist"))?;
     let partitions: Vec<i32> = if args.partitions.is_empty() {
-        (0..count).collect()
+        // Every partition of the topic, and every partition that was sealed (a topic made
+        // again with fewer partitions lost the others).
+        let sealed: Vec<i32> =
+            sqlx::query_scalar("SELECT partition FROM seal_heads WHERE topic = $1")
+                .bind(&sealed_as)
+                .fetch_all(pool)
+                .await?;
+        let mut all: Vec<i32> = (0..count).chain(sealed).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     } else {
         args.partitions.clone()
     };
@@ -334,39 +380,60 @@ pub async fn verify(config: &Config, pool: &PgPool, args: &VerifyArgs) -> anyhow
         );
         plans.push((p, expect, last_sealed));
     }
-    let ranges = ranges(&kafka, &partitions, args).await?;
-    bar.set_length(ranges.values().map(|(a, b)| (b - a).max(0) as u64).sum());
+    let ranges = ranges(&kafka, &partitions, count, args).await?;
+    bar.set_length(
+        ranges
+            .values()
+            .map(|r| (r.read_to - r.read_from).max(0) as u64)
+            .sum(),
+    );
+    // Unsealed records older than a seal takes (and a margin) mean missing seals.
+    let stale_before =
+        chrono::Utc::now().timestamp_millis() - (config.seal.every_secs as i64 + 300) * 1000;
     for (p, expect, last_sealed) in plans {
-        let (from, to) = ranges[&p];
-        let log = read(&kafka, p, from, to, &bar).await?;
+        let r = ranges[&p];
+        let log = read(&kafka, p, r.read_from, r.read_to, &bar).await?;
+        // What was asked for, not what the log still holds: sealed records the log lost are
+        // found missing.
         let in_range: Vec<Expect> = expect
             .into_iter()
             .filter_map(|e| match e {
-                Expect::Record(o, _) if o < from || o >= to => None,
-                Expect::Hole(a, b) if b < from || a >= to => None,
+                Expect::Record(o, _) if o < r.from || o >= r.to => None,
+                Expect::Hole(a, b) if b < r.from || a >= r.to => None,
                 other => Some(other),
             })
             .collect();
-        compare(p, &in_range, last_sealed, &log, &mut report);
+        compare(p, &in_range, last_sealed, &log, stale_before, &mut report);
     }
     bar.finish_and_clear();
     Ok(report)
 }
 
-/// Per partition, the offsets `[from, to)` to read.
+/// Per partition: the offsets asked for (`[from, to)`, unbounded by default) and the part of
+/// them the log holds (`[read_from, read_to)`).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: i64,
+    to: i64,
+    read_from: i64,
+    read_to: i64,
+}
+
 async fn ranges(
     kafka: &crate::config::KafkaConfig,
     partitions: &[i32],
+    count: i32,
     args: &VerifyArgs,
-) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+) -> anyhow::Result<BTreeMap<i32, Range>> {
     let kafka = kafka.clone();
     let partitions = partitions.to_vec();
     let args = args.clone();
     tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = reader_config(&kafka).create()?;
+        let existing: Vec<i32> = partitions.iter().copied().filter(|p| *p < count).collect();
         let at = |t: DateTime<Utc>| -> anyhow::Result<BTreeMap<i32, i64>> {
             let mut tpl = TopicPartitionList::new();
-            for &p in &partitions {
+            for &p in &existing {
                 tpl.add_partition_offset(&kafka.topic, p, Offset::Offset(t.timestamp_millis()))?;
             }
             let found = c.offsets_for_times(tpl, Duration::from_secs(10))?;
@@ -380,16 +447,28 @@ async fn ranges(
         let until = args.until.map(at).transpose()?;
         let mut out = BTreeMap::new();
         for &p in &partitions {
-            let (low, high) = c.fetch_watermarks(&kafka.topic, p, Duration::from_secs(10))?;
+            let (low, high) = if p < count {
+                c.fetch_watermarks(&kafka.topic, p, Duration::from_secs(10))?
+            } else {
+                (0, 0)
+            };
             // A time past the end has no offset (-1): the end.
             let pick = |m: &Option<BTreeMap<i32, i64>>| {
                 m.as_ref()
                     .and_then(|m| m.get(&p).copied())
                     .map(|o| if o < 0 { high } else { o })
             };
-            let from = args.from_offset.or(pick(&since)).unwrap_or(low).max(low);
-            let to = args.to_offset.or(pick(&until)).unwrap_or(high).min(high);
-            out.insert(p, (from, to));
+            let from = args.from_offset.or(pick(&since)).unwrap_or(i64::MIN);
+            let to = args.to_offset.or(pick(&until)).unwrap_or(i64::MAX);
+            out.insert(
+                p,
+                Range {
+                    from,
+                    to,
+                    read_from: from.max(low),
+                    read_to: to.min(high),
+                },
+            );
         }
         Ok(out)
     })
@@ -415,7 +494,7 @@ async fn read(
     from: i64,
     to: i64,
     bar: &indicatif::ProgressBar,
-) -> anyhow::Result<Vec<(i64, Hash)>> {
+) -> anyhow::Result<Vec<Read>> {
     if from >= to {
         return Ok(Vec::new());
     }
@@ -433,14 +512,16 @@ async fn read(
                     if m.offset() >= to {
                         break;
                     }
+                    let timestamp = m.timestamp().to_millis().unwrap_or(-1);
                     out.push((
                         m.offset(),
                         digest(&Record {
                             offset: m.offset(),
-                            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                            timestamp,
                             key: m.key(),
                             value: m.payload(),
                         }),
+                        timestamp,
                     ));
                     bar.inc(1);
                     if m.offset() + 1 >= to {
@@ -474,7 +555,7 @@ mod tests {
     use crate::seal::chain::{link, SealKey};
     use ed25519_dalek::SigningKey;
 
-    fn rec(o: i64, v: &str) -> (i64, Hash) {
+    fn rec(o: i64, v: &str) -> Read {
         (
             o,
             digest(&Record {
@@ -483,15 +564,16 @@ mod tests {
                 key: Some(b"k"),
                 value: Some(v.as_bytes()),
             }),
+            1,
         )
     }
 
-    fn sealed(log: &[(i64, Hash)], every: usize, key: &SealKey) -> Vec<Checkpoint> {
+    fn sealed(log: &[Read], every: usize, key: &SealKey) -> Vec<Checkpoint> {
         let mut head = genesis("t", 0);
         log.chunks(every)
             .map(|chunk| {
                 let prev = head;
-                head = chunk.iter().fold(head, |h, (_, d)| link(&h, d));
+                head = chunk.iter().fold(head, |h, (_, d, _)| link(&h, d));
                 let mut c = Checkpoint {
                     topic: "t".into(),
                     partition: 0,
@@ -511,18 +593,18 @@ mod tests {
             .collect()
     }
 
-    fn run(checkpoints: &[Checkpoint], log: &[(i64, Hash)], key: &SealKey) -> Report {
+    fn run(checkpoints: &[Checkpoint], log: &[Read], key: &SealKey) -> Report {
         let public = key.public();
         let mut r = Report::default();
         let (expect, last) = plan("t", 0, checkpoints, None, &|_: &str| Some(public), &mut r);
-        compare(0, &expect, last, log, &mut r);
+        compare(0, &expect, last, log, i64::MIN, &mut r);
         r
     }
 
     #[test]
     fn each_tampering_is_named_at_its_offset() {
         let key = SealKey::new("k1", SigningKey::from_bytes(&[7; 32]));
-        let log: Vec<(i64, Hash)> = (0..50).map(|i| rec(i, &format!("v{i}"))).collect();
+        let log: Vec<Read> = (0..50).map(|i| rec(i, &format!("v{i}"))).collect();
         let seals = sealed(&log[..40], 10, &key);
         let clean = run(&seals, &log, &key);
         assert!(clean.ok(), "{:?}", clean.problems);
@@ -576,6 +658,27 @@ mod tests {
             })
             .collect();
         assert_eq!(first(run(&seals, &injected, &key)), differs(5));
+        // The head cut off (the log starts later than the seals).
+        assert_eq!(
+            first(run(&seals, &log[5..], &key)),
+            Some(Problem::RecordsMissing {
+                partition: 0,
+                offset: 0
+            })
+        );
+        // Unsealed records older than a seal takes.
+        let mut r = Report::default();
+        let public = key.public();
+        let (expect, last) = plan("t", 0, &seals, None, &|_: &str| Some(public), &mut r);
+        compare(0, &expect, last, &log, i64::MAX, &mut r);
+        assert_eq!(
+            r.problems,
+            vec![Problem::UnsealedRecords {
+                partition: 0,
+                offset: 40,
+                count: 10
+            }]
+        );
         // The tail cut off.
         assert_eq!(
             first(run(&seals, &log[..33], &key)),
@@ -589,7 +692,7 @@ mod tests {
     #[test]
     fn forged_unsigned_and_missing_checkpoints_are_reported() {
         let key = SealKey::new("k1", SigningKey::from_bytes(&[7; 32]));
-        let log: Vec<(i64, Hash)> = (0..40).map(|i| rec(i, &format!("v{i}"))).collect();
+        let log: Vec<Read> = (0..40).map(|i| rec(i, &format!("v{i}"))).collect();
         let seals = sealed(&log, 10, &key);
         let mut forged = seals.clone();
         forged[1].head[3] ^= 0x40;

@@ -141,6 +141,8 @@ impl Sealer {
         c.set("group.id", "authtrail-seal")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
+            // A stored position the log no longer has is an error, never a silent jump.
+            .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "false");
         let consumer: StreamConsumer = c.create()?;
         consumer.assign(&tpl)?;
