@@ -504,7 +504,8 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
         async move {
             sqlx::query_scalar::<_, String>(
                 "SELECT replace(indexdef, schemaname || '.', '') FROM pg_indexes
-                 WHERE schemaname = $1 AND tablename NOT IN ('_sqlx_migrations', 'alert_deliveries')
+                 WHERE schemaname = $1
+                   AND tablename NOT IN ('_sqlx_migrations', 'alert_deliveries', 'seal_checkpoints', 'seal_heads')
                  ORDER BY indexname",
             )
             .bind(schema)
