@@ -225,12 +225,16 @@ impl Cache {
 
     /// Whether the batch names a session of a user it has no event of: its owner's partition
     /// may be another worker's, whose cache must then start over (the caller changes the epoch).
-    pub fn foreign(state: &State, needs: &Needs) -> bool {
-        needs.session_ids.iter().any(|sid| {
-            state
-                .sessions
-                .get(sid)
-                .is_some_and(|s| !needs.users.contains(&s.user_id))
+    pub fn foreign(state: &State, events: &[&Event]) -> bool {
+        // Per event, not per batch: a batch holding the owner's own events (another partition)
+        // still writes the owner's row from here, which the owner's partition's worker may hold.
+        events.iter().any(|e| {
+            crate::state::session_of(&e.data).is_some_and(|sid| {
+                state
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| e.subject.as_deref() != Some(s.user_id.as_str()))
+            })
         })
     }
 

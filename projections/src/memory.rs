@@ -242,7 +242,7 @@ impl Tables {
             let needs = Needs::of(&only, rules);
             let load = cache.plan(&new, &needs);
             let state = cache.state_with(self.load(&load));
-            if Cache::foreign(&state, &needs) {
+            if Cache::foreign(&state, &only) {
                 log.bump();
                 bumped = Some(log.epoch);
             }

@@ -433,7 +433,8 @@ async fn load_batch_state(
     // that cache it start over, and makes every transaction that read before it fail its
     // guard ([`guard_epoch`]) and retry; taking it waits for those already past their guard, so
     // the named sessions read again after it include their commits.
-    if !Cache::foreign(&state, needs) {
+    let events: Vec<&Event> = new_homed.iter().map(|(e, _)| *e).collect();
+    if !Cache::foreign(&state, &events) {
         return Ok((state, None));
     }
     let new_epoch = bump_epoch(conn, projection).await?;
