@@ -110,6 +110,7 @@ async fn projector(
         lanes,
         cache_sessions,
         "projector",
+        None,
     )
     .await;
     let projector_rate = n as f64 / projector_secs;
@@ -185,6 +186,7 @@ async fn one_per_transaction(
             std::slice::from_ref(m),
             &Default::default(),
             &mut cache,
+            None,
         )
         .await
         .unwrap();

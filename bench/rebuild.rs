@@ -94,6 +94,7 @@ async fn memory() {
         config.projector.lanes,
         config.projector.state_cache_sessions,
         "live",
+        None,
     )
     .await;
     println!(

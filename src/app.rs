@@ -95,6 +95,14 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;
         let intake = Arc::new(Intake::from_config(&config).context("setting up the event intake")?);
+        if let (true, Some(keys)) = (
+            config.api.enabled || config.projector.enabled || config.seal.enabled,
+            intake.keys(),
+        ) {
+            keys.check()
+                .await
+                .context("checking privacy.master_key_file")?;
+        }
         let verifier =
             Arc::new(Verifier::from_config(&config.auth).context("setting up authentication")?);
         if !verifier.enabled() {
@@ -103,7 +111,11 @@ impl Application {
             );
         }
         let api = if config.api.enabled {
-            Some(Api::new(&config, intake.publisher().clone())?)
+            Some(Api::new(
+                &config,
+                intake.publisher().clone(),
+                intake.keys().cloned(),
+            )?)
         } else {
             None
         };

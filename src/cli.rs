@@ -64,6 +64,13 @@ enum Command {
     /// Re-read the log and check it against the seal checkpoints: names the first record that
     /// differs, and forged, unsigned or missing checkpoints. Exit 1 when anything is wrong.
     Verify(crate::seal::verify::VerifyArgs),
+    /// Erase a person (GDPR art. 17): destroy the user's data keys, so the personal members of
+    /// every event about them are unreadable in every copy of the log, and purge their rows from
+    /// the read tables. Needs `privacy.master_key_file`. Prints the erasure record (JSON).
+    Forget {
+        /// The user id (the events' `subject`).
+        user: String,
+    },
     /// Check NDJSON events against the contract without appending them: each valid line is
     /// printed as the canonical event authtrail would store (stdout); each invalid one is
     /// reported by line, field and reason (stderr), and the exit code is 1. For publishers'
@@ -186,6 +193,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => validate(file.as_deref()),
+        Command::Forget { user } => {
+            let pool = db::migrate(&config.database)
+                .await
+                .context("migrating the database")?;
+            let keys = crate::privacy::Keyring::from_config(&config, &pool)?.context(
+                "forget needs privacy.master_key_file (the key that wraps the subjects' keys)",
+            )?;
+            let by = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            let erasure = crate::privacy::forget::forget(&pool, Some(&keys), &user, &by).await?;
+            println!("{}", serde_json::to_string_pretty(&erasure)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify(args) => {
             // Read only: the database under audit is never migrated or written by verify.
             let pool = db::pool_options(2, Duration::from_secs(10))

@@ -28,6 +28,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub enrich: EnrichConfig,
     pub seal: SealConfig,
+    pub privacy: PrivacyConfig,
 }
 
 /// `Debug` masks credential-like `properties` (see [`is_credential_property`]).
@@ -874,6 +875,71 @@ impl Default for SealConfig {
     }
 }
 
+/// Erasure by crypto-shredding: personal members of events are encrypted per subject where
+/// events enter, and `authtrail forget` destroys a subject's key. See docs/sealing.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Encrypt personal members at the HTTP intake, `publish`, the simulator and the enrichment
+    /// stage. Needs `master_key_file`.
+    pub encrypt: bool,
+    /// 32 random bytes, base64 (`head -c 32 /dev/urandom | base64`): wraps the subjects' keys
+    /// in the database. Refused when missing or readable by others. Readers (projector, replay,
+    /// as-of) use it whenever it is set.
+    pub master_key_file: Option<PathBuf>,
+    /// How long an intake keeps using a subject's key before asking the database again: a key
+    /// another process destroyed may seal events for this long (they are then unreadable).
+    pub key_cache_secs: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            encrypt: false,
+            master_key_file: None,
+            key_cache_secs: 60,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.encrypt && self.master_key_file.is_none() {
+            return Err(ConfigError(
+                "privacy.encrypt needs privacy.master_key_file".into(),
+            ));
+        }
+        if self.key_cache_secs == 0 || self.key_cache_secs > 3600 {
+            return Err(ConfigError(
+                "privacy.key_cache_secs must be 1 to 3600".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file that holds a secret, refusing it when others may read it (any group or world
+/// permission bit).
+pub fn read_private_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("{what} {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{what} {} is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
 impl SealConfig {
     fn check(&self, events_topic: &str) -> Result<(), ConfigError> {
         if !valid_topic(&self.topic) || self.topic == events_topic {
@@ -1301,6 +1367,7 @@ impl Config {
         }
         self.enrich.check(&k.topic)?;
         self.seal.check(&k.topic)?;
+        self.privacy.check()?;
         Ok(())
     }
 
@@ -1337,6 +1404,7 @@ fn env_provider() -> Env {
                 "alerts",
                 "enrich",
                 "seal",
+                "privacy",
             ]
             .contains(&section.to_ascii_lowercase().as_str())
         })

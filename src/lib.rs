@@ -28,6 +28,8 @@
 //!   monitoring) under `/ui/`; it talks only to the public query API.
 //! - [`seal`]: tamper evidence — a hash chain per partition, signed checkpoints (inside
 //!   `serve`), and `authtrail verify`.
+//! - [`privacy`]: erasure by crypto-shredding — personal members encrypted per subject where
+//!   events enter, opened by the readers, `authtrail forget` destroying a subject's key.
 //! - [`app`]: the composition root, [`app::Application::build`], used by `serve`, the tests and
 //!   the benchmarks.
 //! - [`cli`]: subcommands; [`config`]: the one typed configuration (file + environment);
@@ -50,6 +52,7 @@ pub mod config;
 pub mod db;
 pub mod ingest;
 pub mod kafka;
+pub mod privacy;
 pub mod projector;
 pub mod replay;
 pub mod seal;

@@ -8,6 +8,8 @@ mod common;
 
 #[path = "api/alerts.rs"]
 mod alerts;
+#[path = "api/erasure.rs"]
+mod erasure;
 
 use common::api::*;
 use futures::StreamExt;

@@ -255,6 +255,7 @@ async fn cleanup_deletes_old_ended_sessions_and_history_but_keeps_recent_rows() 
         &messages,
         &Default::default(),
         &mut authtrail::projector::Cache::disabled(),
+        None,
     )
     .await
     .unwrap();
@@ -384,6 +385,7 @@ async fn apply_retrying(
             batch,
             &Default::default(),
             cache,
+            None,
         )
         .await
         {
@@ -456,6 +458,7 @@ async fn concurrent_lanes_never_lose_a_revocation_of_another_partitions_session(
         &[message(&activity(2, 5), 1, 1)],
         &Default::default(),
         &mut lane1,
+        None,
     )
     .await
     .unwrap();
@@ -513,6 +516,7 @@ async fn concurrent_lanes_never_lose_a_revocation_of_another_partitions_session(
         &[message(&revoke2, 0, 1)],
         &Default::default(),
         &mut lane0,
+        None,
     )
     .await
     .unwrap();

@@ -83,6 +83,7 @@ pub async fn project_live(
     lanes: usize,
     cache_sessions: usize,
     label: &str,
+    keys: Option<&authtrail::privacy::Keyring>,
 ) -> (f64, authtrail::projector::Phases) {
     use authtrail::projector::{apply_batch, split_lanes, Cache, Phases};
     use std::time::Instant;
@@ -97,9 +98,17 @@ pub async fn project_live(
         let outs = futures::future::join_all(parts.iter().zip(caches.iter_mut()).map(
             |(part, cache)| async move {
                 let mut tx = pool.begin().await.unwrap();
-                let out = apply_batch(&mut tx, projection, rules, part, &Default::default(), cache)
-                    .await
-                    .unwrap();
+                let out = apply_batch(
+                    &mut tx,
+                    projection,
+                    rules,
+                    part,
+                    &Default::default(),
+                    cache,
+                    keys,
+                )
+                .await
+                .unwrap();
                 tx.commit().await.unwrap();
                 cache.committed(rules);
                 out

@@ -81,7 +81,7 @@ impl JsonSchema for OpaqueId {
 /// A string that is not empty and not only white space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct NonEmpty(String);
+pub struct NonEmpty(pub(crate) String);
 
 impl NonEmpty {
     pub fn as_str(&self) -> &str {

@@ -2,6 +2,7 @@
 
 use crate::data::EventData;
 use crate::kind::EventType;
+use crate::personal::{Sealed, PERSONAL_ATTRIBUTE};
 use crate::upcast::CURRENT_SCHEMA_VERSION;
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -35,6 +36,8 @@ pub struct Event {
     /// Who appended it ([`PUBLISHER_ATTRIBUTE`]); `None` until the intake stamps it (and in logs
     /// written before stamping existed).
     pub publisher: Option<String>,
+    /// The encrypted personal members ([`crate::personal`]); `None` while they are in `data`.
+    pub personal: Option<Sealed>,
     pub data: EventData,
 }
 
@@ -77,6 +80,9 @@ impl Serialize for Event {
         }
         if let Some(publisher) = &self.publisher {
             m.serialize_entry(PUBLISHER_ATTRIBUTE, publisher)?;
+        }
+        if let Some(sealed) = &self.personal {
+            m.serialize_entry(PERSONAL_ATTRIBUTE, &sealed.encode())?;
         }
         m.serialize_entry("datacontenttype", DATA_CONTENT_TYPE)?;
         m.serialize_entry("schemaversion", &CURRENT_SCHEMA_VERSION)?;

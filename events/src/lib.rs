@@ -10,6 +10,7 @@
 //! - [`data`]: one struct per event type — the `data` member — and the shared enrichment shapes.
 //! - [`event`]: the envelope ([`Event`]) and its canonical serialisation (the bytes we append).
 //! - [`parse`]: the validating parser: bytes in, [`Event`] or a [`ContractError`] naming the field.
+//! - [`personal`]: the personal members and their encrypted form (`personaldata`).
 //! - [`upcast`]: the hook that lifts older `schemaversion`s to the current one before typing.
 //! - [`schema`]: JSON Schema generation; `events/schema/` holds the checked-in output.
 //!
@@ -20,6 +21,7 @@ pub mod data;
 pub mod event;
 pub mod kind;
 pub mod parse;
+pub mod personal;
 pub mod schema;
 pub mod upcast;
 

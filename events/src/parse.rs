@@ -16,6 +16,7 @@
 use crate::data::{EventData, Geo};
 use crate::event::{Event, DATA_CONTENT_TYPE, PUBLISHER_ATTRIBUTE, SPEC_VERSION};
 use crate::kind::{EventType, FailureReason, RevokeScope};
+use crate::personal::{Sealed, PERSONAL_ATTRIBUTE};
 use crate::upcast::upcast;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -50,6 +51,7 @@ const ATTRIBUTES: &[&str] = &[
     "time",
     "subject",
     PUBLISHER_ATTRIBUTE,
+    PERSONAL_ATTRIBUTE,
     "datacontenttype",
     "schemaversion",
     "data",
@@ -182,6 +184,13 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ContractError::new(PUBLISHER_ATTRIBUTE, "must be a string")),
     };
+    let personal = match obj.get(PERSONAL_ATTRIBUTE) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(Sealed::decode(s).map_err(|r| ContractError::new(PERSONAL_ATTRIBUTE, r))?)
+        }
+        Some(_) => return Err(ContractError::new(PERSONAL_ATTRIBUTE, "must be a string")),
+    };
     if subject.is_none() && !event_type.subject_optional() {
         return Err(ContractError::new(
             "subject",
@@ -224,6 +233,7 @@ pub fn parse_value(value: Value) -> Result<Event, ContractError> {
         time,
         subject,
         publisher,
+        personal,
         data,
     };
     normalise_times(&mut event);

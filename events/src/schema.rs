@@ -10,6 +10,7 @@ use crate::data::data_schema;
 use crate::event::{DATA_CONTENT_TYPE, PUBLISHER_ATTRIBUTE, SPEC_VERSION};
 use crate::kind::EventType;
 use crate::parse::{MAX_EVENT_BYTES, MAX_KEY_CHARS, MAX_STRING_CHARS};
+use crate::personal::PERSONAL_ATTRIBUTE;
 use crate::upcast::CURRENT_SCHEMA_VERSION;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Value};
@@ -50,6 +51,7 @@ pub fn event_schema(event_type: EventType) -> Value {
             "time": { "type": "string", "format": "date-time", "description": "When it happened (RFC 3339)." },
             "subject": { "type": "string", "minLength": 1, "description": "The user id." },
             PUBLISHER_ATTRIBUTE: { "type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS, "description": "Extension attribute: the credential that appended the event, stamped by authtrail's intake. Publishers never send it (the intake refuses it)." },
+            PERSONAL_ATTRIBUTE: { "type": "string", "pattern": "^a256gcm\\.[1-9][0-9]*\\.[A-Za-z0-9_-]+$", "description": "Extension attribute: the event's personal members (identifier, IP, user agent and what was parsed from it, city, coordinates, device name), AES-256-GCM encrypted with the subject's key by authtrail's intake; `data` then holds the rest, with \"[redacted]\" in required personal members. Publishers never send it (the intake refuses it)." },
             "datacontenttype": { "const": DATA_CONTENT_TYPE },
             "schemaversion": { "const": CURRENT_SCHEMA_VERSION, "description": "Version of the data shape; readers upcast older versions." },
             "data": data,

@@ -144,6 +144,7 @@ pub(crate) fn events(
         time: now,
         subject: Some(user.to_owned()),
         publisher: Some(PUBLISHER.to_owned()),
+        personal: None,
         data,
     };
     let out = vec![

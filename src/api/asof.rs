@@ -22,13 +22,15 @@ use utoipa_axum::routes;
 pub(crate) struct AsOf {
     cache: AsOfCache,
     running: Arc<Semaphore>,
+    keys: Option<Arc<crate::privacy::Keyring>>,
 }
 
 impl AsOf {
-    pub(crate) fn new(concurrency: usize) -> AsOf {
+    pub(crate) fn new(concurrency: usize, keys: Option<Arc<crate::privacy::Keyring>>) -> AsOf {
         AsOf {
             cache: AsOfCache::default(),
             running: Arc::new(Semaphore::new(concurrency.max(1))),
+            keys,
         }
     }
 }
@@ -86,6 +88,7 @@ async fn user_sessions(
         &asof.cache,
         id,
         time,
+        asof.keys.as_deref(),
     )
     .await
     {

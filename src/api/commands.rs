@@ -55,7 +55,7 @@ impl IntoResponse for CommandAccepted {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "api: appending to the log failed");
     ApiError::LogUnavailable
 }
@@ -121,6 +121,10 @@ impl Api {
     ) -> Result<CommandAccepted, ApiError> {
         for e in &events {
             check_contract(e)?;
+        }
+        let mut events = events;
+        if let (true, Some(keys)) = (self.encrypt, &self.keys) {
+            keys.seal_all(&mut events).await.map_err(unavailable)?;
         }
         let first_type = events[0].event_type().as_str().to_owned();
         let appended = self

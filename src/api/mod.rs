@@ -23,6 +23,7 @@ mod alerts;
 mod asof;
 mod commands;
 mod devices;
+mod erasure;
 mod history;
 mod introspect;
 mod openapi;
@@ -54,6 +55,10 @@ pub(crate) struct Api {
     /// projector's connections are not the API's to take.
     pool: PgPool,
     publisher: Arc<Publisher>,
+    /// Seals the personal members of commands' events (a device's new name) when `encrypt`,
+    /// opens the log for as-of answers, and is evicted by `forget`.
+    keys: Option<Arc<crate::privacy::Keyring>>,
+    encrypt: bool,
     /// The checkpoint set and topic read-your-writes waits on.
     projection: String,
     topic: String,
@@ -69,7 +74,11 @@ pub(crate) struct Api {
 
 impl Api {
     /// Opens the API's pool and starts listening for projected batches.
-    pub(crate) fn new(config: &Config, publisher: Arc<Publisher>) -> anyhow::Result<Arc<Api>> {
+    pub(crate) fn new(
+        config: &Config,
+        publisher: Arc<Publisher>,
+        keys: Option<Arc<crate::privacy::Keyring>>,
+    ) -> anyhow::Result<Arc<Api>> {
         let options = PgConnectOptions::from_str(&config.database.url)?.options([(
             "statement_timeout",
             config.api.statement_timeout_ms.to_string(),
@@ -84,6 +93,8 @@ impl Api {
             config: config.api.clone(),
             pool,
             publisher,
+            keys,
+            encrypt: config.privacy.encrypt,
             projection: config.projector.projection.clone(),
             topic: config.kafka.topic.clone(),
             projected,
@@ -97,6 +108,10 @@ impl Api {
 
     fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn keys(&self) -> Option<&Arc<crate::privacy::Keyring>> {
+        self.keys.as_ref()
     }
 
     fn config(&self) -> &crate::config::ApiConfig {
@@ -193,13 +208,14 @@ fn routes() -> Routes {
         .merge(asof::routes())
         .merge(devices::routes())
         .merge(alerts::routes())
+        .merge(erasure::routes())
 }
 
 /// The query API's routes, the OpenAPI document at `/api/v1/openapi.json` and (when
 /// `swagger_ui`) Swagger UI at `/api/v1/docs`.
 pub(crate) fn router(api: Arc<Api>, swagger_ui: bool) -> Router<AppState> {
     let (routes, _) = routes().split(openapi::base());
-    let asof = asof::AsOf::new(api.config().asof_concurrency);
+    let asof = asof::AsOf::new(api.config().asof_concurrency, api.keys().cloned());
     routes
         .layer(Extension(api))
         .layer(Extension(asof))

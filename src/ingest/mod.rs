@@ -17,6 +17,7 @@ pub mod stage;
 use crate::auth::Grant;
 use crate::config::IngestConfig;
 use crate::kafka::{Appended, PublishError, Publisher};
+use crate::privacy::Keyring;
 use crate::server::ApiError;
 use authtrail_events::event::PUBLISHER_ATTRIBUTE;
 use authtrail_events::{ContractError, Event, EventType};
@@ -241,6 +242,12 @@ pub(crate) fn refusal(
             PUBLISHER_ATTRIBUTE,
             "is stamped by authtrail from your credential; leave it out".to_owned(),
         )
+    } else if e.personal.is_some() {
+        invalid(
+            authtrail_events::personal::PERSONAL_ATTRIBUTE,
+            "is set by authtrail when it encrypts personal data; send the members in data"
+                .to_owned(),
+        )
     } else if e.time > now + limits.max_future_skew {
         invalid(
             "time",
@@ -412,6 +419,9 @@ pub struct Intake {
     publisher: Arc<Publisher>,
     enricher: Arc<Enricher>,
     limits: Limits,
+    /// The subjects' keys; personal members are encrypted when `encrypt`.
+    keys: Option<Arc<Keyring>>,
+    encrypt: bool,
 }
 
 impl Intake {
@@ -419,11 +429,27 @@ impl Intake {
     pub(crate) fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
         let publisher = Arc::new(Publisher::new(&config.kafka)?);
         let enricher = Arc::new(Enricher::from_config(&config.ingest)?);
-        Ok(Intake::new(
-            publisher,
-            enricher,
-            Limits::from(&config.ingest),
-        ))
+        let intake = Intake::new(publisher, enricher, Limits::from(&config.ingest));
+        // The keyring's pool connects on first use: an intake-only server or `publish` without
+        // encryption never touches the database.
+        let keys = Keyring::from_config_lazy(config)?;
+        Ok(intake.with_keys(keys, config.privacy.encrypt))
+    }
+
+    /// Encrypts personal members with `keys` when `encrypt` (see [`crate::privacy`]).
+    pub fn with_keys(mut self, keys: Option<Arc<Keyring>>, encrypt: bool) -> Self {
+        assert!(
+            keys.is_some() || !encrypt,
+            "encryption needs a keyring (Config::check refuses privacy.encrypt without a master key)"
+        );
+        self.keys = keys;
+        self.encrypt = encrypt;
+        self
+    }
+
+    /// The keyring (`None` without `privacy.master_key_file`), for the readers in this process.
+    pub fn keys(&self) -> Option<&Arc<Keyring>> {
+        self.keys.as_ref()
     }
 
     pub fn new(publisher: Arc<Publisher>, enricher: Arc<Enricher>, limits: Limits) -> Self {
@@ -431,6 +457,8 @@ impl Intake {
             publisher,
             enricher,
             limits,
+            keys: None,
+            encrypt: false,
         }
     }
 
@@ -458,13 +486,23 @@ impl Intake {
         }
     }
 
-    /// What every door does to admitted events before they are appended: stamps `publisher`
-    /// and enriches them (the HTTP intake, `publish`, the simulator and the enrichment stage).
-    pub(crate) fn prepare(&self, events: &mut [Event], publisher: &str) {
+    /// What every door does to admitted events before they are appended: stamps `publisher`,
+    /// enriches them, then encrypts their personal members (the HTTP intake, `publish`, the
+    /// simulator and the enrichment stage). Enrichment comes first: it reads the IP address and
+    /// user agent that encryption then takes out of `data`.
+    pub(crate) async fn prepare(
+        &self,
+        events: &mut [Event],
+        publisher: &str,
+    ) -> Result<(), crate::privacy::PrivacyError> {
         for e in events.iter_mut() {
             e.publisher = Some(publisher.to_owned());
         }
         self.enrich(events);
+        if let (true, Some(keys)) = (self.encrypt, &self.keys) {
+            keys.seal_all(events).await?;
+        }
+        Ok(())
     }
 
     /// Stamps `publisher` (who appends them: see [`crate::auth::Caller::publisher`]) on every
@@ -478,8 +516,10 @@ impl Intake {
         publisher: &str,
     ) -> Result<Vec<Appended>, PublishError> {
         let mut events = events;
-        self.prepare(&mut events, publisher);
-        let appended = self.publisher.publish_all(&events).await;
+        let appended = match self.prepare(&mut events, publisher).await {
+            Ok(()) => self.publisher.publish_all(&events).await,
+            Err(e) => Err(e.into()),
+        };
         match &appended {
             Ok(_) => {
                 for e in &events {

@@ -271,11 +271,12 @@ impl Stage {
         loop {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let (s, flag) = (stage.clone(), stopping.clone());
+            let runtime = tokio::runtime::Handle::current();
             // A thread outside the runtime: the loop blocks in librdkafka calls.
             std::thread::Builder::new()
                 .name("authtrail-enrich".into())
                 .spawn(move || {
-                    let _ = tx.send(s.run_blocking(&flag));
+                    let _ = tx.send(s.run_blocking(&flag, &runtime));
                 })?;
             let outcome = rx
                 .await
@@ -357,7 +358,11 @@ impl Stage {
         Ok(producer)
     }
 
-    fn run_blocking(&self, stopping: &AtomicBool) -> Result<(), StageError> {
+    fn run_blocking(
+        &self,
+        stopping: &AtomicBool,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), StageError> {
         let consumer = self.consumer()?;
         let producer = self.producer()?;
         tracing::info!(
@@ -382,7 +387,7 @@ impl Stage {
                     continue;
                 }
             };
-            if let Err(e) = self.forward(&consumer, &producer, &batch) {
+            if let Err(e) = self.forward(&consumer, &producer, &batch, runtime) {
                 if self.settings.exactly_once {
                     metrics::counter!("authtrail_enrich_aborts_total").increment(1);
                     tracing::warn!(error = %e, messages = batch.len(), "enrich: batch aborted");
@@ -463,6 +468,7 @@ impl Stage {
         consumer: &RawConsumer,
         producer: &OutProducer,
         batch: &[OwnedMessage],
+        runtime: &tokio::runtime::Handle,
     ) -> Result<(), StageError> {
         let now = Utc::now();
         let failed_before = producer.context().failed.load(Ordering::SeqCst);
@@ -477,7 +483,9 @@ impl Stage {
                 }
             }
         }
-        self.intake.prepare(&mut events, &self.stamp);
+        runtime
+            .block_on(self.intake.prepare(&mut events, &self.stamp))
+            .map_err(|e| StageError::Setup(e.to_string()))?;
         if self.settings.exactly_once {
             producer.begin_transaction()?;
         }
@@ -672,6 +680,10 @@ mod tests {
         let mut stamped = v.clone();
         stamped["publisher"] = "api-key:other".into();
         assert_eq!(rejected_field(judged(&stamped, now)), "publisher");
+        // Ciphertext is authtrail's to make: a publisher's would be trusted as sealed.
+        let mut sealed = v.clone();
+        sealed["personaldata"] = "a256gcm.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+        assert_eq!(rejected_field(judged(&sealed, now)), "personaldata");
         // Older than ingest.max_age without backfill, and ahead of the clock.
         assert_eq!(
             rejected_field(judged(&v, time + chrono::TimeDelta::days(8))),

@@ -29,6 +29,9 @@ pub enum PublishError {
     Kafka(#[from] KafkaError),
     #[error("the producer shut down before the broker answered")]
     Canceled,
+    /// Personal data could not be encrypted (nothing was appended).
+    #[error("encrypting personal data: {0}")]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }
 
 /// Appends events to the events topic.

@@ -119,11 +119,14 @@ pub struct Projector {
     gap_seeks: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What each lane keeps of the state between batches ([`lane_of`] says whose partitions).
     caches: Vec<tokio::sync::Mutex<Cache>>,
+    /// Opens the personal members of sealed events (`privacy.master_key_file`).
+    keys: Option<std::sync::Arc<crate::privacy::Keyring>>,
 }
 
 impl Projector {
     /// Joins the consumer group (subscribes; partitions arrive with the first poll).
-    pub fn new(config: Config, pool: PgPool) -> Result<Projector, rdkafka::error::KafkaError> {
+    pub fn new(config: Config, pool: PgPool) -> anyhow::Result<Projector> {
+        let keys = crate::privacy::Keyring::from_config(&config, &pool)?;
         let mut c = admin_config(&config.kafka);
         c.set("group.id", &config.projector.group_id)
             .set("enable.auto.commit", "true")
@@ -161,6 +164,7 @@ impl Projector {
         let consumer: StreamConsumer<Context> = c.create_with_context(Context::default())?;
         consumer.subscribe(&[config.kafka.topic.as_str()])?;
         Ok(Projector {
+            keys,
             rules: config.projector.rules(),
             pool,
             consumer,
@@ -438,6 +442,7 @@ impl Projector {
             batch,
             floors,
             &mut cache,
+            self.keys.as_deref(),
         )
         .await?;
         self.notify(&mut tx, &outcome).await?;

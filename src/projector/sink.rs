@@ -13,6 +13,7 @@
 //! Either all of it commits or none of it: a crash anywhere neither loses nor doubles an event.
 
 use super::copy::copy_rows;
+use crate::privacy::Keyring;
 use authtrail_events::{parse, ContractError, Event};
 use authtrail_projections::memory::fold_with_state;
 use authtrail_projections::rows::LoginAttempt;
@@ -161,6 +162,7 @@ pub async fn apply_batch(
     messages: &[LogMessage],
     floors: &BTreeMap<TopicPartition, i64>,
     cache: &mut Cache,
+    keys: Option<&Keyring>,
 ) -> Result<Outcome, sqlx::Error> {
     let mut out = Outcome::default();
     if messages.is_empty() {
@@ -188,8 +190,8 @@ pub async fn apply_batch(
     let accepted = accept(messages, by_partition, &checkpoints, floors, &mut out);
     out.phases.checkpoint = lap();
 
-    // 2. Parse; dead-letter what fails.
-    let parsed = parse_batch(conn, &accepted, &mut out).await?;
+    // 2. Parse; dead-letter what fails; decrypt personal members.
+    let parsed = parse_batch(conn, &accepted, &mut out, keys).await?;
     out.phases.parse = lap();
 
     // 3. Deduplicate by event id: record every id; those already recorded (or repeated earlier
@@ -361,6 +363,7 @@ async fn parse_batch<'m>(
     conn: &mut PgConnection,
     accepted: &[&'m LogMessage],
     out: &mut Outcome,
+    keys: Option<&Keyring>,
 ) -> Result<Parsed<'m>, sqlx::Error> {
     let mut parsed = Parsed {
         events: Vec::with_capacity(accepted.len()),
@@ -380,6 +383,14 @@ async fn parse_batch<'m>(
     }
     out.dead_letters = dead.len();
     write_dead_letters(conn, &dead).await?;
+    // A sealed event without a keyring stops the worker (retried, logged) rather than being
+    // folded redacted: the tables would silently lack what the log holds.
+    crate::privacy::open_or_refuse(keys, &mut parsed.events)
+        .await
+        .map_err(|e| match e {
+            crate::privacy::PrivacyError::Database(e) => e,
+            other => sqlx::Error::Configuration(Box::new(other)),
+        })?;
     Ok(parsed)
 }
 

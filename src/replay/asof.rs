@@ -81,6 +81,7 @@ async fn build(
     batch: usize,
 ) -> anyhow::Result<AsOfSummary> {
     let spool = schema::prepare(&config.database, pool, schema_name).await?;
+    let keys = crate::privacy::Keyring::from_config(config, pool)?;
     let (projection, rules) = schema::projection_of(config);
     let topic = config.kafka.topic.clone();
     let partitions = log::partitions(&config.kafka).await?;
@@ -130,6 +131,7 @@ async fn build(
             &floors,
             true,
             &mut cache,
+            keys.as_deref(),
         )
         .await?;
         summary.projected += o.projected as u64;
@@ -187,7 +189,7 @@ pub(crate) struct UserAt {
 /// the partition did not grow (a later event could still carry an earlier event time).
 #[derive(Clone)]
 pub(crate) struct AsOfCache {
-    inner: moka::sync::Cache<(String, i64, i64), Arc<UserAt>>,
+    inner: moka::sync::Cache<(String, i64, i64, i64), Arc<UserAt>>,
 }
 
 impl Default for AsOfCache {
@@ -208,11 +210,17 @@ pub(crate) async fn user_sessions_at(
     cache: &AsOfCache,
     user: &str,
     time: DateTime<Utc>,
+    keys: Option<&crate::privacy::Keyring>,
 ) -> anyhow::Result<Arc<UserAt>> {
     let partitions = log::partitions(kafka).await?;
     let partition = log::murmur2_partition(user.as_bytes(), partitions.len() as i32);
     let (low, high) = log::watermarks(kafka, &[partition]).await?[&partition];
-    let key = (user.to_owned(), time.timestamp_micros(), high);
+    // A forget changes the answer without changing the log: the erasures count is in the key.
+    let erasures = match keys {
+        Some(k) => k.erasures_of(user).await?,
+        None => 0,
+    };
+    let key = (user.to_owned(), time.timestamp_micros(), high, erasures);
     if let Some(hit) = cache.inner.get(&key) {
         metrics::counter!("authtrail_asof_cache_hits_total").increment(1);
         return Ok(hit);
@@ -244,6 +252,7 @@ pub(crate) async fn user_sessions_at(
         Ok(r) => r?,
         Err(_) => anyhow::bail!("log reader panicked"),
     }
+    crate::privacy::open_or_refuse(keys, &mut events).await?;
     // The whole partition is folded, in offset order, as the live projector folds it: the
     // answer then cannot depend on which of the partition's events name this user.
     let mut tables = Tables::default();

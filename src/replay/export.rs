@@ -392,6 +392,7 @@ pub async fn replay(
     progress: bool,
 ) -> anyhow::Result<Summary> {
     let ranges = snapshot_ranges(config, args).await?;
+    let keys = crate::privacy::Keyring::from_config_lazy(config)?;
     let bar = progress.then(|| progress_bar(&ranges));
     let mut out = Out::new(out, args.format)?;
     let keep_data = filter.needs_data() || args.format == Format::Csv;
@@ -407,7 +408,8 @@ pub async fn replay(
         let Some(chunk) = rx.recv().await else { break };
         let done = match chunk {
             Chunk::Messages(msgs) => {
-                merge.take(msgs, filter, keep_data, &mut summary)?;
+                let items = items_of(msgs, keep_data, keys.as_deref()).await?;
+                merge.take(items, filter, &mut summary)?;
                 if let Some(b) = &bar {
                     b.set_position(summary.read);
                 }
@@ -442,6 +444,7 @@ pub async fn replay(
             &stop,
             filter,
             keep_data,
+            keys.as_deref(),
             &mut out,
             &mut summary,
         )
@@ -494,26 +497,62 @@ fn progress_bar(ranges: &[Range]) -> indicatif::ProgressBar {
     b
 }
 
-/// The event a message holds, with its `data` as JSON when `keep_data`; `None` when the message
-/// is not a valid event.
-fn item_of(m: LogMessage, keep_data: bool) -> anyhow::Result<Option<Item>> {
-    let payload = m.payload.unwrap_or_default();
-    let Ok(event) = authtrail_events::parse(&payload) else {
-        return Ok(None);
-    };
-    let data = if keep_data {
-        Some(serde_json::to_value(&event.data)?)
-    } else {
-        None
-    };
-    Ok(Some(Item {
-        time: event.time,
-        partition: m.partition,
-        offset: m.offset,
-        payload,
-        event,
-        data,
-    }))
+/// The events `msgs` hold, in order, each with its message's partition and offset (`None`
+/// where a message is not a valid event), `data` as JSON when `keep_data`. Encrypted personal
+/// members are opened with `keys` where the subject's key exists; the event is written as
+/// opened (or redacted, for a forgotten subject), never with its ciphertext.
+async fn items_of(
+    msgs: Vec<LogMessage>,
+    keep_data: bool,
+    keys: Option<&crate::privacy::Keyring>,
+) -> anyhow::Result<Vec<(i32, i64, Option<Item>)>> {
+    let mut places = Vec::with_capacity(msgs.len());
+    let mut parsed: Vec<(Vec<u8>, bool)> = vec![];
+    let mut events: Vec<Event> = vec![];
+    for m in msgs {
+        let payload = m.payload.unwrap_or_default();
+        match authtrail_events::parse(&payload) {
+            Ok(event) => {
+                places.push((m.partition, m.offset, true));
+                parsed.push((payload, event.personal.is_some()));
+                events.push(event);
+            }
+            Err(_) => places.push((m.partition, m.offset, false)),
+        }
+    }
+    crate::privacy::open_or_refuse(keys, &mut events).await?;
+    let mut opened = events.into_iter().zip(parsed);
+    let mut out = Vec::with_capacity(places.len());
+    for (partition, offset, valid) in places {
+        if !valid {
+            out.push((partition, offset, None));
+            continue;
+        }
+        let (event, (payload, sealed)) = opened.next().expect("one event per valid message");
+        let payload = if sealed {
+            event.to_json_bytes()
+        } else {
+            payload
+        };
+        let data = if keep_data {
+            Some(serde_json::to_value(&event.data)?)
+        } else {
+            None
+        };
+        out.push((
+            partition,
+            offset,
+            Some(Item {
+                time: event.time,
+                partition,
+                offset,
+                payload,
+                event,
+                data,
+            }),
+        ));
+    }
+    Ok(out)
 }
 
 /// The snapshot's merge: a queue per partition still being read; [`Merge::emit`] writes while
@@ -538,22 +577,20 @@ impl Merge {
     /// Queues the events of `msgs` that pass `filter`; a partition's last message finishes it.
     fn take(
         &mut self,
-        msgs: Vec<LogMessage>,
+        items: Vec<(i32, i64, Option<Item>)>,
         filter: &Filter,
-        keep_data: bool,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        for m in msgs {
+        for (partition, offset, item) in items {
             summary.read += 1;
-            let partition = m.partition;
             let last = self
                 .remaining
                 .get(&partition)
-                .is_some_and(|end| m.offset + 1 >= *end);
+                .is_some_and(|end| offset + 1 >= *end);
             if last {
                 self.remaining.remove(&partition);
             }
-            let Some(item) = item_of(m, keep_data)? else {
+            let Some(item) = item else {
                 summary.invalid += 1;
                 if last {
                     self.queues.entry(partition).or_default().finish();
@@ -584,12 +621,14 @@ impl Merge {
 }
 
 /// Past the snapshot (`ranges`): writes events as they arrive, until interrupted.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn follow(
     config: &Config,
     ranges: &[Range],
     stop: &Arc<AtomicBool>,
     filter: &Filter,
     keep_data: bool,
+    keys: Option<&crate::privacy::Keyring>,
     out: &mut Out,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
@@ -611,9 +650,9 @@ async fn follow(
             c = rx.recv() => match c { Some(c) => c, None => break },
         };
         if let Chunk::Messages(msgs) = chunk {
-            for m in msgs {
+            for (_, _, item) in items_of(msgs, keep_data, keys).await? {
                 summary.read += 1;
-                let Some(item) = item_of(m, keep_data)? else {
+                let Some(item) = item else {
                     summary.invalid += 1;
                     continue;
                 };

@@ -276,6 +276,8 @@ struct Builder<'a> {
     applied: u64,
     bar: Option<indicatif::ProgressBar>,
     progress: Option<&'a tokio::sync::watch::Sender<u64>>,
+    /// The live schema's keyring: the rebuild opens personal members as the projector does.
+    keys: Option<Arc<crate::privacy::Keyring>>,
 }
 
 impl<'a> Builder<'a> {
@@ -288,6 +290,7 @@ impl<'a> Builder<'a> {
         source: Source,
         stop: Arc<AtomicBool>,
         progress: Option<&'a tokio::sync::watch::Sender<u64>>,
+        keys: Option<Arc<crate::privacy::Keyring>>,
     ) -> anyhow::Result<Builder<'a>> {
         let (projection, rules) = schema::projection_of(config);
         let topic = config.kafka.topic.clone();
@@ -297,6 +300,7 @@ impl<'a> Builder<'a> {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let low = start_reading(config, opts.batch, source, &positions, tx, stop).await?;
         Ok(Builder {
+            keys,
             pool: spool.clone(),
             projection,
             rules,
@@ -379,6 +383,7 @@ impl<'a> Builder<'a> {
                                 &self.floors,
                                 self.relaxed,
                                 cache,
+                                self.keys.as_deref(),
                             )
                         }),
                 )
@@ -476,7 +481,8 @@ pub async fn rebuild_from(
     tracing::info!(schema = %target_schema, deferred, "building; reader-only indexes deferred");
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
-    let mut b = Builder::start(config, opts, &spool, source, stop, progress).await?;
+    let keys = crate::privacy::Keyring::from_config(config, pool)?;
+    let mut b = Builder::start(config, opts, &spool, source, stop, progress, keys).await?;
 
     // Chase the live checkpoints until close.
     loop {
@@ -889,6 +895,21 @@ async fn move_tables(
         "authtrail_old_{}",
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
+    // Batches built before a person was forgotten (while the rebuild ran) hold their personal
+    // data: purge those people from the rebuild as `forget` purged them from the live tables.
+    // The rebuild schema's migrations ran before its first batch.
+    let built_since: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
+        "SELECT min(installed_on) FROM {}",
+        schema::qualified(rebuilt, "_sqlx_migrations")
+    ))
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(since) = built_since {
+        for subject in crate::privacy::forget::forgotten_since(tx, live, since).await? {
+            crate::privacy::forget::purge(tx, rebuilt, &subject).await?;
+            tracing::info!("rebuild: purged a subject forgotten while it was built");
+        }
+    }
     sqlx::query(&format!("CREATE SCHEMA {}", schema::ident(&old)))
         .execute(&mut **tx)
         .await?;

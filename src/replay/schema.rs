@@ -222,6 +222,7 @@ pub(crate) async fn restore_indexes(pool: &PgPool, schema: &str) -> anyhow::Resu
 /// `relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`): for a
 /// build whose checkpoints live with its rows, a server crash loses at most the last commits
 /// as a whole, and the build resumes from the checkpoints that survived.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(crate) async fn apply(
     pool: &PgPool,
     projection: &str,
@@ -230,6 +231,7 @@ pub(crate) async fn apply(
     floors: &BTreeMap<TopicPartition, i64>,
     relaxed: bool,
     cache: &mut Cache,
+    keys: Option<&crate::privacy::Keyring>,
 ) -> anyhow::Result<Outcome> {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
@@ -242,7 +244,7 @@ pub(crate) async fn apply(
                     .execute(&mut *tx)
                     .await?;
             }
-            let o = apply_batch(&mut tx, projection, rules, batch, floors, cache).await?;
+            let o = apply_batch(&mut tx, projection, rules, batch, floors, cache, keys).await?;
             tx.commit().await?;
             cache.committed(rules);
             Ok(o)

@@ -47,23 +47,8 @@ pub fn signing_key(config: &Config) -> anyhow::Result<SealKey> {
         .signing_key
         .as_ref()
         .context("seal.signing_key is not set")?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("seal.signing_key {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            anyhow::bail!(
-                "seal.signing_key {} is readable by others (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading seal.signing_key {}", path.display()))?;
+    let pem = crate::config::read_private_file(path, "seal.signing_key")?;
+    let pem = String::from_utf8(pem).context("seal.signing_key is not UTF-8 PEM")?;
     SealKey::from_pkcs8_pem(config.seal.key_id.clone(), &pem)
         .with_context(|| format!("seal.signing_key {}", path.display()))
 }

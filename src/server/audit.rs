@@ -31,6 +31,7 @@ pub(crate) fn event(subject: &str, data: EventData) -> Event {
         time: Utc::now(),
         subject: Some(subject.to_owned()),
         publisher: Some(PUBLISHER.to_owned()),
+        personal: None,
         data,
     }
 }

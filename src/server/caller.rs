@@ -27,6 +27,8 @@ pub(crate) enum Admits {
     Admin,
     /// Role `service` with the `introspect` scope (see [`crate::auth::Scope`]).
     Introspect,
+    /// A JWT of `super_admin` (erasure).
+    SuperAdmin,
 }
 
 impl Admits {
@@ -45,6 +47,10 @@ impl Admits {
             Admits::Introspect => (
                 caller.role == Role::Service && caller.grant.may_introspect(),
                 "service with the introspect scope",
+            ),
+            Admits::SuperAdmin => (
+                caller.via == CredentialKind::Jwt && caller.role == Role::SuperAdmin,
+                "super_admin",
             ),
         };
         let service_route = matches!(self, Admits::Service | Admits::Introspect);
@@ -256,6 +262,11 @@ admitted! {
 admitted! {
     /// A caller with a valid JWT of role `admin` or `super_admin`.
     pub struct AdminUser(pub Caller) = Admits::Admin;
+}
+
+admitted! {
+    /// A caller with a valid JWT of role `super_admin`: erasing a person.
+    pub struct SuperAdminUser(pub Caller) = Admits::SuperAdmin;
 }
 
 /// Any caller with a valid JWT (users, admins, services); API keys are not users.

@@ -20,7 +20,7 @@ pub mod ops;
 pub(crate) mod problem;
 mod routes;
 
-pub use caller::{AdminUser, AuthUser, Authenticator, ServiceCaller};
+pub use caller::{AdminUser, AuthUser, Authenticator, ServiceCaller, SuperAdminUser};
 pub(crate) use caller::{Admits, Introspector, Person};
 pub use error::{ApiError, ProblemKind};
 pub(crate) use limit::Budget;

@@ -46,6 +46,26 @@ impl TestTopic {
         TestTopic { config }
     }
 
+    /// A topic that exists already (made by the code under test), to read it.
+    #[allow(dead_code)]
+    pub async fn existing(brokers: &str, topic: &str) -> TestTopic {
+        let config = KafkaConfig {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            ..KafkaConfig::default()
+        };
+        let partitions = authtrail::replay::log::partitions(&config)
+            .await
+            .expect("the topic exists")
+            .len() as i32;
+        TestTopic {
+            config: KafkaConfig {
+                partitions,
+                ..config
+            },
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.config.topic
     }
