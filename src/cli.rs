@@ -204,7 +204,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 "cli:{}",
                 std::env::var("USER").unwrap_or_else(|_| "unknown".into())
             );
-            let erasure = crate::privacy::forget::forget(&pool, Some(&keys), &user, &by).await?;
+            let erasure =
+                crate::privacy::forget::forget_everywhere(&config, &pool, Some(&keys), &user, &by)
+                    .await?;
             println!("{}", serde_json::to_string_pretty(&erasure)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -4,10 +4,11 @@
 
 use super::commands::unavailable;
 use super::{user_id, Ctx};
-use crate::privacy::forget::{forget, Erasure};
+use crate::privacy::forget::{forget_everywhere, Erasure};
 use crate::server::audit::Audited;
-use crate::server::{Admits, ApiError, Audit, Budget, Policy, Routes, SuperAdminUser};
+use crate::server::{Admits, ApiError, AppState, Audit, Budget, Policy, Routes, SuperAdminUser};
 use axum::extract::Path;
+use axum::extract::State;
 use axum::Json;
 use serde_json::json;
 use utoipa_axum::routes;
@@ -25,7 +26,8 @@ pub(crate) fn routes() -> Routes {
 
 /// Forget a user (super_admin): destroys the user's data keys, so the personal members of
 /// every event about them (identifier, IP, user agent, city, coordinates, device name) are
-/// unreadable in every copy of the log, and purges their rows from the read tables. Replays and
+/// unreadable in every copy of the log, purges their rows from the read tables, and deletes
+/// raw records the enrichment stage has consumed and the user's rejections. Replays and
 /// rebuilds afterwards show their events redacted. Appends an `admin.action` (`user.forget`).
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/forget", tag = "admin",
     params(("id" = String, Path, description = "User id")),
@@ -36,6 +38,7 @@ pub(crate) fn routes() -> Routes {
         (status = 503, description = "The log is unavailable (nothing was erased)"),
     ))]
 async fn forget_user(
+    State(state): State<AppState>,
     Ctx(api): Ctx,
     SuperAdminUser(admin): SuperAdminUser,
     audited: Audited,
@@ -52,7 +55,8 @@ async fn forget_user(
         .publish(&audited.event(Some(&id), json!({})))
         .await
         .map_err(unavailable)?;
-    let erasure = forget(
+    let erasure = forget_everywhere(
+        &state.config(),
         api.pool(),
         Some(keys),
         &id,
@@ -60,7 +64,7 @@ async fn forget_user(
     )
     .await
     .map_err(|e| {
-        tracing::error!(error = %e, "forget failed");
+        tracing::error!(error = %crate::telemetry::escaped(&format!("{e:#}")), "forget failed");
         ApiError::Internal
     })?;
     Ok(Json(erasure))

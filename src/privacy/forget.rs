@@ -23,11 +23,14 @@ pub struct Erasure {
     /// Rows purged, by table.
     pub purged: BTreeMap<String, u64>,
     pub erased_at: chrono::DateTime<chrono::Utc>,
+    /// What was deleted from the input topics ([`super::topics::erase_inputs`]), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::topics::InputsErased>,
 }
 
 /// Destroys `subject`'s keys and purges its rows from the live schema; `requested_by` names who
 /// asked (`api:<admin>`, `cli:<user>`). Idempotent: forgetting again destroys nothing new but is
-/// recorded too.
+/// recorded too. The input topics are [`forget_everywhere`]'s.
 pub async fn forget(
     pool: &PgPool,
     keys: Option<&Keyring>,
@@ -74,7 +77,23 @@ pub async fn forget(
         keys_destroyed: destroyed.len() as i64,
         purged,
         erased_at,
+        inputs: None,
     })
+}
+
+/// [`forget`], then the person's records in the input topics
+/// ([`super::topics::erase_inputs`]). The database part stands even when the topics part fails
+/// (the error is returned; asking again finishes it).
+pub async fn forget_everywhere(
+    config: &crate::config::Config,
+    pool: &PgPool,
+    keys: Option<&Keyring>,
+    subject: &str,
+    requested_by: &str,
+) -> anyhow::Result<Erasure> {
+    let mut erasure = forget(pool, keys, subject, requested_by).await?;
+    erasure.inputs = Some(super::topics::erase_inputs(config, subject).await?);
+    Ok(erasure)
 }
 
 /// Deletes `subject`'s rows from the read tables of `schema`, and the addresses it used from

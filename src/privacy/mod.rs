@@ -10,9 +10,11 @@
 //! and purges the person's rows: every copy of the log, and every rebuild, then holds only
 //! ciphertext nobody can read, and the seals still verify because the log did not change.
 //!
-//! Layout: this file holds the master key, the cipher and the key cache; `forget.rs` the erasure.
+//! Layout: this file holds the master key, the cipher and the key cache; `forget.rs` the erasure
+//! in the database, `topics.rs` in the input topics.
 
 pub mod forget;
+pub mod topics;
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::Aes256Gcm;

@@ -83,6 +83,13 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
         c.seal.signing_key = Some(seal_key.clone());
         c.seal.every_records = 5;
         c.seal.every_secs = 1;
+        // The direct publishers' door too.
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        c.enrich.enabled = true;
+        c.enrich.raw_topic = format!("{}-raw", c.kafka.topic);
+        c.enrich.rejected_topic = format!("{}-rejected", c.kafka.topic);
+        c.enrich.group_id = format!("enrich-{suffix}");
+        c.enrich.transactional_id = format!("enrich-{suffix}");
     })
     .await;
 
@@ -141,6 +148,61 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
             json!({"device_id": format!("d-{tag}"), "device_name": device}),
         ),
     ];
+    // Through the raw topic, as a direct publisher writes: one the stage rejects (its address
+    // is not one), then one it appends. Keyed by the person: one raw partition, in order.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &app.config.kafka.brokers)
+        .create()
+        .unwrap();
+    let mut rejected_one = ev(
+        "login.failed",
+        0,
+        json!({"identifier": identifier, "failure_reason": "bad_password", "ip": "999.1.1.1", "user_agent": ua}),
+    );
+    rejected_one["data"]["geo"] = geo.clone();
+    let from_raw = ev(
+        "session.activity",
+        0,
+        json!({"session_id": format!("raw-{tag}"), "ip": ip, "user_agent": ua, "geo": geo}),
+    );
+    for v in [&rejected_one, &from_raw] {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&app.config.enrich.raw_topic)
+                    .key(&person)
+                    .payload(&v.to_string()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let raw_id: uuid::Uuid = from_raw["id"].as_str().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM processed_events WHERE event_id = $1)",
+    )
+    .bind(raw_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the raw event was not projected within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raw_topic =
+        super::common::TestTopic::existing(&app.config.kafka.brokers, &app.config.enrich.raw_topic)
+            .await;
+    let rejected_topic = super::common::TestTopic::existing(
+        &app.config.kafka.brokers,
+        &app.config.enrich.rejected_topic,
+    )
+    .await;
+    assert_eq!(raw_topic.read_to_end().await.len(), 2);
+    assert_eq!(rejected_topic.read_to_end().await.len(), 1);
+
     // Through the HTTP intake, as an auth service publishes.
     let answer = app
         .client
@@ -159,8 +221,8 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
 
     // Projected in the clear: the projector opened the events.
     let row: (Option<String>, Option<String>, Option<String>) =
-        sqlx::query_as("SELECT ip, city, device_name FROM sessions WHERE user_id = $1")
-            .bind(&person)
+        sqlx::query_as("SELECT ip, city, device_name FROM sessions WHERE session_id = $1")
+            .bind(&sid)
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -205,9 +267,14 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
         erased.body["keys_destroyed"],
         json!(if encrypt { 1 } else { 0 })
     );
-    assert!(
-        erased.body["purged"]["sessions"].as_u64() == Some(1),
-        "{erased:?}"
+    // The HTTP-published session and the one the raw event began.
+    assert_eq!(erased.body["purged"]["sessions"], json!(2), "{erased:?}");
+    assert_eq!(
+        erased.body["inputs"]["deleted_below"]
+            .as_object()
+            .map(|o| o.len()),
+        Some(2),
+        "the raw record consumed and the rejection are deleted: {erased:?}"
     );
     app.settle().await;
 
@@ -276,8 +343,8 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
 
     // The rebuild and the as-of answer still know the person's session, redacted.
     let rebuilt: (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT ip, city FROM sessions WHERE user_id = $1")
-            .bind(&person)
+        sqlx::query_as("SELECT ip, city FROM sessions WHERE session_id = $1")
+            .bind(&sid)
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -285,7 +352,7 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
         assert_eq!(rebuilt, (None, None));
         assert_eq!(
             asof.body["sessions"].as_array().map(Vec::len),
-            Some(1),
+            Some(2),
             "{asof:?}"
         );
     }
@@ -308,8 +375,14 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
             &format!("topic {}/{}@{}", app.topic.name(), r.partition, r.offset),
         ));
     }
-    // What authtrail publishes from the log: alerts and seals.
-    for topic in [&app.config.alerts.topic, &app.config.seal.topic] {
+    // What authtrail publishes from the log (alerts, seals), and the direct publishers' input
+    // and rejections.
+    for topic in [
+        &app.config.alerts.topic,
+        &app.config.seal.topic,
+        &app.config.enrich.raw_topic,
+        &app.config.enrich.rejected_topic,
+    ] {
         let t = super::common::TestTopic::existing(&app.config.kafka.brokers, topic).await;
         for r in t.read_to_end().await {
             let bytes = [r.key.as_slice(), &r.payload].concat();
@@ -391,5 +464,6 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
     .await
     .unwrap();
     assert!(verified.ok(), "{:?}", verified.problems);
-    assert!(verified.verified as i64 >= ends.iter().sum::<i64>());
+    // Every record (a transaction marker of the stage takes an offset but is no record).
+    assert_eq!(verified.verified as usize, app.topic.read_to_end().await.len());
 }
