@@ -197,6 +197,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let pool = db::migrate(&config.database)
                 .await
                 .context("migrating the database")?;
+            // Without encryption the log holds personal data in the clear: a forget would purge
+            // the tables and the next rebuild would bring everything back.
+            anyhow::ensure!(
+                config.privacy.encrypt,
+                "forget needs privacy.encrypt (and privacy.master_key_file): without it events are stored in the clear and cannot be erased"
+            );
             let keys = crate::privacy::Keyring::from_config(&config, &pool)?.context(
                 "forget needs privacy.master_key_file (the key that wraps the subjects' keys)",
             )?;

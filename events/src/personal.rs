@@ -28,9 +28,9 @@ const SCHEME: &str = "a256gcm";
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
-/// The personal members of one event, in the clear (the plaintext that gets encrypted).
+/// The personal members of one event, in the clear (the plaintext that gets encrypted). Unknown
+/// members are ignored, so that a reader older than the writer still opens what it knows.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Personal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
@@ -295,6 +295,27 @@ mod tests {
             .contains(REDACTED));
         e.restore_personal(p);
         assert_eq!(e, original);
+    }
+
+    #[test]
+    fn a_sealed_event_may_be_longer_than_a_publishers() {
+        let mut e = login();
+        e.take_personal();
+        // A long user agent, encrypted: more than any one member may hold, and an event beyond
+        // the publishers' size limit.
+        e.personal = Some(Sealed::new(1, [1; 12], vec![7; 60_000]));
+        let bytes = e.to_json_bytes();
+        assert!(bytes.len() > crate::MAX_EVENT_BYTES);
+        assert_eq!(crate::parse(&bytes).unwrap(), e);
+        // Without the attribute the limits hold as before.
+        let mut plain = login();
+        if let crate::EventData::LoginSucceeded(d) = &mut plain.data {
+            d.user_agent = Some("x".repeat(2049));
+        }
+        assert_eq!(
+            crate::parse(&plain.to_json_bytes()).unwrap_err().field,
+            "data.user_agent"
+        );
     }
 
     #[test]

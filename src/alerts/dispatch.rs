@@ -177,7 +177,11 @@ impl Dispatcher {
         let mut pending = Vec::with_capacity(batch.len());
         let mut failure: Option<anyhow::Error> = None;
         for alert in batch {
-            let payload = cloud_event(alert);
+            let payload = if self.without_personal {
+                cloud_event(&without_personal(alert))
+            } else {
+                cloud_event(alert)
+            };
             let mut record = FutureRecord::to(&self.alerts.topic)
                 .key(alert.subject.as_bytes())
                 .payload(&payload);
@@ -309,6 +313,18 @@ impl Dispatcher {
                 return Ok(());
             }
         }
+    }
+}
+
+/// The alert as published when personal data is encrypted: rule, severity, subject, user id,
+/// counts, times and evidence ids; no address, description or metadata (those name addresses,
+/// cities, user agents and identifiers), which the query API serves and `forget` can erase.
+fn without_personal(alert: &Alert) -> Alert {
+    Alert {
+        ip: None,
+        description: alert.title.clone(),
+        metadata: json!({ "details": format!("/api/v1/admin/alerts/{}", alert.id) }),
+        ..alert.clone()
     }
 }
 

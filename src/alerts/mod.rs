@@ -64,6 +64,10 @@ pub struct Dispatcher {
     alerts: KafkaConfig,
     policy: BTreeMap<String, PolicyAction>,
     content_type_header: bool,
+    /// With `privacy.encrypt`: alerts go to the topic without what could identify or locate a
+    /// person (addresses, cities, user agents, identifiers in the description and metadata),
+    /// because a topic cannot be erased; the whole alert is at `GET /api/v1/admin/alerts/{id}`.
+    without_personal: bool,
 }
 
 /// The client settings of the alerts topic: the events topic's, with `alerts.topic`.
@@ -89,6 +93,7 @@ impl Dispatcher {
             producer: crate::kafka::producer_config(&alerts).create()?,
             policy: config.alerts.policy.clone(),
             content_type_header: alerts.content_type_header,
+            without_personal: config.privacy.encrypt,
             alerts,
         })
     }

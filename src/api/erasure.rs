@@ -45,7 +45,7 @@ async fn forget_user(
     Path(id): Path<String>,
 ) -> Result<Json<Erasure>, ApiError> {
     let id = user_id("id", &id)?.to_owned();
-    let Some(keys) = api.keys() else {
+    let (true, Some(keys)) = (state.config().privacy.encrypt, api.keys()) else {
         tracing::warn!("forget refused: privacy.master_key_file is not set");
         return Err(ApiError::NotPermitted(
             "erasure needs encryption: set privacy.master_key_file and privacy.encrypt",
@@ -56,7 +56,7 @@ async fn forget_user(
         .await
         .map_err(unavailable)?;
     let erasure = forget_everywhere(
-        &state.config(),
+        state.config(),
         api.pool(),
         Some(keys),
         &id,

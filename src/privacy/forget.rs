@@ -38,32 +38,65 @@ pub async fn forget(
     requested_by: &str,
 ) -> Result<Erasure, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    crate::projector::sink::invalidate_caches(&mut tx).await?;
+    // A rebuild's swap locks the live checkpoints EXCLUSIVE: this waits for a swap in progress
+    // (whose tables it then purges) or makes the swap wait, which then purges what it brings.
+    sqlx::query("LOCK TABLE projection_checkpoints IN ROW SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let live: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *tx)
+        .await?;
+    // Every schema holding projection tables: the live one, rebuilds in progress, the tables a
+    // swap replaced (`authtrail_old_*`), as-of builds.
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = 'projection_epochs' AND c.relkind = 'r'
+         ORDER BY n.nspname <> $1, n.nspname",
+    )
+    .bind(&live)
+    .fetch_all(&mut *tx)
+    .await?;
+    // New epochs first: a batch that already opened the person's events fails its guard.
+    for schema in &schemas {
+        sqlx::query(&format!(
+            "UPDATE {} SET epoch = gen_random_uuid()",
+            qualified(schema, "projection_epochs")
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
     let destroyed: Vec<i32> =
         sqlx::query_scalar("DELETE FROM subject_keys WHERE subject = $1 RETURNING generation")
             .bind(subject)
             .fetch_all(&mut *tx)
             .await?;
-    let schema: String = sqlx::query_scalar("SELECT current_schema()")
-        .fetch_one(&mut *tx)
-        .await?;
-    let purged = purge(&mut tx, &schema, subject).await?;
-    let erased_at = chrono::Utc::now();
+    let mut purged = BTreeMap::new();
+    for schema in &schemas {
+        for (table, n) in purge(&mut tx, schema, subject).await? {
+            let name = if *schema == live {
+                table
+            } else {
+                format!("{schema}.{table}")
+            };
+            *purged.entry(name).or_insert(0) += n;
+        }
+    }
     let id = Uuid::new_v4();
     let generation = destroyed.iter().copied().max();
-    sqlx::query(
-        "INSERT INTO erasures (id, subject, generation, keys, requested_by, erased_at, purged)
+    // The database's clock, as a rebuild's swap compares it with its own migrations' time.
+    let erased_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO erasures (id, subject, generation, keys, requested_by, purged)
          VALUES ($1, $2, COALESCE($3, (SELECT max(generation) FROM erasures WHERE subject = $2), 0),
-                 $4, $5, $6, $7)",
+                 $4, $5, $6)
+         RETURNING erased_at",
     )
     .bind(id)
     .bind(subject)
     .bind(generation)
     .bind(destroyed.len() as i32)
     .bind(requested_by)
-    .bind(erased_at)
     .bind(sqlx::types::Json(&purged))
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     if let Some(k) = keys {
@@ -105,6 +138,29 @@ pub(crate) async fn purge(
     subject: &str,
 ) -> Result<BTreeMap<String, u64>, sqlx::Error> {
     let t = |name: &str| qualified(schema, name);
+    // A schema made by an older version may lack some tables.
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relkind = 'r'",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await?;
+    let has = |name: &str| present.iter().any(|p| p == name);
+    if !["login_history", "sessions", "security_events", "alerts"]
+        .iter()
+        .all(|n| has(n))
+    {
+        return Ok(BTreeMap::new());
+    }
+    // Failed logins where no account matched an identifier the person used (`user_id` empty).
+    let identifiers: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT DISTINCT lower(identifier) FROM {} WHERE user_id = $1 AND identifier IS NOT NULL",
+        t("login_history")
+    ))
+    .bind(subject)
+    .fetch_all(&mut *conn)
+    .await?;
     let ips: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT ip FROM {} WHERE user_id = $1 AND ip IS NOT NULL
          UNION SELECT ip FROM {} WHERE user_id = $1 AND ip IS NOT NULL",
@@ -141,7 +197,24 @@ pub(crate) async fn purge(
         ),
     ];
     let mut purged = BTreeMap::new();
+    if !identifiers.is_empty() {
+        let n = sqlx::query(&format!(
+            "DELETE FROM {} WHERE user_id IS NULL AND lower(identifier) = ANY($1)",
+            t("login_history")
+        ))
+        .bind(&identifiers)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        purged.insert(
+            "login_history (unknown-user attempts with the person's identifiers)".to_owned(),
+            n,
+        );
+    }
     for (table, sql) in statements {
+        if !has(table) {
+            continue;
+        }
         let n = sqlx::query(&sql)
             .bind(subject)
             .execute(&mut *conn)
@@ -149,22 +222,125 @@ pub(crate) async fn purge(
             .rows_affected();
         *purged.entry(table.to_owned()).or_insert(0) += n;
     }
-    if !ips.is_empty() {
-        for table in ["alert_signals", "alerts"] {
-            let n = sqlx::query(&format!(
-                "UPDATE {} SET ip = NULL WHERE ip = ANY($1)",
+    // Alerts and signals about other subjects (a network, several accounts) that name the
+    // person: their addresses, identifiers and user id are scrubbed from them.
+    let mut needles: Vec<String> = vec![subject.to_lowercase()];
+    needles.extend(ips.iter().map(|s| s.to_lowercase()));
+    needles.extend(identifiers.iter().cloned());
+    for (table, text_col, json_col) in [
+        ("alerts", "description", "metadata"),
+        ("alert_signals", "key", "detail"),
+    ] {
+        if !has(table) {
+            continue;
+        }
+        let rows: Vec<(String, Option<String>, Option<String>, serde_json::Value)> =
+            sqlx::query_as(&format!(
+                "SELECT ctid::text, ip, {text_col}, {json_col} FROM {}
+                 WHERE ip = ANY($2) OR EXISTS (
+                     SELECT 1 FROM unnest($1::text[]) n
+                     WHERE strpos(lower({json_col}::text), n) > 0
+                        OR strpos(lower(coalesce({text_col}, '')), n) > 0)",
                 t(table)
             ))
+            .bind(&needles)
             .bind(&ips)
+            .fetch_all(&mut *conn)
+            .await?;
+        for (ctid, ip, text, mut json) in rows {
+            scrub(&mut json, &needles);
+            let text = text.map(|t| scrub_text(&t, &needles));
+            let ip = ip.filter(|i| !ips.contains(i));
+            sqlx::query(&format!(
+                "UPDATE {} SET ip = $2, {text_col} = $3, {json_col} = $4 WHERE ctid = $1::tid",
+                t(table)
+            ))
+            .bind(&ctid)
+            .bind(ip)
+            .bind(text)
+            .bind(&json)
             .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            *purged
-                .entry(format!("{table} (address removed)"))
-                .or_insert(0) += n;
+            .await?;
+            *purged.entry(format!("{table} (scrubbed)")).or_insert(0) += 1;
         }
     }
     Ok(purged)
+}
+
+/// Removes `needles` (lower case) from `v`: array elements that are or contain one are dropped,
+/// object members that are one become `"[redacted]"`, text containing one has it replaced.
+fn scrub(v: &mut serde_json::Value, needles: &[String]) {
+    use serde_json::Value;
+    fn names(v: &Value, needles: &[String]) -> bool {
+        match v {
+            Value::String(s) => {
+                let s = s.to_lowercase();
+                needles.iter().any(|n| find_word(&s, n, 0).is_some())
+            }
+            Value::Array(a) => a.iter().any(|x| names(x, needles)),
+            Value::Object(o) => o.values().any(|x| names(x, needles)),
+            _ => false,
+        }
+    }
+    match v {
+        Value::Array(a) => {
+            a.retain(|x| !names(x, needles));
+        }
+        Value::Object(o) => {
+            for x in o.values_mut() {
+                match x {
+                    Value::String(s) => *s = scrub_text(s, needles),
+                    other => scrub(other, needles),
+                }
+            }
+        }
+        Value::String(s) => *s = scrub_text(s, needles),
+        _ => {}
+    }
+}
+
+/// `text` with every (case-insensitive) whole occurrence of a needle replaced by `[redacted]`.
+fn scrub_text(text: &str, needles: &[String]) -> String {
+    let mut out = text.to_owned();
+    for n in needles.iter().filter(|n| !n.is_empty()) {
+        let mut from = 0;
+        loop {
+            let lower = out.to_lowercase();
+            if lower.len() != out.len() {
+                // Lower-casing changed byte offsets (non-ASCII): drop the whole text if it
+                // names the person at all.
+                if find_word(&lower, n, 0).is_some() {
+                    return "[redacted]".to_owned();
+                }
+                break;
+            }
+            match find_word(&lower, n, from) {
+                Some(i) => {
+                    out.replace_range(i..i + n.len(), "[redacted]");
+                    from = i + "[redacted]".len();
+                }
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// Where `needle` occurs in `hay` at or after `from` as a whole word: not preceded or followed
+/// by a letter or digit (so `u1` is not found in `u12`, nor `1.2.3.4` in `1.2.3.45`).
+fn find_word(hay: &str, needle: &str, from: usize) -> Option<usize> {
+    let mut start = from;
+    while let Some(i) = hay.get(start..)?.find(needle) {
+        let at = start + i;
+        let end = at + needle.len();
+        let before = hay[..at].chars().next_back();
+        let after = hay[end..].chars().next();
+        if !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric) {
+            return Some(at);
+        }
+        start = at + needle.len().max(1);
+    }
+    None
 }
 
 /// The subjects forgotten at or after `since` (for a rebuild's swap).
@@ -180,4 +356,42 @@ pub(crate) async fn forgotten_since(
     .bind(since)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{scrub, scrub_text};
+    use serde_json::json;
+
+    #[test]
+    fn scrubbing_drops_the_persons_entries_and_keeps_the_rest() {
+        let needles = vec!["alice".to_owned(), "198.51.100.7".to_owned()];
+        let mut v = json!({
+            "accounts": ["alice", "bob"],
+            "addresses": ["198.51.100.7", "203.0.113.1"],
+            "latest": {"ip": "198.51.100.7", "key": "Alice"},
+            "compromised": [{"account": "alice", "ip": "198.51.100.7"}, {"account": "bob"}],
+            "note": "seen from 198.51.100.7 twice"
+        });
+        scrub(&mut v, &needles);
+        assert_eq!(
+            v,
+            json!({
+                "accounts": ["bob"],
+                "addresses": ["203.0.113.1"],
+                "latest": {"ip": "[redacted]", "key": "[redacted]"},
+                "compromised": [{"account": "bob"}],
+                "note": "seen from [redacted] twice"
+            })
+        );
+        assert_eq!(scrub_text("ALICE failed", &needles), "[redacted] failed");
+        assert_eq!(
+            scrub_text("malice from 198.51.100.71", &needles),
+            "malice from 198.51.100.71"
+        );
+        assert_eq!(
+            scrub_text("from 198.51.100.7.", &needles),
+            "from [redacted]."
+        );
+    }
 }

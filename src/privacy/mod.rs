@@ -42,6 +42,12 @@ pub enum PrivacyError {
     },
     #[error("the data key of {0:?} does not unwrap: the subject_keys row or the master key file is damaged")]
     Unwrap(String),
+    /// A subject's key vanished between being created and being read (a concurrent forget).
+    #[error("no data key for a subject of event {0} (forgotten meanwhile?); nothing was sealed")]
+    NoKey(uuid::Uuid),
+    /// Only authtrail seals, once: an event handed in sealed is refused, not passed through.
+    #[error("event {0} already carries personaldata")]
+    AlreadySealed(uuid::Uuid),
     /// A sealed event met a reader without a master key.
     #[error("event {0} carries encrypted personal data, but privacy.master_key_file is not set")]
     NoMasterKey(uuid::Uuid),
@@ -248,6 +254,9 @@ impl Keyring {
     /// Encrypts the personal members of every event about a subject that still has them in
     /// `data` (creating subjects' keys as needed). On error no event was changed.
     pub async fn seal_all(&self, events: &mut [Event]) -> Result<(), PrivacyError> {
+        if let Some(e) = events.iter().find(|e| e.personal.is_some()) {
+            return Err(PrivacyError::AlreadySealed(e.id));
+        }
         let subjects: BTreeSet<&str> = events
             .iter()
             .filter(|e| e.personal.is_none() && e.carries_personal_data())
@@ -272,9 +281,15 @@ impl Keyring {
                 keys.insert(subject, key);
             }
         }
+        // Fail closed: every event that needs a key has one before any is changed.
+        if let Some(e) = events.iter().find(|e| {
+            e.carries_personal_data() && !e.subject.as_deref().is_some_and(|s| keys.contains_key(s))
+        }) {
+            return Err(PrivacyError::NoKey(e.id));
+        }
         let mut sealed = 0u64;
         for e in events.iter_mut() {
-            if e.personal.is_some() || !e.carries_personal_data() {
+            if !e.carries_personal_data() {
                 continue;
             }
             let Some(key) = e.subject.as_deref().and_then(|s| keys.get(s)) else {
@@ -439,6 +454,13 @@ impl Keyring {
             };
             ciphers.insert(id, cipher);
         }
+        // Keys destroyed elsewhere (a forget in another process) leave this cache too.
+        for (s, g) in &wanted {
+            let id = (s.to_string(), *g);
+            if !ciphers.contains_key(&id) {
+                self.opening.invalidate(&id);
+            }
+        }
         for e in events.iter_mut() {
             let Some(sealed) = e.personal.take() else {
                 continue;
@@ -464,6 +486,13 @@ impl Keyring {
                 Some(p) => {
                     e.restore_personal(p);
                     out.opened += 1;
+                }
+                None if ciphers.contains_key(&(subject.clone(), sealed.generation)) => {
+                    // The key exists but the ciphertext does not open: damaged, or moved from
+                    // another event. Folded redacted (nothing is lost: the log keeps it).
+                    metrics::counter!("authtrail_privacy_unopenable_total").increment(1);
+                    tracing::error!(event_id = %e.id, "encrypted personal data does not open with its subject's key; folded redacted");
+                    out.redacted += 1;
                 }
                 None => out.redacted += 1,
             }

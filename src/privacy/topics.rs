@@ -112,11 +112,10 @@ fn rejections_of(
             cfg.topic
         );
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                if names(m.key(), m.payload(), subject) {
-                    ends.insert(m.partition(), m.offset() + 1);
-                }
+            Some(Ok(m)) if names(m.key(), m.payload(), subject) => {
+                ends.insert(m.partition(), m.offset() + 1);
             }
+            Some(Ok(_)) => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
             }

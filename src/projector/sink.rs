@@ -213,7 +213,7 @@ pub async fn apply_batch(
         // 4. Load (what the cache does not hold), fold, write.
         let needs = Needs::of(&new, rules);
         let (state, new_epoch) =
-            load_batch_state(conn, projection, cache, &new_homed, &needs).await?;
+            load_batch_state(conn, projection, epoch, cache, &new_homed, &needs).await?;
         if new_epoch.is_some() {
             epoch = new_epoch;
         }
@@ -433,6 +433,7 @@ async fn record_processed(
 async fn load_batch_state(
     conn: &mut PgConnection,
     projection: &str,
+    started: Option<Uuid>,
     cache: &mut Cache,
     new_homed: &[(&Event, &TopicPartition)],
     needs: &Needs,
@@ -448,7 +449,7 @@ async fn load_batch_state(
     if !Cache::foreign(&state, &events) {
         return Ok((state, None));
     }
-    let new_epoch = bump_epoch(conn, projection).await?;
+    let new_epoch = bump_epoch(conn, projection, started).await?;
     let sids: Vec<&str> = needs.session_ids.iter().map(String::as_str).collect();
     for s in sessions_by_id(conn, &sids).await? {
         state.insert_session(s);
@@ -502,15 +503,24 @@ async fn guard_epoch(
     Ok(())
 }
 
-/// Gives `projection` a new epoch (in the caller's transaction) and returns it.
-async fn bump_epoch(conn: &mut PgConnection, projection: &str) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO projection_epochs (projection, epoch) VALUES ($1, gen_random_uuid())
-         ON CONFLICT (projection) DO UPDATE SET epoch = EXCLUDED.epoch RETURNING epoch",
+/// Gives `projection` a new epoch (in the caller's transaction) and returns it, provided it
+/// still has the epoch the batch `started` with: a new epoch taken meanwhile by someone else (a
+/// `forget`, retention, another worker) fails the batch as its guard would, instead of being
+/// overwritten and so hidden from the guard.
+async fn bump_epoch(
+    conn: &mut PgConnection,
+    projection: &str,
+    started: Option<Uuid>,
+) -> Result<Uuid, sqlx::Error> {
+    let epoch: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE projection_epochs SET epoch = gen_random_uuid()
+         WHERE projection = $1 AND epoch IS NOT DISTINCT FROM $2 RETURNING epoch",
     )
     .bind(projection)
-    .fetch_one(conn)
-    .await
+    .bind(started)
+    .fetch_optional(conn)
+    .await?;
+    epoch.ok_or_else(|| sqlx::Error::Protocol(EPOCH_CHANGED.into()))
 }
 
 /// Gives every projection a new epoch, in the caller's transaction: for whoever changes the read

@@ -342,7 +342,17 @@ async fn read_record(
         if !pairs.is_empty() {
             let recorded: Map<String, Value> = pairs
                 .iter()
-                .map(|(k, v)| (recordable(k), Value::from(recordable(v))))
+                .map(|(k, v)| {
+                    // An address or identifier searched for is personal data about someone
+                    // else, which the audit record would keep in the clear for good: it records
+                    // that the admin searched by it, not the value.
+                    let value = if PERSONAL_PARAMETERS.contains(&k.as_str()) {
+                        authtrail_events::personal::REDACTED.to_owned()
+                    } else {
+                        recordable(v)
+                    };
+                    (recordable(k), Value::from(value))
+                })
                 .collect();
             details.insert(section.into(), Value::Object(recorded));
         }
@@ -351,6 +361,9 @@ async fn read_record(
     check_contract(&event)?;
     Ok(event)
 }
+
+/// Query parameters whose values are personal data (see [`authtrail_events::personal`]).
+const PERSONAL_PARAMETERS: &[&str] = &["ip", "identifier"];
 
 #[cfg(test)]
 mod tests {

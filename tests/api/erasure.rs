@@ -110,6 +110,9 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
         "12.3456789".to_owned(),
         "98.7654321".to_owned(),
         format!("Renamed canary {tag}"),
+        format!("Farcanary{tag}"),
+        "203.0.113.99".to_owned(),
+        "33.8688".to_owned(),
     ];
     let t0 = ago(30);
     let geo = json!({"country_code": "GB", "country": "United Kingdom", "city": city, "latitude": lat, "longitude": lon});
@@ -249,6 +252,30 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
             .unwrap();
     assert_eq!(name, Some(format!("Renamed canary {tag}")));
 
+    // From the other side of the world minutes later: an impossible-travel alert, whose
+    // description and metadata name both places.
+    app.publish(vec![ev(
+        "login.succeeded",
+        9,
+        json!({"session_id": format!("far-{tag}"), "login_method": "password",
+               "expires_at": ts(t0 + chrono::Duration::hours(8)),
+               "identifier": identifier, "ip": "203.0.113.99", "user_agent": ua,
+               "geo": {"country_code": "AU", "country": "Australia", "city": format!("Farcanary{tag}"),
+                       "latitude": -33.8688, "longitude": 151.2093}}),
+    )])
+    .await;
+    app.settle().await;
+    // The alert was raised and published (with its personal details only when encryption is
+    // off: a topic cannot be erased).
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM alerts WHERE user_id = $1 AND rule = 'impossible_travel'",
+    )
+    .bind(&person)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts, 1, "the impossible-travel alert");
+
     // Only a super_admin may forget; the admin's attempt changes nothing.
     let path = format!("/api/v1/admin/users/{person}/forget");
     let refused = app
@@ -262,13 +289,34 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
     let erased = app
         .call(Method::POST, &path, Some(&super_admin), None)
         .await;
+    let erased = if encrypt {
+        erased
+    } else {
+        // The route refuses to forget without encryption; erase as it would, to show what
+        // encryption is for.
+        assert_eq!(erased.status, StatusCode::FORBIDDEN, "{erased:?}");
+        let e = authtrail::privacy::forget::forget_everywhere(
+            &app.config,
+            &app.pool,
+            None,
+            &person,
+            "api:root-1",
+        )
+        .await
+        .unwrap();
+        Answer {
+            status: StatusCode::OK,
+            headers: Default::default(),
+            body: serde_json::to_value(e).unwrap(),
+        }
+    };
     assert_eq!(erased.status, StatusCode::OK, "{erased:?}");
     assert_eq!(
         erased.body["keys_destroyed"],
         json!(if encrypt { 1 } else { 0 })
     );
-    // The HTTP-published session and the one the raw event began.
-    assert_eq!(erased.body["purged"]["sessions"], json!(2), "{erased:?}");
+    // The two HTTP-published sessions and the one the raw event began.
+    assert_eq!(erased.body["purged"]["sessions"], json!(3), "{erased:?}");
     assert_eq!(
         erased.body["inputs"]["deleted_below"]
             .as_object()
@@ -352,7 +400,7 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
         assert_eq!(rebuilt, (None, None));
         assert_eq!(
             asof.body["sessions"].as_array().map(Vec::len),
-            Some(2),
+            Some(3),
             "{asof:?}"
         );
     }
@@ -465,5 +513,8 @@ async fn a_forgotten_person_leaves_no_plaintext_anywhere_and_the_log_still_verif
     .unwrap();
     assert!(verified.ok(), "{:?}", verified.problems);
     // Every record (a transaction marker of the stage takes an offset but is no record).
-    assert_eq!(verified.verified as usize, app.topic.read_to_end().await.len());
+    assert_eq!(
+        verified.verified as usize,
+        app.topic.read_to_end().await.len()
+    );
 }

@@ -148,7 +148,8 @@ impl GeoIp {
                 Ok(Some(geo)) => return Some(GeoHit { geo, db: i }),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(database = %db.name, %ip, error = %e, "GeoIP lookup failed")
+                    // The address is personal data: never logged.
+                    tracing::warn!(database = %db.name, error = %e, "GeoIP lookup failed")
                 }
             }
         }
