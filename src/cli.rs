@@ -203,7 +203,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 config.privacy.encrypt,
                 "forget needs privacy.encrypt (and privacy.master_key_file): without it events are stored in the clear and cannot be erased"
             );
-            let keys = crate::privacy::Keyring::from_config(&config, &pool)?.context(
+            let keys = crate::privacy::Keyring::from_config(&config)?.context(
                 "forget needs privacy.master_key_file (the key that wraps the subjects' keys)",
             )?;
             let by = format!(

@@ -497,7 +497,8 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
         "live tables after the swap differ from the fold of the log"
     );
     // Same indexes as the tables they replaced (the deferred ones were built). The alert
-    // dispatcher's deliveries are no projection: they stay in `public`, across rebuilds.
+    // dispatcher's deliveries, the seals and the data keys are no projection: they stay in
+    // `public`, across rebuilds.
     let old = report.old_schema.clone().unwrap();
     let defs = |schema: String| {
         let pool = pool.clone();
@@ -505,7 +506,7 @@ async fn rebuild_while_publishing_swaps_in_equal_tables_and_rebuilds_are_identic
             sqlx::query_scalar::<_, String>(
                 "SELECT replace(indexdef, schemaname || '.', '') FROM pg_indexes
                  WHERE schemaname = $1
-                   AND tablename NOT IN ('_sqlx_migrations', 'alert_deliveries', 'seal_checkpoints', 'seal_heads')
+                   AND tablename NOT IN ('_sqlx_migrations', 'alert_deliveries', 'seal_checkpoints', 'seal_heads', 'subject_keys', 'erasures')
                  ORDER BY indexname",
             )
             .bind(schema)

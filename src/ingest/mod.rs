@@ -432,7 +432,7 @@ impl Intake {
         let intake = Intake::new(publisher, enricher, Limits::from(&config.ingest));
         // The keyring's pool connects on first use: an intake-only server or `publish` without
         // encryption never touches the database.
-        let keys = Keyring::from_config_lazy(config)?;
+        let keys = Keyring::from_config(config)?;
         Ok(intake.with_keys(keys, config.privacy.encrypt))
     }
 

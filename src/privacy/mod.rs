@@ -198,34 +198,23 @@ impl Keyring {
         }
     }
 
-    /// The keyring `config` asks for: `None` without `privacy.master_key_file`.
-    pub fn from_config(
-        config: &crate::config::Config,
-        pool: &PgPool,
-    ) -> anyhow::Result<Option<Arc<Keyring>>> {
+    /// The keyring `config` asks for: `None` without `privacy.master_key_file`. It has a small
+    /// pool of its own, connected on first use: a projector lane asks for keys while it holds
+    /// one of the projector's connections in its transaction, and must never wait for another
+    /// lane's.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Option<Arc<Keyring>>> {
         let Some(path) = &config.privacy.master_key_file else {
             return Ok(None);
         };
         let master = MasterKey::load(path)?;
-        Ok(Some(Arc::new(Keyring::new(
-            pool.clone(),
-            master,
-            Duration::from_secs(config.privacy.key_cache_secs),
-        ))))
-    }
-
-    /// [`Keyring::from_config`] with a small pool of its own, connected on first use (for
-    /// processes that otherwise need no database).
-    pub fn from_config_lazy(
-        config: &crate::config::Config,
-    ) -> anyhow::Result<Option<Arc<Keyring>>> {
-        if config.privacy.master_key_file.is_none() {
-            return Ok(None);
-        }
         let pool = crate::db::pool_options(4, Duration::from_secs(5))
             .connect_lazy(&config.database.url)
             .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
-        Keyring::from_config(config, &pool)
+        Ok(Some(Arc::new(Keyring::new(
+            pool,
+            master,
+            Duration::from_secs(config.privacy.key_cache_secs),
+        ))))
     }
 
     /// Refuses a master key other than the one the stored keys were wrapped with (a wrong key
@@ -560,5 +549,23 @@ mod tests {
             !format!("{master:?}").contains("0101"),
             "Debug shows the id only"
         );
+    }
+
+    #[test]
+    fn a_missing_or_readable_master_key_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let missing = MasterKey::load(&path).unwrap_err().to_string();
+        assert!(missing.contains("privacy.master_key_file"), "{missing}");
+        std::fs::write(&path, "q0J3uY7X1mZ3b2Zr4m9xQw2l8sJ0aHc5ZkRzT1VwWmM=\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let readable = MasterKey::load(&path).unwrap_err().to_string();
+        assert!(readable.contains("readable by others"), "{readable}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(MasterKey::load(&path).is_ok());
+        std::fs::write(&path, "c2hvcnQ=").unwrap();
+        let short = MasterKey::load(&path).unwrap_err().to_string();
+        assert!(short.contains("a master key is 32"), "{short}");
     }
 }

@@ -126,7 +126,7 @@ pub struct Projector {
 impl Projector {
     /// Joins the consumer group (subscribes; partitions arrive with the first poll).
     pub fn new(config: Config, pool: PgPool) -> anyhow::Result<Projector> {
-        let keys = crate::privacy::Keyring::from_config(&config, &pool)?;
+        let keys = crate::privacy::Keyring::from_config(&config)?;
         let mut c = admin_config(&config.kafka);
         c.set("group.id", &config.projector.group_id)
             .set("enable.auto.commit", "true")

@@ -81,7 +81,7 @@ async fn build(
     batch: usize,
 ) -> anyhow::Result<AsOfSummary> {
     let spool = schema::prepare(&config.database, pool, schema_name).await?;
-    let keys = crate::privacy::Keyring::from_config(config, pool)?;
+    let keys = crate::privacy::Keyring::from_config(config)?;
     let (projection, rules) = schema::projection_of(config);
     let topic = config.kafka.topic.clone();
     let partitions = log::partitions(&config.kafka).await?;

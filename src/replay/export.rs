@@ -392,7 +392,7 @@ pub async fn replay(
     progress: bool,
 ) -> anyhow::Result<Summary> {
     let ranges = snapshot_ranges(config, args).await?;
-    let keys = crate::privacy::Keyring::from_config_lazy(config)?;
+    let keys = crate::privacy::Keyring::from_config(config)?;
     let bar = progress.then(|| progress_bar(&ranges));
     let mut out = Out::new(out, args.format)?;
     let keep_data = filter.needs_data() || args.format == Format::Csv;

@@ -481,7 +481,7 @@ pub async fn rebuild_from(
     tracing::info!(schema = %target_schema, deferred, "building; reader-only indexes deferred");
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
-    let keys = crate::privacy::Keyring::from_config(config, pool)?;
+    let keys = crate::privacy::Keyring::from_config(config)?;
     let mut b = Builder::start(config, opts, &spool, source, stop, progress, keys).await?;
 
     // Chase the live checkpoints until close.
