@@ -193,29 +193,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => validate(file.as_deref()),
-        Command::Forget { user } => {
-            let pool = db::migrate(&config.database)
-                .await
-                .context("migrating the database")?;
-            // Without encryption the log holds personal data in the clear: a forget would purge
-            // the tables and the next rebuild would bring everything back.
-            anyhow::ensure!(
-                config.privacy.encrypt,
-                "forget needs privacy.encrypt (and privacy.master_key_file): without it events are stored in the clear and cannot be erased"
-            );
-            let keys = crate::privacy::Keyring::from_config(&config)?.context(
-                "forget needs privacy.master_key_file (the key that wraps the subjects' keys)",
-            )?;
-            let by = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
-            let erasure =
-                crate::privacy::forget::forget_everywhere(&config, &pool, Some(&keys), &user, &by)
-                    .await?;
-            println!("{}", serde_json::to_string_pretty(&erasure)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Forget { user } => forget(&config, &user).await,
         Command::Verify(args) => {
             // Read only: the database under audit is never migrated or written by verify.
             let pool = db::pool_options(2, Duration::from_secs(10))
@@ -408,4 +386,27 @@ fn validate(file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `authtrail forget USER`: erases a person (see [`crate::privacy::forget`]).
+async fn forget(config: &Config, user: &str) -> anyhow::Result<ExitCode> {
+    // Without encryption the log holds personal data in the clear: a forget would purge
+    // the tables and the next rebuild would bring everything back.
+    anyhow::ensure!(
+        config.privacy.encrypt,
+        "forget needs privacy.encrypt (and privacy.master_key_file): without it events are stored in the clear and cannot be erased"
+    );
+    let pool = db::migrate(&config.database)
+        .await
+        .context("migrating the database")?;
+    let keys = crate::privacy::Keyring::from_config(config)?
+        .context("forget needs privacy.master_key_file (the key that wraps the subjects' keys)")?;
+    let by = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let erasure =
+        crate::privacy::forget::forget_everywhere(config, &pool, Some(&keys), user, &by).await?;
+    println!("{}", serde_json::to_string_pretty(&erasure)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -55,3 +55,15 @@ pub async fn migrate(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     );
     Ok(pool)
 }
+
+/// `name` as a quoted SQL identifier: in double quotes, with `"` doubled. Every identifier
+/// written into SQL text (schema and table names of rebuilds, as-of builds, erasure) goes
+/// through here; values are bound as parameters.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `schema.name`, both quoted.
+pub(crate) fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", ident(schema), ident(name))
+}

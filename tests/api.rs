@@ -504,6 +504,11 @@ fn operations(review_id: &str, alert_id: &str) -> Vec<(Method, &'static str, Str
     let m = |method: Method, template: &'static str, path: String| (method, template, path);
     vec![
         m(
+            Method::POST,
+            "/api/v1/admin/users/{id}/forget",
+            "/api/v1/admin/users/carol/forget".into(),
+        ),
+        m(
             Method::GET,
             "/api/v1/auth/sessions",
             "/api/v1/auth/sessions".into(),
@@ -662,6 +667,8 @@ fn expected(method: &Method, template: &str) -> [u16; 5] {
         | ("PUT", "/api/v1/auth/devices/{id}/trust")
         | ("DELETE", "/api/v1/auth/devices/{id}/trust") => [401, 202, 404, 404, 403],
         ("POST", "/api/v1/sessions/introspect") => [401, 403, 403, 403, 200],
+        // Erasure is a super_admin's (tests/api/erasure.rs runs it).
+        ("POST", "/api/v1/admin/users/{id}/forget") => [401, 403, 403, 403, 403],
         ("POST", _) | ("DELETE", _) => [401, 403, 403, 202, 403],
         _ => [401, 403, 403, 200, 403],
     }

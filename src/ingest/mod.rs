@@ -518,7 +518,7 @@ impl Intake {
         let mut events = events;
         let appended = match self.prepare(&mut events, publisher).await {
             Ok(()) => self.publisher.publish_all(&events).await,
-            Err(e) => Err(e.into()),
+            Err(e) => Err(PublishError::Privacy(e.to_string())),
         };
         match &appended {
             Ok(_) => {

@@ -31,7 +31,7 @@ pub enum PublishError {
     Canceled,
     /// Personal data could not be encrypted (nothing was appended).
     #[error("encrypting personal data: {0}")]
-    Privacy(#[from] crate::privacy::PrivacyError),
+    Privacy(String),
 }
 
 /// Appends events to the events topic.

@@ -7,7 +7,7 @@
 //! replay, rebuild or as-of yields the person's events redacted. Recorded in `erasures`.
 
 use super::Keyring;
-use crate::replay::schema::qualified;
+use crate::db::qualified;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
@@ -222,49 +222,61 @@ pub(crate) async fn purge(
             .rows_affected();
         *purged.entry(table.to_owned()).or_insert(0) += n;
     }
-    // Alerts and signals about other subjects (a network, several accounts) that name the
-    // person: their addresses, identifiers and user id are scrubbed from them.
     let mut needles: Vec<String> = vec![subject.to_lowercase()];
     needles.extend(ips.iter().map(|s| s.to_lowercase()));
     needles.extend(identifiers.iter().cloned());
-    for (table, text_col, json_col) in [
-        ("alerts", "description", "metadata"),
-        ("alert_signals", "key", "detail"),
-    ] {
-        if !has(table) {
-            continue;
-        }
-        let rows: Vec<(String, Option<String>, Option<String>, serde_json::Value)> =
-            sqlx::query_as(&format!(
-                "SELECT ctid::text, ip, {text_col}, {json_col} FROM {}
-                 WHERE ip = ANY($2) OR EXISTS (
-                     SELECT 1 FROM unnest($1::text[]) n
-                     WHERE strpos(lower({json_col}::text), n) > 0
-                        OR strpos(lower(coalesce({text_col}, '')), n) > 0)",
-                t(table)
-            ))
-            .bind(&needles)
-            .bind(&ips)
-            .fetch_all(&mut *conn)
-            .await?;
-        for (ctid, ip, text, mut json) in rows {
-            scrub(&mut json, &needles);
-            let text = text.map(|t| scrub_text(&t, &needles));
-            let ip = ip.filter(|i| !ips.contains(i));
-            sqlx::query(&format!(
-                "UPDATE {} SET ip = $2, {text_col} = $3, {json_col} = $4 WHERE ctid = $1::tid",
-                t(table)
-            ))
-            .bind(&ctid)
-            .bind(ip)
-            .bind(text)
-            .bind(&json)
-            .execute(&mut *conn)
-            .await?;
-            *purged.entry(format!("{table} (scrubbed)")).or_insert(0) += 1;
+    for table in ["alerts", "alert_signals"].into_iter().filter(|t| has(t)) {
+        let n = scrub_table(conn, &t(table), table, &needles, &ips).await?;
+        if n > 0 {
+            purged.insert(format!("{table} (scrubbed)"), n);
         }
     }
     Ok(purged)
+}
+
+/// Alerts and signals about other subjects (a network, several accounts) that name the person
+/// (`needles`: user id, addresses, identifiers, lower case): those are scrubbed from their text,
+/// metadata and address column. Returns the rows changed.
+async fn scrub_table(
+    conn: &mut PgConnection,
+    qualified_name: &str,
+    table: &str,
+    needles: &[String],
+    ips: &[String],
+) -> Result<u64, sqlx::Error> {
+    let (text_col, json_col) = if table == "alerts" {
+        ("description", "metadata")
+    } else {
+        ("key", "detail")
+    };
+    let rows: Vec<(String, Option<String>, Option<String>, serde_json::Value)> =
+        sqlx::query_as(&format!(
+            "SELECT ctid::text, ip, {text_col}, {json_col} FROM {qualified_name}
+             WHERE ip = ANY($2) OR EXISTS (
+                 SELECT 1 FROM unnest($1::text[]) n
+                 WHERE strpos(lower({json_col}::text), n) > 0
+                    OR strpos(lower(coalesce({text_col}, '')), n) > 0)"
+        ))
+        .bind(needles)
+        .bind(ips)
+        .fetch_all(&mut *conn)
+        .await?;
+    let changed = rows.len() as u64;
+    for (ctid, ip, text, mut json) in rows {
+        scrub(&mut json, needles);
+        let text = text.map(|t| scrub_text(&t, needles));
+        let ip = ip.filter(|i| !ips.contains(i));
+        sqlx::query(&format!(
+            "UPDATE {qualified_name} SET ip = $2, {text_col} = $3, {json_col} = $4 WHERE ctid = $1::tid"
+        ))
+        .bind(&ctid)
+        .bind(ip)
+        .bind(text)
+        .bind(&json)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(changed)
 }
 
 /// Removes `needles` (lower case) from `v`: array elements that are or contain one are dropped,

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub(crate) use crate::db::{ident, qualified};
+
 /// The tables one projection owns: its read tables, its deduplication set, its dead letters
 /// and its checkpoints. They are built, compared and swapped together.
 pub const PROJECTION_TABLES: &[&str] = &[
@@ -47,18 +49,6 @@ pub(crate) fn check_name(schema: &str) -> anyhow::Result<()> {
         bail!("schema name {schema:?}: use lower-case letters, digits and _ (at most 63)");
     }
     Ok(())
-}
-
-/// `name` as a quoted SQL identifier: in double quotes, with `"` doubled. Every identifier the
-/// rebuild, the as-of build and their helpers write into SQL text goes through here (values
-/// are bound as parameters).
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `schema.name`, both quoted.
-pub(crate) fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", ident(schema), ident(name))
 }
 
 /// A pool whose connections resolve unqualified names in `schema` only (temporary tables
