@@ -222,11 +222,15 @@ pub(crate) async fn purge(
             .rows_affected();
         *purged.entry(table.to_owned()).or_insert(0) += n;
     }
-    let mut needles: Vec<String> = vec![subject.to_lowercase()];
+    // Rows are chosen by whom they name (the user id, an identifier), not by address: an
+    // address the person also used (a shared network, or an attacker's after a takeover) stays
+    // in the evidence about other accounts.
+    let mut naming: Vec<String> = vec![subject.to_lowercase()];
+    naming.extend(identifiers.iter().cloned());
+    let mut needles = naming.clone();
     needles.extend(ips.iter().map(|s| s.to_lowercase()));
-    needles.extend(identifiers.iter().cloned());
     for table in ["alerts", "alert_signals"].into_iter().filter(|t| has(t)) {
-        let n = scrub_table(conn, &t(table), table, &needles, &ips).await?;
+        let n = scrub_table(conn, &t(table), table, &naming, &needles, &ips).await?;
         if n > 0 {
             purged.insert(format!("{table} (scrubbed)"), n);
         }
@@ -235,12 +239,13 @@ pub(crate) async fn purge(
 }
 
 /// Alerts and signals about other subjects (a network, several accounts) that name the person
-/// (`needles`: user id, addresses, identifiers, lower case): those are scrubbed from their text,
-/// metadata and address column. Returns the rows changed.
+/// (`naming`: user id and identifiers, lower case) have `needles` (those and the person's
+/// addresses) scrubbed from their text, metadata and address column. Returns the rows changed.
 async fn scrub_table(
     conn: &mut PgConnection,
     qualified_name: &str,
     table: &str,
+    naming: &[String],
     needles: &[String],
     ips: &[String],
 ) -> Result<u64, sqlx::Error> {
@@ -252,17 +257,25 @@ async fn scrub_table(
     let rows: Vec<(String, Option<String>, Option<String>, serde_json::Value)> =
         sqlx::query_as(&format!(
             "SELECT ctid::text, ip, {text_col}, {json_col} FROM {qualified_name}
-             WHERE ip = ANY($2) OR EXISTS (
+             WHERE EXISTS (
                  SELECT 1 FROM unnest($1::text[]) n
                  WHERE strpos(lower({json_col}::text), n) > 0
                     OR strpos(lower(coalesce({text_col}, '')), n) > 0)"
         ))
-        .bind(needles)
-        .bind(ips)
+        .bind(naming)
         .fetch_all(&mut *conn)
         .await?;
-    let changed = rows.len() as u64;
+    let mut changed = 0;
     for (ctid, ip, text, mut json) in rows {
+        // The pre-filter matched substrings; only whole names count.
+        let named = |t: &str| {
+            let t = t.to_lowercase();
+            naming.iter().any(|n| find_word(&t, n, 0).is_some())
+        };
+        if !named(&json.to_string()) && !text.as_deref().is_some_and(named) {
+            continue;
+        }
+        changed += 1;
         scrub(&mut json, needles);
         let text = text.map(|t| scrub_text(&t, needles));
         let ip = ip.filter(|i| !ips.contains(i));
